@@ -1,0 +1,104 @@
+"""The internal contract between the Client and its feature modules.
+
+KV, watch, lease, concurrency, cluster, maintenance and auth are written against ``ClientBase``
+only: how calls are sent (token, ``hasleader``, retries, deadlines, error mapping) and how keys
+are namespaced live in one place, ``client.py``, which implements the abstract parts.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, AsyncContextManager, TypeVar
+
+from puregrpc_etcd._keys import ALL_KEYS, key_range, prefix_range_end, to_key
+
+if TYPE_CHECKING:
+    import trio
+    from google.protobuf.message import Message
+
+    from puregrpc_etcd.grpc import Channel, Stream
+
+M = TypeVar("M", bound="Message")
+
+
+class ClientBase:
+    """What every feature module may use of a client; ``client.Client`` fills it in.
+
+    - ``_nursery``: the client's nursery; every background task of the client lives in it.
+    - ``_channel``: the ``grpc.Channel`` (one HTTP/2 connection at a time, failover inside).
+    - ``_timeout``: the client's default per-call timeout in seconds (None: no default).
+    - ``_namespace``: a prefix added to every key going out and removed from every key coming
+      back (``b""`` for a plain client; see ``client.namespace()``).
+    """
+
+    _nursery: trio.Nursery
+    _channel: Channel
+    _timeout: float | None
+    _namespace: bytes = b""
+
+    async def _unary(
+        self,
+        method: str,
+        request: Message,
+        reply_type: type[M],
+        *,
+        timeout: float | None = None,
+        repeatable: bool = False,
+        endpoint: str | None = None,
+    ) -> M:
+        """Send one unary etcd call and return its reply.
+
+        Adds the auth token and ``hasleader`` metadata, applies ``timeout`` (else the client's
+        default) together with the caller's trio deadline, retries on UNAVAILABLE when
+        ``repeatable`` (read-only calls) or when the request provably never reached the server,
+        re-authenticates once on an invalid token, and raises the typed ``EtcdError`` subclasses
+        of ``errors.py`` for every failure. ``endpoint`` sends the call to that one endpoint
+        instead of the channel's current connection (no failover).
+        """
+        raise NotImplementedError
+
+    def _stream(
+        self,
+        method: str,
+        reply_type: type[M],
+        *,
+        timeout: float | None = None,
+    ) -> AsyncContextManager[Stream[M]]:
+        """Open one streaming call with the current auth token and ``hasleader`` metadata.
+
+        The token is taken fresh (re-authenticating first if it is known to be stale) every time
+        a stream is opened. Errors are raised as they come from the transport
+        (``grpc.RpcError``); use ``errors.from_rpc_error`` to turn them into typed errors.
+        """
+        raise NotImplementedError
+
+    # Keys: validation and namespacing, in and out.
+
+    def _key(self, key: object, *, what: str = "key") -> bytes:
+        """A single key, validated (non-empty) and namespaced."""
+        return self._namespace + to_key(key, what=what)
+
+    def _range(
+        self,
+        key: object,
+        *,
+        prefix: bool = False,
+        from_key: bool = False,
+        range_end: object = None,
+    ) -> tuple[bytes, bytes]:
+        """The namespaced (key, range_end) of a range request (see ``_keys.key_range``)."""
+        start, end = key_range(key, prefix=prefix, from_key=from_key, range_end=range_end)
+        namespace = self._namespace
+        if not namespace:
+            return start, end
+        if start == ALL_KEYS and end == ALL_KEYS:
+            return namespace, prefix_range_end(namespace)
+        if end == ALL_KEYS:
+            return namespace + start, prefix_range_end(namespace)
+        return namespace + start, (namespace + end if end else b"")
+
+    def _unkey(self, key: bytes) -> bytes:
+        """A key as the caller sees it: the namespace removed."""
+        namespace = self._namespace
+        if namespace and key.startswith(namespace):
+            return key[len(namespace) :]
+        return key
