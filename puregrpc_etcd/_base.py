@@ -7,7 +7,7 @@ are namespaced live in one place, ``client.py``, which implements the abstract p
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, AsyncContextManager, TypeVar
+from typing import TYPE_CHECKING, AsyncContextManager, Awaitable, Callable, TypeVar
 
 from puregrpc_etcd._keys import ALL_KEYS, key_range, prefix_range_end, to_key
 
@@ -28,12 +28,16 @@ class ClientBase:
     - ``_timeout``: the client's default per-call timeout in seconds (None: no default).
     - ``_namespace``: a prefix added to every key going out and removed from every key coming
       back (``b""`` for a plain client; see ``client.namespace()``).
+    - ``_closers``: coroutine functions run, in reverse order of registration, when the client
+      closes, before its nursery is cancelled (each shielded and bounded in time by the client);
+      e.g. the lease module revokes the leases it granted.
     """
 
     _nursery: trio.Nursery
     _channel: Channel
     _timeout: float | None
     _namespace: bytes = b""
+    _closers: list[Callable[[], Awaitable[None]]]
 
     async def _unary(
         self,
