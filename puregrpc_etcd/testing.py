@@ -29,7 +29,7 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -48,6 +48,7 @@ __all__ = [
 _STOP_TIMEOUT = 10.0
 _LOG_TAIL_LINES = 60
 _live: set[EtcdServer] = set()
+_Self = TypeVar("_Self", bound="_Managed")
 
 
 class EtcdNotFoundError(RuntimeError):
@@ -124,7 +125,56 @@ def _temp_root() -> str | None:
     return shm if os.path.isdir(shm) and os.access(shm, os.W_OK) else None
 
 
-class EtcdServer:
+class _Managed:
+    """Sync and async context managers over ``start()`` and ``close()``.
+
+    The async form starts in a worker thread so the trio program keeps running meanwhile.
+    """
+
+    def start(self: _Self) -> _Self:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self: _Self) -> _Self:
+        try:
+            return self.start()
+        except BaseException:
+            self.close()
+            raise
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    async def __aenter__(self: _Self) -> _Self:
+        import trio
+
+        try:
+            await trio.to_thread.run_sync(self.start)
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        import trio
+
+        with trio.CancelScope(shield=True):
+            await trio.to_thread.run_sync(self.close)
+
+
+class EtcdServer(_Managed):
     """One etcd process on free loopback ports, in its own temporary directory.
 
     Use it as a context manager (sync or async) or call ``start()`` and ``close()``.
@@ -349,46 +399,8 @@ class EtcdServer:
             if self._owns_workdir and self._workdir is not None:
                 shutil.rmtree(self._workdir, ignore_errors=True)
 
-    # Context managers: sync, and async (starting in a thread so trio keeps running).
 
-    def __enter__(self) -> EtcdServer:
-        try:
-            return self.start()
-        except BaseException:
-            self.close()
-            raise
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
-    async def __aenter__(self) -> EtcdServer:
-        import trio
-
-        try:
-            await trio.to_thread.run_sync(self.start)
-        except BaseException:
-            self.close()
-            raise
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        import trio
-
-        with trio.CancelScope(shield=True):
-            await trio.to_thread.run_sync(self.close)
-
-
-class EtcdCluster:
+class EtcdCluster(_Managed):
     """A cluster of ``size`` etcd members on loopback, sharing one temporary directory.
 
     ``members`` are ``EtcdServer`` objects with their own ``stop()``, ``kill()`` and
@@ -485,42 +497,6 @@ class EtcdCluster:
                 member.close()
         finally:
             shutil.rmtree(self.workdir, ignore_errors=True)
-
-    def __enter__(self) -> EtcdCluster:
-        try:
-            return self.start()
-        except BaseException:
-            self.close()
-            raise
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
-    async def __aenter__(self) -> EtcdCluster:
-        import trio
-
-        try:
-            await trio.to_thread.run_sync(self.start)
-        except BaseException:
-            self.close()
-            raise
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        import trio
-
-        with trio.CancelScope(shield=True):
-            await trio.to_thread.run_sync(self.close)
 
 
 @atexit.register
