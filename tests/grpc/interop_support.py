@@ -181,14 +181,17 @@ def metadata_value(metadata: Sequence[tuple[str, str | bytes]] | None, key: str)
 
 def output_request(*sizes: int, interval_us: int = 0) -> pb.StreamingOutputCallRequest:
     return pb.StreamingOutputCallRequest(
-        response_parameters=[pb.ResponseParameters(size=size, interval_us=interval_us)
-                             for size in sizes]
+        response_parameters=[
+            pb.ResponseParameters(size=size, interval_us=interval_us) for size in sizes
+        ]
     )
 
 
 async def call_outcome(channel: pg.Channel, call_id: str) -> str:
     reply = await channel.unary_unary(
-        method("GetCallOutcome"), pb.CallOutcomeRequest(call_id=call_id), pb.CallOutcome,
+        method("GetCallOutcome"),
+        pb.CallOutcomeRequest(call_id=call_id),
+        pb.CallOutcome,
         timeout=5.0,
     )
     return reply.state
