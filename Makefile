@@ -41,8 +41,16 @@ test-pypy: $(VENV_PYPY)/.installed
 unit: $(VENV)/.installed
 	$(VENV)/bin/python -m pytest tests/unit $(PYTEST_ARGS)
 
-bench: $(VENV)/.installed
-	$(VENV)/bin/python -m bench $(BENCH_ARGS)
+# Peers (aetcd, grpclib) live in their own venv so they never touch the test environment.
+.venv-bench/.installed: pyproject.toml
+	test -x .venv-bench/bin/python || $(PYTHON) -m venv .venv-bench
+	.venv-bench/bin/python -m pip install -q --upgrade pip
+	.venv-bench/bin/python -m pip install -q -e '.[bench,server]'
+	touch $@
+
+bench: .venv-bench/.installed
+	-$(MAKE) $(VENV_PYPY)/.installed && $(VENV_PYPY)/bin/python -m pip install -q grpclib
+	.venv-bench/bin/python -m bench $(BENCH_ARGS)
 
 # Regenerate puregrpc_etcd/_proto from schema/ with the pinned protoc.
 proto:

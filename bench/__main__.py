@@ -1,0 +1,188 @@
+"""``python -m bench``: puregrpc_etcd against peer clients, interleaved round by round.
+
+Starts a throwaway etcd (tmpfs data dir, ``--unsafe-no-fsync``), runs every workload once per
+client per round, each run in a fresh worker process, and prints a markdown table of medians with
+ratios to every peer. Peers that are not installed are skipped with a note.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+
+from bench import workloads as w
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@dataclass
+class Contender:
+    name: str
+    python: str
+    module: list[str]
+    results: dict[str, list[float]] = field(default_factory=dict)
+    extra: dict[str, list[dict[str, float]]] = field(default_factory=dict)
+
+    def supports(self, workload: str) -> bool:
+        if self.module[0] == "bench.worker_ours":
+            return True
+        return workload.startswith(("get_", "put_")) or workload in ("prefix_10k", "watch_replay")
+
+    def command(self, workload: str, endpoint: str, seconds: float, first: int) -> list[str]:
+        return [self.python, "-m", *self.module, workload, endpoint, str(seconds), str(first)]
+
+
+def _has(python: str, *modules: str) -> bool:
+    if not (os.path.isfile(python) and os.access(python, os.X_OK)):
+        return False
+    probe = "; ".join(f"import {m}" for m in modules)
+    return subprocess.run([python, "-c", probe], capture_output=True, check=False).returncode == 0
+
+
+def contenders(args: argparse.Namespace) -> list[Contender]:
+    found = []
+    cpython, pypy = args.python, args.pypy
+    if _has(cpython, "puregrpc_etcd", "trio"):
+        found.append(Contender("puregrpc_etcd (CPython)", cpython, ["bench.worker_ours"]))
+    if pypy and _has(pypy, "puregrpc_etcd", "trio"):
+        found.append(Contender("puregrpc_etcd (PyPy)", pypy, ["bench.worker_ours"]))
+    if not args.ours_only:
+        if _has(cpython, "aetcd"):
+            found.append(Contender("aetcd (CPython)", cpython, ["bench.worker_peers", "aetcd"]))
+        if _has(cpython, "grpclib"):
+            found.append(Contender("grpclib (CPython)", cpython, ["bench.worker_peers", "grpclib"]))
+        if pypy and _has(pypy, "grpclib"):
+            found.append(Contender("grpclib (PyPy)", pypy, ["bench.worker_peers", "grpclib"]))
+    return found
+
+
+def prepare(endpoint: str, python: str) -> int:
+    """Store the prefix keys and the replay history once; return the replay's first revision."""
+    out = subprocess.run(
+        [python, "-m", "bench.worker_ours", "prepare", endpoint, "0"],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=ROOT,
+        timeout=600,
+    )
+    return int(json.loads(out.stdout.strip().splitlines()[-1])["value"])
+
+
+def run_one(
+    contender: Contender, workload: str, endpoint: str, seconds: float, first: int
+) -> dict[str, float] | None:
+    cmd = contender.command(workload, endpoint, seconds, first)
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=600, check=False)
+    if proc.returncode != 0:
+        tail = (proc.stderr.strip().splitlines() or ["?"])[-1]
+        print(f"  {contender.name} {workload}: failed: {tail}", file=sys.stderr)
+        return None
+    result: dict[str, float] = json.loads(proc.stdout.strip().splitlines()[-1])
+    return result
+
+
+def table(found: list[Contender], workload_names: list[str]) -> str:
+    ours = found[0]
+    peers = [c for c in found[1:] if not c.name.startswith("puregrpc_etcd")]
+    header = ["workload", "unit", *(c.name for c in found), *(f"ours / {p.name}" for p in peers)]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for workload in workload_names:
+        unit, higher_better, _ = w.WORKLOADS[workload]
+        medians = {}
+        for c in found:
+            values = c.results.get(workload)
+            medians[c.name] = statistics.median(values) if values else None
+        cells = [workload, unit]
+        for c in found:
+            m = medians[c.name]
+            cells.append("—" if m is None else (f"{m:,.0f}" if m >= 100 else f"{m:,.2f}"))
+        for p in peers:
+            ours_m, peer_m = medians[ours.name], medians[p.name]
+            if not ours_m or not peer_m:
+                cells.append("—")
+            else:
+                ratio = ours_m / peer_m if higher_better else peer_m / ours_m
+                cells.append(f"{ratio:.2f}x")
+        lines.append("| " + " | ".join(cells) + " |")
+    # Our other interpreter against the CPython peers, when both ran.
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("workloads", nargs="*", help=f"default: all of {', '.join(w.DEFAULT)}")
+    parser.add_argument("--main", action="store_true", help=f"only {', '.join(w.MAIN)}")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--seconds", type=float, default=2.0, help="duration of a timed run")
+    parser.add_argument("--python", default=sys.executable)
+    parser.add_argument("--pypy", default=os.path.join(ROOT, ".venv-pypy", "bin", "python"))
+    parser.add_argument("--ours-only", action="store_true")
+    parser.add_argument("--endpoint", help="use this etcd instead of starting one")
+    parser.add_argument("--profile", metavar="WORKLOAD", help="write a pyinstrument profile")
+    args = parser.parse_args()
+    names = w.MAIN if args.main else (args.workloads or w.DEFAULT)
+    unknown = [n for n in names if n not in w.WORKLOADS]
+    if unknown:
+        parser.error(f"unknown workloads: {', '.join(unknown)}")
+
+    from puregrpc_etcd.testing import EtcdServer
+
+    server = None
+    if args.endpoint:
+        endpoint = args.endpoint
+    else:
+        server = EtcdServer(args=["--quota-backend-bytes", str(8 * 1024**3)]).start()
+        endpoint = server.endpoint
+    try:
+        first = prepare(endpoint, args.python)
+        if args.profile:
+            out = f"bench-{args.profile}.prof.html"
+            subprocess.run(
+                [args.python, "-m", "pyinstrument", "-r", "html", "-o", out, "-m",
+                 "bench.worker_ours", args.profile, endpoint, str(args.seconds), str(first)],
+                cwd=ROOT, check=True,
+            )  # fmt: skip
+            print(f"profile written to {out}")
+            return
+        found = contenders(args)
+        print(
+            f"etcd at {endpoint}; contenders: {', '.join(c.name for c in found)}", file=sys.stderr
+        )
+        for round_index in range(args.rounds):
+            for workload in names:
+                for c in found:
+                    if not c.supports(workload):
+                        continue
+                    started = time.perf_counter()
+                    result = run_one(c, workload, endpoint, args.seconds, first)
+                    if result is not None:
+                        c.results.setdefault(workload, []).append(result["value"])
+                        c.extra.setdefault(workload, []).append(result)
+                    took = time.perf_counter() - started
+                    print(
+                        f"  round {round_index + 1} {workload:15} {c.name:26} "
+                        f"{result and result['value']:>12} ({took:.1f} s)",
+                        file=sys.stderr,
+                    )
+        print(table(found, names))
+        for c in found:
+            for workload in ("get_seq", "put_seq"):
+                runs = c.extra.get(workload) or []
+                if runs and "p50_ms" in runs[0]:
+                    p50 = statistics.median(r["p50_ms"] for r in runs)
+                    p99 = statistics.median(r["p99_ms"] for r in runs)
+                    print(f"- {c.name} {workload}: p50 {p50:.3f} ms, p99 {p99:.3f} ms")
+    finally:
+        if server is not None:
+            server.close()
+
+
+if __name__ == "__main__":
+    main()
