@@ -1,0 +1,275 @@
+"""The KV calls of a client: get, put, delete, txn, compact, and conveniences built on them.
+
+``scan`` pages through any number of keys at one revision; the others map one to one onto
+etcd's KV service (API.md, section KV).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any, AsyncIterator, Iterable
+
+from puregrpc_etcd import _requests
+from puregrpc_etcd._base import ClientBase
+from puregrpc_etcd._proto import rpc_pb2
+from puregrpc_etcd.errors import RpcError
+from puregrpc_etcd.types import (
+    CompactResponse,
+    DeleteResponse,
+    GetResponse,
+    KeyValue,
+    PutResponse,
+    TxnResponse,
+    key_value,
+    response_header,
+)
+
+if TYPE_CHECKING:
+    from puregrpc_etcd.txn import Compare, Op
+
+__all__ = ["KVMixin"]
+
+_RANGE = "/etcdserverpb.KV/Range"
+_PUT = "/etcdserverpb.KV/Put"
+_DELETE = "/etcdserverpb.KV/DeleteRange"
+_TXN = "/etcdserverpb.KV/Txn"
+_COMPACT = "/etcdserverpb.KV/Compact"
+
+_RangeRequest = rpc_pb2.RangeRequest
+_RangeResponse = rpc_pb2.RangeResponse
+_PutRequest = rpc_pb2.PutRequest
+_PutResponse = rpc_pb2.PutResponse
+
+
+class KVMixin(ClientBase):
+    """Reading and writing keys (etcd's KV service)."""
+
+    async def get(
+        self,
+        key: object,
+        *,
+        prefix: bool = False,
+        from_key: bool = False,
+        range_end: object = None,
+        limit: int = 0,
+        revision: int = 0,
+        sort_order: str = "none",
+        sort_target: str = "key",
+        serializable: bool = False,
+        keys_only: bool = False,
+        count_only: bool = False,
+        min_mod_revision: int = 0,
+        max_mod_revision: int = 0,
+        min_create_revision: int = 0,
+        max_create_revision: int = 0,
+        timeout: float | None = None,
+    ) -> GetResponse:
+        """Read one key, or a range of keys (``prefix``, ``from_key`` or ``range_end``).
+
+        ``revision`` reads the store as it was then; ``serializable`` lets the member answer
+        from its local state without a quorum round; the other options filter and sort.
+        """
+        request = _requests.range_request(
+            self,
+            key,
+            prefix=prefix,
+            from_key=from_key,
+            range_end=range_end,
+            limit=limit,
+            revision=revision,
+            sort_order=sort_order,
+            sort_target=sort_target,
+            serializable=serializable,
+            keys_only=keys_only,
+            count_only=count_only,
+            min_mod_revision=min_mod_revision,
+            max_mod_revision=max_mod_revision,
+            min_create_revision=min_create_revision,
+            max_create_revision=max_create_revision,
+        )
+        reply = await self._unary(_RANGE, request, _RangeResponse, timeout=timeout, repeatable=True)
+        return _requests.get_response(reply, self._namespace)
+
+    async def get_value(
+        self, key: object, default: bytes | None = None, *, timeout: float | None = None
+    ) -> bytes | None:
+        """The value of one key, or ``default`` when it does not exist."""
+        request = _RangeRequest(key=self._key(key))
+        reply = await self._unary(_RANGE, request, _RangeResponse, timeout=timeout, repeatable=True)
+        kvs = reply.kvs
+        return kvs[0].value if kvs else default
+
+    async def exists(self, key: object, *, timeout: float | None = None) -> bool:
+        """Whether the key exists."""
+        request = _RangeRequest(key=self._key(key), count_only=True)
+        reply = await self._unary(_RANGE, request, _RangeResponse, timeout=timeout, repeatable=True)
+        return reply.count > 0
+
+    async def get_prefix(
+        self, prefix: object, *, page_size: int = 1000, timeout: float | None = None
+    ) -> dict[bytes, KeyValue]:
+        """Every key under ``prefix``, read at one revision (in pages, see ``scan``)."""
+        return {
+            kv.key: kv
+            async for kv in self.scan(prefix, page_size=page_size, timeout=timeout)
+        }
+
+    async def scan(
+        self,
+        prefix_or_key: object,
+        *,
+        prefix: bool = True,
+        range_end: object = None,
+        page_size: int = 1000,
+        revision: int = 0,
+        keys_only: bool = False,
+        timeout: float | None = None,
+    ) -> AsyncIterator[KeyValue]:
+        """Iterate over any number of keys in pages of ``page_size``, all read at one revision.
+
+        With ``prefix=True`` (the default) the keys under a prefix, else every key from
+        ``prefix_or_key`` on (up to ``range_end`` if given). The first page fixes the revision
+        (unless ``revision`` does), so the result is a consistent snapshot even while others
+        write; ``CompactedError`` if that revision is compacted away mid-scan. ``timeout``
+        applies to each page. A page too large to receive is fetched again in smaller pages.
+        """
+        if range_end is not None:
+            prefix = False
+        first = _requests.range_request(
+            self,
+            prefix_or_key,
+            prefix=prefix,
+            from_key=not prefix and range_end is None,
+            range_end=range_end,
+            limit=_requests.check_int(page_size, "page_size") or 1000,
+            revision=revision,
+            keys_only=keys_only,
+        )
+        namespace = self._namespace
+        request = first
+        while True:
+            reply = await self._range_page(request, timeout)
+            if request is first and not request.revision:
+                request = _RangeRequest()
+                request.CopyFrom(first)
+                request.revision = reply.header.revision
+            for pb in reply.kvs:
+                yield key_value(pb, namespace)
+            if not reply.more or not reply.kvs:
+                return
+            request.key = reply.kvs[-1].key + b"\0"
+
+    async def _range_page(
+        self, request: rpc_pb2.RangeRequest, timeout: float | None
+    ) -> rpc_pb2.RangeResponse:
+        while True:
+            try:
+                return await self._unary(
+                    _RANGE, request, _RangeResponse, timeout=timeout, repeatable=True
+                )
+            except RpcError as error:  # noqa: PERF203 - the rare path
+                # A page larger than the receive limit: halve it (down to one key) and retry.
+                if error.code.name != "RESOURCE_EXHAUSTED" or request.limit <= 1:
+                    raise
+                request.limit = max(1, request.limit // 2)
+
+    async def put(
+        self,
+        key: object,
+        value: object,
+        *,
+        lease: int = 0,
+        prev_kv: bool = False,
+        ignore_value: bool = False,
+        ignore_lease: bool = False,
+        timeout: float | None = None,
+    ) -> PutResponse:
+        """Set a key's value; ``lease`` attaches it to a lease; ``prev_kv`` returns the old
+        key-value; ``ignore_value``/``ignore_lease`` keep the current value/lease."""
+        if not (lease or prev_kv or ignore_value or ignore_lease):
+            if type(value) is bytes:
+                request = _PutRequest(key=self._key(key), value=value)
+            else:
+                request = _requests.put_request(self, key, value)
+            reply = await self._unary(_PUT, request, _PutResponse, timeout=timeout)
+            return PutResponse(response_header(reply.header), None)
+        request = _requests.put_request(
+            self,
+            key,
+            value,
+            lease=lease,
+            prev_kv=prev_kv,
+            ignore_value=ignore_value,
+            ignore_lease=ignore_lease,
+        )
+        reply = await self._unary(_PUT, request, _PutResponse, timeout=timeout)
+        return _requests.put_response(reply, self._namespace)
+
+    async def put_json(self, key: object, obj: Any, **put_options: Any) -> PutResponse:
+        """Store ``obj`` as compact JSON (UTF-8)."""
+        value = json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+        return await self.put(key, value, **put_options)
+
+    async def get_json(
+        self, key: object, default: Any = None, *, timeout: float | None = None
+    ) -> Any:
+        """The JSON value of a key, decoded, or ``default`` when the key does not exist."""
+        value = await self.get_value(key, timeout=timeout)
+        if value is None:
+            return default
+        return json.loads(value)
+
+    async def delete(
+        self,
+        key: object,
+        *,
+        prefix: bool = False,
+        from_key: bool = False,
+        range_end: object = None,
+        prev_kv: bool = False,
+        timeout: float | None = None,
+    ) -> DeleteResponse:
+        """Delete one key or a range; ``deleted`` counts them, ``prev_kvs`` when asked for."""
+        request = _requests.delete_request(
+            self, key, prefix=prefix, from_key=from_key, range_end=range_end, prev_kv=prev_kv
+        )
+        reply = await self._unary(
+            _DELETE, request, rpc_pb2.DeleteRangeResponse, timeout=timeout
+        )
+        return _requests.delete_response(reply, self._namespace)
+
+    async def txn(
+        self,
+        compare: Iterable[Compare] = (),
+        success: Iterable[Op] = (),
+        failure: Iterable[Op] = (),
+        *,
+        timeout: float | None = None,
+    ) -> TxnResponse:
+        """If every ``compare`` holds, run ``success``, else ``failure``, atomically.
+
+        ``responses`` holds one reply per operation of the branch that ran, in order. A txn
+        of reads only is retried like a read.
+        """
+        request = _requests.txn_request(self, compare, success, failure)
+        read_only = all(
+            op.WhichOneof("request") == "request_range"
+            for op in (*request.success, *request.failure)
+        )
+        reply = await self._unary(
+            _TXN, request, rpc_pb2.TxnResponse, timeout=timeout, repeatable=read_only
+        )
+        return _requests.txn_response(reply, self._namespace)
+
+    async def compact(
+        self, revision: int, *, physical: bool = False, timeout: float | None = None
+    ) -> CompactResponse:
+        """Discard the history before ``revision``; ``physical`` waits until the space is
+        reclaimed on every member."""
+        request = rpc_pb2.CompactionRequest(revision=_requests.check_int(revision, "revision"))
+        if physical:
+            request.physical = _requests.check_bool(physical, "physical")
+        reply = await self._unary(
+            _COMPACT, request, rpc_pb2.CompactionResponse, timeout=timeout
+        )
+        return CompactResponse(response_header(reply.header))

@@ -1,0 +1,165 @@
+"""Txn builders and KV request building: protobuf output and input checks, no network."""
+
+from __future__ import annotations
+
+import pytest
+
+from puregrpc_etcd import _requests
+from puregrpc_etcd._base import ClientBase
+from puregrpc_etcd._proto import rpc_pb2
+from puregrpc_etcd.txn import Compare, Op
+
+PLAIN = ClientBase()
+
+
+class Namespaced(ClientBase):
+    _namespace = b"app/"
+
+
+NAMESPACED = Namespaced()
+C = rpc_pb2.Compare
+
+
+@pytest.mark.parametrize(
+    ("compare", "target", "result", "field", "operand"),
+    [
+        (Compare.value("k") == b"v", C.VALUE, C.EQUAL, "value", b"v"),
+        (Compare.value("k") != "v", C.VALUE, C.NOT_EQUAL, "value", b"v"),
+        (Compare.version("k") > 3, C.VERSION, C.GREATER, "version", 3),
+        (Compare.create_revision("k") == 0, C.CREATE, C.EQUAL, "create_revision", 0),
+        (Compare.mod_revision("k") < 9, C.MOD, C.LESS, "mod_revision", 9),
+        (Compare.lease("k") == 0x55, C.LEASE, C.EQUAL, "lease", 0x55),
+    ],
+)
+def test_compare_builders(compare: Compare, target: int, result: int, field: str,
+                          operand: object) -> None:
+    pb = compare._to_pb(PLAIN)
+    assert pb.target == target
+    assert pb.result == result
+    assert pb.key == b"k"
+    assert pb.range_end == b""
+    assert pb.WhichOneof("target_union") == field
+    assert getattr(pb, field) == operand
+
+
+def test_compare_ranges_and_namespaces() -> None:
+    compare = Compare.version("cfg/", prefix=True) > 0
+    assert compare._to_pb(PLAIN).range_end == b"cfg0"
+    pb = compare._to_pb(NAMESPACED)
+    assert (pb.key, pb.range_end) == (b"app/cfg/", b"app/cfg0")
+    ranged = Compare.mod_revision("a", range_end="c") < 5
+    assert (ranged._to_pb(NAMESPACED).key, ranged._to_pb(NAMESPACED).range_end) == (
+        b"app/a", b"app/c"
+    )
+    assert repr(compare) == "Compare.version(b'cfg/', prefix=True) > 0"
+
+
+def test_compare_rejects_bad_input_at_once() -> None:
+    with pytest.raises(TypeError):
+        Compare.value(1)
+    with pytest.raises(ValueError, match="empty"):
+        Compare.value("")
+    with pytest.raises(TypeError):
+        Compare.version("k") > "3"  # noqa: B015 - the comparison itself must raise
+    with pytest.raises(TypeError):
+        Compare.value("k") == 3  # noqa: B015
+    with pytest.raises(ValueError, match=">= 0"):
+        Compare.version("k") > -1  # noqa: B015
+    with pytest.raises(TypeError, match="==, !=, < and >"):
+        Compare.version("k") >= 1  # noqa: B015
+    with pytest.raises(TypeError, match="complete the comparison"):
+        bool(Compare.version("k"))
+    with pytest.raises(ValueError, match="at most one"):
+        Compare.value("k", prefix=True, range_end="z")
+
+
+def test_ops_build_requests_with_their_options() -> None:
+    get = Op.get("k", prefix=True, limit=5, sort_order="descend", keys_only=True)._to_pb(PLAIN)
+    assert get.WhichOneof("request") == "request_range"
+    assert get.request_range.range_end == b"l"
+    assert get.request_range.limit == 5
+    assert get.request_range.sort_order == rpc_pb2.RangeRequest.DESCEND
+    assert get.request_range.keys_only
+    put = Op.put("k", b"\x00\xff", lease=7, prev_kv=True)._to_pb(NAMESPACED)
+    assert (put.request_put.key, put.request_put.value) == (b"app/k", b"\x00\xff")
+    assert put.request_put.lease == 7
+    assert put.request_put.prev_kv
+    delete = Op.delete("d", from_key=True)._to_pb(PLAIN)
+    assert delete.request_delete_range.range_end == b"\0"
+
+
+def test_nested_txn() -> None:
+    inner = Op.txn([Compare.value("a") == "1"], [Op.put("b", "2")], [Op.get("c")])
+    request = _requests.txn_request(NAMESPACED, [Compare.version("x") > 0], [inner], [])
+    nested = request.success[0].request_txn
+    assert nested.compare[0].key == b"app/a"
+    assert nested.success[0].request_put.key == b"app/b"
+    assert nested.failure[0].request_range.key == b"app/c"
+    assert repr(inner) == "Op.txn(1 compares, 1/1 ops)"
+
+
+def test_ops_reject_bad_input_at_once() -> None:
+    with pytest.raises(TypeError):
+        Op.get(object())
+    with pytest.raises(ValueError, match="empty"):
+        Op.put("", "v")
+    with pytest.raises(TypeError):
+        Op.put("k", 5)
+    with pytest.raises(TypeError):
+        Op.get("k", bogus=True)
+    with pytest.raises(TypeError):
+        Op.txn([Op.get("k")], [], [])
+    with pytest.raises(TypeError):
+        _requests.txn_request(PLAIN, [], ["not an op"], [])  # type: ignore[list-item]
+    with pytest.raises(TypeError):
+        _requests.txn_request(PLAIN, Compare.value("k") == "v", [], [])  # type: ignore[arg-type]
+
+
+def test_range_request_options() -> None:
+    request = _requests.range_request(
+        PLAIN, "a", range_end="b", revision=4, serializable=True, count_only=True,
+        min_mod_revision=1, max_mod_revision=2, min_create_revision=3, max_create_revision=4,
+    )
+    assert (request.key, request.range_end, request.revision) == (b"a", b"b", 4)
+    assert request.serializable
+    assert request.count_only
+    assert (request.min_mod_revision, request.max_mod_revision) == (1, 2)
+    assert (request.min_create_revision, request.max_create_revision) == (3, 4)
+    by_version = _requests.range_request(PLAIN, "a", sort_target="version")
+    assert by_version.sort_order == rpc_pb2.RangeRequest.ASCEND
+    assert by_version.sort_target == rpc_pb2.RangeRequest.VERSION
+    every = _requests.range_request(NAMESPACED, "", prefix=True)
+    assert (every.key, every.range_end) == (b"app/", b"app0")
+
+
+@pytest.mark.parametrize(
+    ("options", "error"),
+    [
+        ({"limit": -1}, ValueError),
+        ({"limit": 1.5}, TypeError),
+        ({"limit": True}, TypeError),
+        ({"revision": "3"}, TypeError),
+        ({"sort_order": "up"}, ValueError),
+        ({"sort_target": 1}, ValueError),
+        ({"serializable": 1}, TypeError),
+        ({"prefix": True, "from_key": True}, ValueError),
+    ],
+)
+def test_range_request_rejects_bad_options(options: dict[str, object],
+                                           error: type[Exception]) -> None:
+    with pytest.raises(error):
+        _requests.range_request(PLAIN, "k", **options)  # type: ignore[arg-type]
+
+
+def test_put_request_rules() -> None:
+    keep = _requests.put_request(PLAIN, "k", None, ignore_value=True, ignore_lease=True)
+    assert keep.ignore_value
+    assert keep.ignore_lease
+    with pytest.raises(ValueError, match="ignore_value"):
+        _requests.put_request(PLAIN, "k", "v", ignore_value=True)
+    with pytest.raises(ValueError, match="ignore_lease"):
+        _requests.put_request(PLAIN, "k", "v", lease=5, ignore_lease=True)
+    with pytest.raises(TypeError):
+        _requests.put_request(PLAIN, "k", None)
+    assert _requests.put_request(PLAIN, "k", bytearray(b"v")).value == b"v"
+    assert _requests.put_request(PLAIN, "k", "é").value == "é".encode()
