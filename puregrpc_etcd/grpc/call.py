@@ -1,0 +1,316 @@
+"""Calls under trio: unary-unary without any task or lock of its own, and ``Stream`` for
+every other cardinality. Deadlines become grpc-timeout and DEADLINE_EXCEEDED; a call left
+early (cancelled, timed out, abandoned) resets its stream without awaiting anything."""
+
+from __future__ import annotations
+
+import math
+from types import TracebackType
+from typing import TYPE_CHECKING, AsyncIterator, Generic, Optional, Type, TypeVar
+
+import trio
+from google.protobuf.message import Message
+
+from .connection import Connection, ConnectionUnusable
+from .framing import encode_message
+from .metadata import HeaderList, Metadata, encode_metadata
+from .protocol import CallState
+from .status import RpcError, StatusCode
+
+if TYPE_CHECKING:
+    from .channel import Channel
+
+__all__ = ["Stream", "StreamContext", "unary_unary"]
+
+ReplyT = TypeVar("ReplyT", bound=Message)
+
+# Calls that wait for a slot on a connection that then starts draining move to a fresh one;
+# a bound keeps a server that GOAWAYs every connection from looping us forever.
+_MAX_OPEN_ATTEMPTS = 8
+
+
+def _encode(message: Message, limit: int) -> bytes:
+    payload = message.SerializeToString()
+    if len(payload) > limit:
+        raise RpcError(
+            StatusCode.RESOURCE_EXHAUSTED,
+            f"trying to send message larger than max ({len(payload)} vs. {limit})",
+            not_processed=True,
+        )
+    return encode_message(payload)
+
+
+def _decode(reply_type: Type[ReplyT], data: bytes) -> ReplyT:
+    try:
+        return reply_type.FromString(data)
+    except Exception as exc:  # protobuf raises DecodeError, and more
+        raise RpcError(
+            StatusCode.INTERNAL, f"failed to parse the {reply_type.__name__} reply: {exc}"
+        ) from None
+
+
+def _deadline_error(timeout: float | None) -> RpcError:
+    return RpcError(StatusCode.DEADLINE_EXCEEDED, f"deadline exceeded after {timeout:g} s")
+
+
+def _final_error(call: CallState, deadline: float, timeout: float | None) -> RpcError:
+    error = call.error
+    assert error is not None
+    # A server that cancels because our deadline passed sends CANCEL, which reads CANCELLED;
+    # report what really happened (PROTOCOL-HTTP2.md, "Client Cancellation").
+    if error.code is StatusCode.CANCELLED and timeout is not None and (
+        trio.current_time() >= deadline
+    ):
+        return _deadline_error(timeout)
+    return error
+
+
+async def _open_call(
+    channel: Channel, call: CallState, method: str, metadata: HeaderList | None
+) -> Connection:
+    for _attempt in range(_MAX_OPEN_ATTEMPTS):
+        connection = await channel.get_connection()
+        try:
+            await connection.start_call(
+                call, method, trio.current_effective_deadline(), metadata
+            )
+        except ConnectionUnusable:
+            continue
+        return connection
+    raise RpcError(StatusCode.UNAVAILABLE, "no connection would take the call", not_processed=True)
+
+
+async def unary_unary(
+    channel: Channel,
+    *,
+    method: str,
+    request: Message,
+    reply_type: Type[ReplyT],
+    timeout: float | None,
+    metadata: Metadata | None,
+) -> ReplyT:
+    payload = _encode(request, channel.max_send_message_size)
+    headers = encode_metadata(metadata) if metadata else None
+    if timeout is None:
+        return await _unary(channel, method=method, payload=payload, reply_type=reply_type,
+                            headers=headers, deadline=math.inf, timeout=None)
+    deadline = trio.current_time() + timeout
+    with trio.CancelScope(deadline=deadline) as scope:
+        return await _unary(channel, method=method, payload=payload, reply_type=reply_type,
+                            headers=headers, deadline=deadline, timeout=timeout)
+    assert scope.cancelled_caught
+    raise _deadline_error(timeout)
+
+
+async def _unary(
+    channel: Channel,
+    *,
+    method: str,
+    payload: bytes,
+    reply_type: Type[ReplyT],
+    headers: HeaderList | None,
+    deadline: float,
+    timeout: float | None,
+) -> ReplyT:
+    call = CallState(channel.max_receive_message_size)
+    connection = await _open_call(channel, call, method, headers)
+    try:
+        await connection.send(call, payload, end_stream=True)
+        while call.code is None:
+            await connection.wait(call, sending=False)
+    except BaseException:
+        if call.code is None:
+            connection.cancel(call, RpcError(StatusCode.CANCELLED, "call cancelled by the client"))
+        raise
+    if call.error is not None:
+        raise _final_error(call, deadline, timeout)
+    messages = call.messages
+    if len(messages) != 1:
+        raise RpcError(
+            StatusCode.UNIMPLEMENTED,
+            f"expected one reply message for a unary call, received {len(messages)}",
+            trailing_metadata=call.trailing_metadata or (),
+        )
+    return _decode(reply_type, messages[0])
+
+
+class Stream(Generic[ReplyT]):
+    """A streaming call (any cardinality). One task may send while another receives."""
+
+    def __init__(
+        self,
+        channel: Channel,
+        connection: Connection,
+        *,
+        call: CallState,
+        reply_type: Type[ReplyT],
+        deadline: float,
+        timeout: float | None,
+    ) -> None:
+        self._max_send_message_size = channel.max_send_message_size
+        self._connection = connection
+        self._call = call
+        self._reply_type = reply_type
+        self._deadline = deadline
+        self._timeout = timeout
+        self._done_writing = False
+
+    # -- outcome ------------------------------------------------------------------------------
+
+    @property
+    def status(self) -> StatusCode | None:
+        """The final status code, None while the call runs."""
+        return self._call.code
+
+    @property
+    def details(self) -> str | None:
+        """The final status message, None while the call runs."""
+        return self._call.details if self._call.code is not None else None
+
+    @property
+    def error(self) -> RpcError | None:
+        """The RpcError the call ended with, None while it runs or if it ended OK."""
+        return self._call.error
+
+    @property
+    def initial_metadata(self) -> tuple[tuple[str, str | bytes], ...] | None:
+        """The server's response headers as metadata; None until they arrive."""
+        call = self._call
+        if call.response_headers is None and call.code is not None:
+            return ()
+        return call.initial_metadata
+
+    @property
+    def trailing_metadata(self) -> tuple[tuple[str, str | bytes], ...] | None:
+        """The server's trailers as metadata; None until the call ends."""
+        call = self._call
+        if call.trailers is None and call.code is not None:
+            return call.error.trailing_metadata if call.error is not None else ()
+        return call.trailing_metadata
+
+    # -- operations ---------------------------------------------------------------------------
+
+    async def send_message(self, message: Message) -> None:
+        """Send one request message, waiting for flow-control window as needed. Raises the
+        call's RpcError if it has already failed; after an OK end the message is dropped."""
+        if self._done_writing:
+            raise trio.ClosedResourceError("send_message after done_writing")
+        payload = _encode(message, self._max_send_message_size)
+        call = self._call
+        if call.code is None:
+            with trio.CancelScope(deadline=self._deadline) as scope:
+                await self._connection.send(call, payload, end_stream=False)
+            if scope.cancelled_caught:
+                raise self._expire()
+        if call.error is not None:
+            raise _final_error(call, self._deadline, self._timeout)
+
+    async def done_writing(self) -> None:
+        """Half-close: tell the server no more request messages follow."""
+        if self._done_writing:
+            return
+        self._done_writing = True
+        call = self._call
+        if call.code is None:
+            self._connection.end_stream(call)
+            await self._connection.flush()
+
+    async def receive_message(self) -> ReplyT | None:
+        """The next reply, or None when the call ended OK; raises RpcError otherwise.
+        Cancelling a receive leaves the stream usable."""
+        call = self._call
+        connection = self._connection
+        message = connection.protocol.consume(call) if call.messages else None
+        if message is None:
+            if call.code is None:
+                with trio.CancelScope(deadline=self._deadline) as scope:
+                    message = await connection.receive(call)
+                if scope.cancelled_caught:
+                    raise self._expire()
+            else:
+                await trio.lowlevel.checkpoint()
+        elif connection.protocol.has_output:
+            connection.kick()
+        if message is not None:
+            return _decode(self._reply_type, message)
+        if call.error is not None:
+            raise _final_error(call, self._deadline, self._timeout)
+        return None
+
+    async def receive_initial_metadata(self) -> tuple[tuple[str, str | bytes], ...]:
+        """Wait for the server's response headers (empty for a Trailers-Only response)."""
+        call = self._call
+        with trio.CancelScope(deadline=self._deadline) as scope:
+            while call.response_headers is None and call.code is None:
+                await self._connection.wait(call, sending=False)
+        if scope.cancelled_caught:
+            raise self._expire()
+        return self.initial_metadata or ()
+
+    def __aiter__(self) -> AsyncIterator[ReplyT]:
+        return self
+
+    async def __anext__(self) -> ReplyT:
+        message = await self.receive_message()
+        if message is None:
+            raise StopAsyncIteration
+        return message
+
+    def cancel(self) -> None:
+        """End the call now (RST_STREAM CANCEL); its status becomes CANCELLED."""
+        if self._call.code is None:
+            self._connection.cancel(
+                self._call, RpcError(StatusCode.CANCELLED, "call cancelled by the client")
+            )
+
+    def _expire(self) -> RpcError:
+        error = _deadline_error(self._timeout)
+        call = self._call
+        if call.code is None:
+            self._connection.cancel(call, error)
+        return _final_error(call, self._deadline, self._timeout) if call.error else error
+
+
+class StreamContext(Generic[ReplyT]):
+    """``async with channel.stream(...) as stream``: opens the call on entry (HEADERS sent);
+    on exit, a call that has not ended is cancelled."""
+
+    def __init__(
+        self,
+        channel: Channel,
+        method: str,
+        reply_type: Type[ReplyT],
+        timeout: float | None,
+        metadata: Metadata | None,
+    ) -> None:
+        self._channel = channel
+        self._method = method
+        self._reply_type = reply_type
+        self._timeout = timeout
+        self._headers = encode_metadata(metadata) if metadata else None
+        self._stream: Optional[Stream[ReplyT]] = None
+
+    async def __aenter__(self) -> Stream[ReplyT]:
+        channel = self._channel
+        timeout = self._timeout
+        deadline = math.inf if timeout is None else trio.current_time() + timeout
+        call = CallState(channel.max_receive_message_size)
+        connection: Optional[Connection] = None
+        with trio.CancelScope(deadline=deadline) as scope:
+            connection = await _open_call(channel, call, self._method, self._headers)
+            # Shielded inside: a cancellation cannot land between the HEADERS and the flush.
+            await connection.flush()
+        if scope.cancelled_caught or connection is None:
+            raise _deadline_error(timeout)
+        self._stream = Stream(channel, connection, call=call, reply_type=self._reply_type,
+                              deadline=deadline, timeout=timeout)
+        return self._stream
+
+    async def __aexit__(
+        self,
+        exc_type: Optional[Type[BaseException]],
+        exc: Optional[BaseException],
+        traceback: Optional[TracebackType],
+    ) -> None:
+        if self._stream is not None:
+            self._stream.cancel()

@@ -1,0 +1,352 @@
+"""One HTTP/2 connection under trio: the socket, the single reader task, coalesced writes,
+PING keepalive, GOAWAY draining and stream-slot waiting. Calls use it through the small
+set of methods below; everything protocol-shaped happens in ``protocol.GrpcProtocol``."""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Optional
+
+import trio
+
+from .metadata import HeaderList, RequestHeaderTemplate
+from .protocol import CallState, GrpcProtocol
+from .status import RpcError, StatusCode
+
+__all__ = ["Connection", "ConnectionUnusable", "KeepalivePolicy"]
+
+_RECEIVE_SIZE = 256 * 1024
+
+
+class ConnectionUnusable(Exception):
+    """The connection takes no new calls (closed or draining); try a fresh one."""
+
+
+class KeepalivePolicy:
+    """Keepalive settings shared by a channel's successive connections, so that a GOAWAY
+    "too_many_pings" doubling of the interval (gRFC A8) outlives the connection."""
+
+    __slots__ = ("interval", "permit_without_calls", "timeout")
+
+    def __init__(self, interval: float, timeout: float, *, permit_without_calls: bool = False):
+        self.interval = interval
+        self.timeout = timeout
+        self.permit_without_calls = permit_without_calls
+
+
+def _wake(call: CallState, send_blocked: set[CallState]) -> None:
+    task = call.recv_waiter
+    if task is not None:
+        call.recv_waiter = None
+        trio.lowlevel.reschedule(task)
+    task = call.send_waiter
+    if task is not None:
+        call.send_waiter = None
+        send_blocked.discard(call)
+        trio.lowlevel.reschedule(task)
+
+
+class Connection:
+    """A live HTTP/2 connection to one endpoint. ``run`` owns its background tasks."""
+
+    def __init__(
+        self,
+        stream: trio.abc.Stream,
+        protocol: GrpcProtocol,
+        *,
+        endpoint: str,
+        headers: RequestHeaderTemplate,
+        keepalive: KeepalivePolicy | None = None,
+        write_timeout: float = 20.0,
+    ) -> None:
+        self.endpoint = endpoint
+        self.headers = headers
+        self.protocol = protocol
+        self._stream = stream
+        self._keepalive = keepalive
+        self._write_timeout = write_timeout
+        self._closed = False
+        self._writing = False
+        self._write_requested = trio.Event()
+        self._slot_waiters = trio.lowlevel.ParkingLot()
+        self._cancel_scope: Optional[trio.CancelScope] = None
+        self._last_activity = 0.0
+        self._ping_payload = b""
+        self._ping_acknowledged = trio.Event()
+        self._pings_sent = 0
+
+    @property
+    def usable(self) -> bool:
+        return not self._closed and not self.protocol.draining
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    # -- lifetime -----------------------------------------------------------------------------
+
+    async def handshake(self) -> None:
+        """Send the preface and wait for the server's SETTINGS, in the connecting task."""
+        protocol = self.protocol
+        protocol.initiate()
+        await self._stream.send_all(protocol.data_to_send())
+        while not protocol.settings_received:
+            data = await self._stream.receive_some(_RECEIVE_SIZE)
+            if not data:
+                raise RpcError(StatusCode.UNAVAILABLE, "connection closed in the HTTP/2 handshake")
+            protocol.receive_data(bytes(data))
+            if protocol.failure is not None:
+                raise protocol.failure
+        await self._stream.send_all(protocol.data_to_send())
+        self._last_activity = trio.current_time()
+
+    async def run(self) -> None:
+        """The connection's background tasks; returns once it is closed."""
+        try:
+            async with trio.open_nursery() as nursery:
+                self._cancel_scope = nursery.cancel_scope
+                if self._closed:
+                    nursery.cancel_scope.cancel()
+                nursery.start_soon(self._reader)
+                nursery.start_soon(self._writer)
+                if self._keepalive is not None:
+                    nursery.start_soon(self._pinger, self._keepalive)
+        finally:
+            self._closed = True
+            if self.protocol.failure is None:
+                self.protocol.fail(RpcError(StatusCode.UNAVAILABLE, "connection closed"))
+            self._dispatch()
+            with trio.CancelScope(shield=True):
+                await trio.aclose_forcefully(self._stream)
+
+    def close(self, error: RpcError | None = None) -> None:
+        """Fail the calls still running here and stop the background tasks; no await."""
+        if error is not None or self.protocol.failure is None:
+            self.protocol.fail(error or RpcError(StatusCode.UNAVAILABLE, "connection closed"))
+        self._dispatch()
+        self._shutdown()
+
+    def drain(self) -> None:
+        """Take no new calls; close once the running ones end (as after a GOAWAY)."""
+        if self.protocol.goaway_last_stream_id is None:
+            self.protocol.goaway_last_stream_id = 2**31 - 1
+        self._dispatch()
+
+    def _shutdown(self) -> None:
+        self._closed = True
+        if self._cancel_scope is not None:
+            self._cancel_scope.cancel()
+
+    def _fail(self, details: str) -> None:
+        self.close(RpcError(StatusCode.UNAVAILABLE, f"{details} ({self.endpoint})"))
+
+    # -- background tasks ---------------------------------------------------------------------
+
+    async def _reader(self) -> None:
+        stream = self._stream
+        protocol = self.protocol
+        track_activity = self._keepalive is not None
+        try:
+            while True:
+                data = await stream.receive_some(_RECEIVE_SIZE)
+                if not data:
+                    self._fail("connection closed by the server")
+                    return
+                if track_activity:
+                    self._last_activity = trio.current_time()
+                protocol.receive_data(data)  # type: ignore[arg-type]  # bytes from sockets
+                self._dispatch()
+                if protocol.has_output:
+                    await self.flush()
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
+            self._fail(f"connection lost: {exc!r}")
+        except Exception as exc:  # any failure here must reach the calls, not the nursery
+            self._fail(f"connection reader failed: {exc!r}")
+
+    async def _writer(self) -> None:
+        while True:
+            await self._write_requested.wait()
+            self._write_requested = trio.Event()
+            await self.flush()
+
+    async def _pinger(self, policy: KeepalivePolicy) -> None:
+        protocol = self.protocol
+        while True:
+            wake_at = self._last_activity + policy.interval
+            if trio.current_time() < wake_at:
+                await trio.sleep_until(wake_at)
+                continue
+            if protocol.open_streams == 0 and not policy.permit_without_calls:
+                # Servers punish pings without calls (etcd, grpc-go); there is nothing to save.
+                self._last_activity = trio.current_time()
+                continue
+            self._pings_sent += 1
+            self._ping_payload = self._pings_sent.to_bytes(8, "big")
+            self._ping_acknowledged = trio.Event()
+            protocol.send_ping(self._ping_payload)
+            await self.flush()
+            with trio.move_on_after(policy.timeout):
+                await self._ping_acknowledged.wait()
+            if not self._ping_acknowledged.is_set():
+                self._fail(f"keepalive ping not acknowledged within {policy.timeout:g} s")
+                return
+            self._last_activity = trio.current_time()
+
+    def _dispatch(self) -> None:
+        """Wake the tasks whose calls changed and act on connection-level news."""
+        protocol = self.protocol
+        changed = protocol.changed
+        if changed:
+            send_blocked = protocol.send_blocked
+            for call in changed:
+                _wake(call, send_blocked)
+            changed.clear()
+        if protocol.slots_freed:
+            protocol.slots_freed = False
+            if self.usable:
+                self._slot_waiters.unpark(count=protocol.free_slots)
+            else:
+                self._slot_waiters.unpark_all()
+        if protocol.ping_acks:
+            if self._ping_payload in protocol.ping_acks:
+                self._ping_acknowledged.set()
+            protocol.ping_acks.clear()
+        if protocol.too_many_pings:
+            protocol.too_many_pings = False
+            if self._keepalive is not None:
+                self._keepalive.interval *= 2
+        if not self._closed and (protocol.drained or protocol.failure is not None):
+            self._slot_waiters.unpark_all()
+            self._shutdown()
+
+    # -- writing ------------------------------------------------------------------------------
+
+    async def flush(self) -> None:
+        """Write what h2 has queued. Concurrent flushes coalesce: while one task writes, the
+        others return at once and the writer loops until nothing is left. The write itself is
+        shielded (a half-written frame would corrupt the connection) but bounded in time."""
+        if self._writing or self._closed:
+            return
+        self._writing = True
+        protocol = self.protocol
+        stream = self._stream
+        try:
+            with trio.CancelScope(
+                shield=True, deadline=trio.current_time() + self._write_timeout
+            ) as scope:
+                while True:
+                    data = protocol.data_to_send()
+                    if not data:
+                        break
+                    await stream.send_all(data)
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
+            self._fail(f"connection lost while writing: {exc!r}")
+            return
+        finally:
+            self._writing = False
+        if scope.cancelled_caught:
+            self._fail(f"server accepted no data for {self._write_timeout:g} s")
+
+    def kick(self) -> None:
+        """Have the writer task flush soon; for paths that must not await."""
+        self._write_requested.set()
+
+    # -- calls --------------------------------------------------------------------------------
+
+    async def start_call(
+        self,
+        call: CallState,
+        method: str,
+        deadline: float,
+        metadata: HeaderList | None,
+        *,
+        end_stream: bool = False,
+    ) -> None:
+        """Wait for a stream slot, then queue the call's HEADERS (not flushed)."""
+        protocol = self.protocol
+        while not protocol.has_free_slot:
+            if not self.usable:
+                raise ConnectionUnusable
+            await self._slot_waiters.park()
+        if not self.usable:
+            raise ConnectionUnusable
+        timeout = None
+        if deadline != math.inf:
+            timeout = max(deadline - trio.current_time(), 1e-9)
+        headers = self.headers.build(method, timeout, metadata)
+        protocol.start_call(call, headers, end_stream=end_stream)
+
+    async def send(self, call: CallState, data: bytes, *, end_stream: bool) -> None:
+        """Send one encoded message (or none, to half-close), waiting for window as needed.
+        Cancelled part-way, the call is reset: its framing would be broken otherwise."""
+        protocol = self.protocol
+        view = memoryview(data)
+        started = False
+        try:
+            while True:
+                sent = protocol.send_data(call, view, end_stream=end_stream)
+                if sent == len(view) or call.released:
+                    break
+                view = view[sent:]
+                if sent:
+                    started = True
+                    await self.flush()
+                    continue
+                if protocol.has_output:
+                    await self.flush()
+                    continue
+                await self.wait(call, sending=True)
+        except BaseException:
+            if started and not call.released:
+                self.cancel(call, RpcError(StatusCode.CANCELLED, "cancelled while sending"))
+            raise
+        await self.flush()
+
+    async def receive(self, call: CallState) -> bytes | None:
+        """The next message of a call, or None once it has ended and nothing is left."""
+        protocol = self.protocol
+        while True:
+            message = protocol.consume(call)
+            if message is not None:
+                if protocol.has_output:
+                    self.kick()
+                return message
+            if call.code is not None:
+                return None
+            await self.wait(call, sending=False)
+
+    async def wait(self, call: CallState, *, sending: bool) -> None:
+        """Park until the reader reports news for this call (or the connection ends)."""
+        task = trio.lowlevel.current_task()
+        if sending:
+            if call.send_waiter is not None:
+                raise trio.BusyResourceError("another task is already sending on this call")
+            call.send_waiter = task
+            self.protocol.send_blocked.add(call)
+        else:
+            if call.recv_waiter is not None:
+                raise trio.BusyResourceError("another task is already receiving on this call")
+            call.recv_waiter = task
+
+        def abort(_: Any) -> trio.lowlevel.Abort:
+            if sending:
+                call.send_waiter = None
+                self.protocol.send_blocked.discard(call)
+            else:
+                call.recv_waiter = None
+            return trio.lowlevel.Abort.SUCCEEDED
+
+        await trio.lowlevel.wait_task_rescheduled(abort)
+
+    def end_stream(self, call: CallState) -> None:
+        self.protocol.end_stream(call)
+
+    def cancel(self, call: CallState, error: RpcError) -> None:
+        """Reset a call's stream (RST_STREAM CANCEL) without awaiting; the writer sends it."""
+        if call.released:
+            if call.code is None:
+                call.code, call.details, call.error = error.code, error.details, error
+            return
+        self.protocol.cancel_call(call, error)
+        self._dispatch()
+        self.kick()

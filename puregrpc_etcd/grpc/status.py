@@ -1,0 +1,139 @@
+"""gRPC status codes, the RpcError exception, and the tables that turn HTTP/2 outcomes
+(an HTTP :status, an RST_STREAM error code) into gRPC statuses (doc/statuscodes.md,
+doc/PROTOCOL-HTTP2.md)."""
+
+from __future__ import annotations
+
+import enum
+from typing import Sequence, Tuple, Union
+
+__all__ = [
+    "RpcError",
+    "StatusCode",
+    "status_from_http_status",
+    "status_from_reset",
+    "status_from_wire",
+]
+
+MetadataValue = Union[str, bytes]
+MetadataPairs = Tuple[Tuple[str, MetadataValue], ...]
+
+
+class StatusCode(enum.IntEnum):
+    """The 17 gRPC status codes, by their gRPC names and wire numbers."""
+
+    OK = 0
+    CANCELLED = 1
+    UNKNOWN = 2
+    INVALID_ARGUMENT = 3
+    DEADLINE_EXCEEDED = 4
+    NOT_FOUND = 5
+    ALREADY_EXISTS = 6
+    PERMISSION_DENIED = 7
+    RESOURCE_EXHAUSTED = 8
+    FAILED_PRECONDITION = 9
+    ABORTED = 10
+    OUT_OF_RANGE = 11
+    UNIMPLEMENTED = 12
+    INTERNAL = 13
+    UNAVAILABLE = 14
+    DATA_LOSS = 15
+    UNAUTHENTICATED = 16
+
+
+_CODE_BY_NUMBER = {code.value: code for code in StatusCode}
+
+
+class RpcError(Exception):
+    """A call ended with a status other than OK.
+
+    ``not_processed`` is True only when the request provably never reached the server
+    application (no connection, REFUSED_STREAM, or a stream above a GOAWAY's last stream id),
+    so that even a non-idempotent request may be sent again.
+    """
+
+    def __init__(
+        self,
+        code: StatusCode,
+        details: str = "",
+        *,
+        trailing_metadata: Sequence[tuple[str, MetadataValue]] = (),
+        initial_metadata: Sequence[tuple[str, MetadataValue]] = (),
+        not_processed: bool = False,
+    ) -> None:
+        super().__init__(code, details)
+        self.code = code
+        self.details = details
+        self.trailing_metadata: MetadataPairs = tuple(trailing_metadata)
+        self.initial_metadata: MetadataPairs = tuple(initial_metadata)
+        self.not_processed = not_processed
+
+    def __str__(self) -> str:
+        return f"{self.code.name}: {self.details}" if self.details else self.code.name
+
+    def __repr__(self) -> str:
+        flag = ", not_processed=True" if self.not_processed else ""
+        return f"RpcError({self.code.name}, {self.details!r}{flag})"
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (_rebuild_error, (self.code, self.details, self.trailing_metadata,
+                                 self.initial_metadata, self.not_processed))
+
+
+def _rebuild_error(
+    code: StatusCode,
+    details: str,
+    trailing_metadata: MetadataPairs,
+    initial_metadata: MetadataPairs,
+    not_processed: bool,
+) -> RpcError:
+    return RpcError(code, details, trailing_metadata=trailing_metadata,
+                    initial_metadata=initial_metadata, not_processed=not_processed)
+
+
+def status_from_wire(value: bytes | str) -> StatusCode:
+    """The code of a ``grpc-status`` header; numbers gRPC does not define are UNKNOWN."""
+    text = value.decode("ascii", "replace") if isinstance(value, bytes) else value
+    if not text.isdigit():
+        return StatusCode.UNKNOWN
+    return _CODE_BY_NUMBER.get(int(text), StatusCode.UNKNOWN)
+
+
+# What a broken deployment's non-200 response most likely means (doc/http-grpc-status-mapping.md).
+_CODE_BY_HTTP_STATUS = {
+    400: StatusCode.INTERNAL,
+    401: StatusCode.UNAUTHENTICATED,
+    403: StatusCode.PERMISSION_DENIED,
+    404: StatusCode.UNIMPLEMENTED,
+    429: StatusCode.UNAVAILABLE,
+    502: StatusCode.UNAVAILABLE,
+    503: StatusCode.UNAVAILABLE,
+    504: StatusCode.UNAVAILABLE,
+}
+
+
+def status_from_http_status(http_status: int) -> StatusCode:
+    """The code to report for a response whose HTTP status is not 200."""
+    return _CODE_BY_HTTP_STATUS.get(http_status, StatusCode.UNKNOWN)
+
+
+# HTTP/2 error codes (RFC 9113 section 7).
+NO_ERROR = 0x0
+REFUSED_STREAM = 0x7
+CANCEL = 0x8
+ENHANCE_YOUR_CALM = 0xB
+INADEQUATE_SECURITY = 0xC
+
+_CODE_BY_RESET = {
+    REFUSED_STREAM: StatusCode.UNAVAILABLE,
+    CANCEL: StatusCode.CANCELLED,
+    ENHANCE_YOUR_CALM: StatusCode.RESOURCE_EXHAUSTED,
+    INADEQUATE_SECURITY: StatusCode.PERMISSION_DENIED,
+}
+
+
+def status_from_reset(error_code: int) -> tuple[StatusCode, bool]:
+    """The code for a stream the server reset before sending a status, and whether the
+    request provably was not processed (only REFUSED_STREAM says so). NO_ERROR and every
+    other code are INTERNAL, as PROTOCOL-HTTP2.md's table says."""
+    return _CODE_BY_RESET.get(error_code, StatusCode.INTERNAL), error_code == REFUSED_STREAM
