@@ -24,6 +24,8 @@ CALL_ID_KEY = "x-call-id"
 # Trailing metadata of streaming output calls: the sha256 of every payload body sent, in order.
 PAYLOAD_DIGEST_KEY = "x-payload-sha256"
 
+CANCELLATION_SETTLE_TIME = 0.1
+
 STATUS_BY_NUMBER = {code.value[0]: code for code in grpc.StatusCode}
 call_outcomes: dict[str, str] = {}
 
@@ -48,7 +50,10 @@ def recorded(behaviour: Callable[..., Any]) -> Callable[..., Any]:
     """Wraps a method so that calls tagged with `x-call-id` leave their outcome behind.
 
     A call is "cancelled" when its handler was interrupted (the client reset the stream or its
-    deadline passed), "aborted" when it ended with a status on purpose, "ok" otherwise."""
+    deadline passed), "aborted" when it ended with a status on purpose, "ok" otherwise.
+    grpcio.aio ends the request stream of a reset call as if the client had half-closed it and
+    cancels the handler's task only a moment later, so a tagged call waits a little before it
+    counts as ok."""
 
     def finish(call_id: str | None, state: str) -> None:
         if call_id is not None:
@@ -63,6 +68,8 @@ def recorded(behaviour: Callable[..., Any]) -> Callable[..., Any]:
             try:
                 async for response in behaviour(request, context):
                     yield response
+                if call_id is not None:
+                    await asyncio.sleep(CANCELLATION_SETTLE_TIME)
                 state = "ok"
             except grpc.aio.AbortError:
                 state = "aborted"
@@ -78,6 +85,8 @@ def recorded(behaviour: Callable[..., Any]) -> Callable[..., Any]:
         state = "cancelled"
         try:
             response = await behaviour(request, context)
+            if call_id is not None:
+                await asyncio.sleep(CANCELLATION_SETTLE_TIME)
             state = "ok"
             return response
         except grpc.aio.AbortError:
