@@ -1,0 +1,365 @@
+"""The one shared Watch stream of a client: the task that keeps it open, resumes every watcher
+after a break, and routes replies into each watcher's bounded backlog without ever blocking.
+
+A ``Subscription`` is one watcher's state as the hub sees it; ``watch.Watcher`` is its public face.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import deque
+from typing import TYPE_CHECKING, Deque, Dict, List, Optional, Union
+
+import trio
+
+from puregrpc_etcd import errors
+from puregrpc_etcd._proto import kv_pb2, rpc_pb2
+from puregrpc_etcd._watch_state import (
+    BROADCAST_ID,
+    CANCELED,
+    CREATED,
+    EVENTS,
+    PROGRESS,
+    Cursor,
+    Delivery,
+    Router,
+    WatchSpec,
+)
+from puregrpc_etcd.grpc import RpcError, StatusCode
+
+if TYPE_CHECKING:
+    from puregrpc_etcd._base import ClientBase
+    from puregrpc_etcd.grpc import Stream
+
+WATCH_METHOD = "/etcdserverpb.Watch/Watch"
+
+#: Reconnect delays: first retry after about RETRY_FIRST seconds, doubling up to RETRY_MAX.
+RETRY_FIRST = 0.05
+RETRY_MAX = 2.0
+
+# Codes that no reconnect can cure; anything else (UNAVAILABLE, a server restart's CANCELLED or
+# INTERNAL, no leader, ...) is a break to resume from.
+_PERMANENT_CODES = frozenset(
+    {
+        StatusCode.INVALID_ARGUMENT,
+        StatusCode.PERMISSION_DENIED,
+        StatusCode.UNIMPLEMENTED,
+        StatusCode.UNAUTHENTICATED,
+    }
+)
+
+BacklogItem = Union[kv_pb2.Event, int]  # an event, or the revision of a progress notification
+
+
+class Subscription:
+    """One watcher: what it asks for, where it resumes, and what its consumer has not read yet.
+
+    ``backlog`` holds received events (and, between them, progress revisions) in order. When it
+    reaches ``max_backlog`` the watcher is paused: cancelled on the server, its cursor kept; once
+    the consumer has read it down to half, it is re-created from the cursor. Memory stays bounded
+    and nothing is dropped; a slow consumer only costs a re-read of history from the server.
+    """
+
+    def __init__(self, spec: WatchSpec, start_revision: int, max_backlog: int) -> None:
+        self.spec = spec
+        self.cursor = Cursor(start_revision)
+        self.max_backlog = max_backlog
+        self.backlog: Deque[BacklogItem] = deque()
+        #: Every event up to this revision has been handed to the consumer.
+        self.delivered_revision = 0
+        self.error: Optional[BaseException] = None
+        self.closed = False
+        self.paused = False
+        self.pauses = 0
+        self.watch_id: Optional[int] = None
+        self.ready = trio.Event()
+        self._changed = trio.lowlevel.ParkingLot()
+
+    @property
+    def active(self) -> bool:
+        """Whether it belongs on the stream (not failed, closed or paused)."""
+        return self.error is None and not self.closed and not self.paused
+
+    def fail(self, error: BaseException) -> None:
+        if self.error is None:
+            self.error = error
+        self.watch_id = None
+        self.ready.set()
+        self._changed.unpark_all()
+
+    def close(self) -> None:
+        self.closed = True
+        self.watch_id = None
+        self._changed.unpark_all()
+
+    async def wait_changed(self) -> None:
+        await self._changed.park()
+
+    def on_created(self, revision: int) -> None:
+        self.cursor.on_created(revision)
+        if not self.ready.is_set():
+            self.delivered_revision = self.cursor.revision
+            self.ready.set()
+
+    def on_events(self, events: List[kv_pb2.Event]) -> None:
+        self.cursor.on_events(events)
+        self.backlog.extend(events)
+        self._changed.unpark_all()
+
+    def on_progress(self, revision: int) -> None:
+        self.cursor.on_progress(revision)
+        backlog = self.backlog
+        if not backlog:
+            self.delivered_revision = max(self.delivered_revision, revision)
+        elif isinstance(backlog[-1], int):
+            backlog[-1] = revision
+        else:
+            backlog.append(revision)
+
+    def pop(self) -> Optional[kv_pb2.Event]:
+        """The next unread event (None when only progress was pending); the backlog is not empty."""
+        item = self.backlog.popleft()
+        if isinstance(item, int):
+            self.delivered_revision = max(self.delivered_revision, item)
+            return None
+        revision = item.kv.mod_revision
+        following = self.backlog[0] if self.backlog else None
+        # One revision can hold several events (a txn); it is delivered when its last one is.
+        if isinstance(following, kv_pb2.Event) and following.kv.mod_revision == revision:
+            revision -= 1
+        self.delivered_revision = max(self.delivered_revision, revision)
+        return item
+
+
+class _StreamOutcome:
+    """How one stream ended: the first failure seen, and whether any reply came."""
+
+    __slots__ = ("failure", "served")
+
+    def __init__(self) -> None:
+        self.failure: Optional[BaseException] = None
+        self.served = False
+
+    def fail(self, error: BaseException) -> None:
+        if self.failure is None:
+            self.failure = error
+
+
+def _is_permanent(exc: BaseException) -> bool:
+    if isinstance(exc, RpcError):
+        return exc.code in _PERMANENT_CODES
+    if isinstance(exc, errors.RpcError):
+        return exc.code in _PERMANENT_CODES and not isinstance(exc, errors.UnavailableError)
+    return not isinstance(exc, (errors.EtcdError, OSError, trio.BrokenResourceError, EOFError))
+
+
+def _as_etcd_error(exc: BaseException) -> BaseException:
+    return errors.from_rpc_error(exc) if isinstance(exc, RpcError) else exc
+
+
+def cancel_error(delivery: Delivery[Subscription]) -> BaseException:
+    """The error that ends a watcher the server cancelled (compaction, permission, ...)."""
+    if delivery.compact_revision:
+        return errors.CompactedError(
+            StatusCode.OUT_OF_RANGE,
+            "etcdserver: mvcc: required revision has been compacted "
+            f"(compact revision {delivery.compact_revision})",
+            compact_revision=delivery.compact_revision,
+        )
+    reason = delivery.cancel_reason or "the server cancelled the watch without a reason"
+    return errors.error_class(StatusCode.CANCELLED.name, reason)(StatusCode.CANCELLED, reason)
+
+
+class WatchHub:
+    """Keeps one Watch stream open while a client has watchers, and resumes them after breaks."""
+
+    def __init__(self, client: ClientBase) -> None:
+        self._client = client
+        self._subscriptions: Dict[Subscription, None] = {}
+        self._running = False
+        self._scope: Optional[trio.CancelScope] = None
+        self._router: Optional[Router[Subscription]] = None
+        self._to_create: Dict[Subscription, None] = {}
+        self._to_cancel: List[int] = []
+        self._work = trio.Event()
+        self._progress_wanted = False
+        self._progress_sent = False
+        self._progress_arrived = trio.Event()
+        #: How many Watch streams this hub has opened (one per connection break).
+        self.streams_opened = 0
+
+    @property
+    def attached(self) -> int:
+        """How many watchers the current stream carries."""
+        return self._router.attached if self._router is not None else 0
+
+    # Called by watchers (synchronously: nothing here waits, so it is safe under cancellation).
+
+    def add(self, subscription: Subscription) -> None:
+        self._subscriptions[subscription] = None
+        self._request_create(subscription)
+        if not self._running:
+            self._running = True
+            self._client._nursery.start_soon(self._run)
+
+    def remove(self, subscription: Subscription) -> None:
+        self._subscriptions.pop(subscription, None)
+        self._detach(subscription)
+        subscription.close()
+        if not any(sub.error is None for sub in self._subscriptions) and self._scope is not None:
+            self._scope.cancel()  # nobody left to serve: close the stream
+
+    def consumed(self, subscription: Subscription) -> None:
+        """The consumer read from the backlog: re-create a paused watcher once half is free."""
+        if subscription.paused and len(subscription.backlog) <= subscription.max_backlog // 2:
+            subscription.paused = False
+            self._request_create(subscription)
+
+    async def request_progress(self) -> None:
+        """Ask the server for a progress notification and wait until it has been routed."""
+        arrived = self._progress_arrived
+        self._progress_wanted = True
+        self._work.set()
+        await arrived.wait()
+
+    def _request_create(self, subscription: Subscription) -> None:
+        if self._router is not None and subscription.active:
+            self._to_create[subscription] = None
+            self._work.set()
+
+    def _detach(self, subscription: Subscription) -> None:
+        self._to_create.pop(subscription, None)
+        watch_id, subscription.watch_id = subscription.watch_id, None
+        if watch_id is not None and self._router is not None and self._router.detach(watch_id):
+            self._to_cancel.append(watch_id)
+            self._work.set()
+
+    # The stream task.
+
+    async def _run(self) -> None:
+        failures = 0
+        try:
+            while any(sub.active or sub.paused for sub in self._subscriptions):
+                outcome = _StreamOutcome()
+                with trio.CancelScope() as scope:
+                    self._scope = scope
+                    await self._serve_one_stream(outcome)
+                self._scope = None
+                if scope.cancelled_caught:
+                    continue  # closed while idle; the loop reopens it if a watcher came back
+                failure = _as_etcd_error(
+                    outcome.failure
+                    or errors.UnavailableError(
+                        StatusCode.UNAVAILABLE, "the server ended the Watch stream"
+                    )
+                )
+                if _is_permanent(failure):
+                    for sub in list(self._subscriptions):
+                        sub.fail(failure)
+                    break
+                if isinstance(failure, errors.NoLeaderError):
+                    # require_leader: this member lost its leader; watch through another one.
+                    await self._client._channel.rotate()
+                failures = 1 if outcome.served else failures + 1
+                delay = min(RETRY_MAX, RETRY_FIRST * 2 ** (failures - 1))
+                await trio.sleep(delay * random.uniform(0.5, 1.0))
+        finally:
+            self._running = False
+            self._scope = None
+            self._router = None
+            closing = errors.EtcdError("the client is closed; the watch has ended")
+            for sub in list(self._subscriptions):
+                if sub.active or sub.paused:
+                    sub.fail(closing)
+            self._wake_progress_waiters()
+
+    async def _serve_one_stream(self, outcome: _StreamOutcome) -> None:
+        """Serve one stream until it breaks, recording why in ``outcome``.
+
+        The reader and the writer record their own failures instead of raising, so that only
+        cancellations cross the nursery (no exception group to pick apart)."""
+        try:
+            async with self._client._stream(WATCH_METHOD, rpc_pb2.WatchResponse) as stream:
+                self.streams_opened += 1
+                router: Router[Subscription] = Router()
+                self._router = router
+                self._to_cancel.clear()
+                self._to_create = {sub: None for sub in self._subscriptions if sub.active}
+                self._progress_sent = False
+                self._work.set()
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(self._write_loop, stream, router, outcome, nursery)
+                    try:
+                        async for response in stream:
+                            outcome.served = True
+                            self._dispatch(router, response)
+                    except Exception as exc:
+                        outcome.fail(exc)
+                    nursery.cancel_scope.cancel()
+        except Exception as exc:
+            outcome.fail(exc)
+        finally:
+            self._router = None
+            for sub in self._subscriptions:
+                sub.watch_id = None
+
+    async def _write_loop(
+        self,
+        stream: Stream[rpc_pb2.WatchResponse],
+        router: Router[Subscription],
+        outcome: _StreamOutcome,
+        nursery: trio.Nursery,
+    ) -> None:
+        try:
+            while True:
+                await self._work.wait()
+                self._work = trio.Event()
+                await self._send_pending(stream, router)
+        except Exception as exc:
+            outcome.fail(exc)
+            nursery.cancel_scope.cancel()
+
+    async def _send_pending(
+        self, stream: Stream[rpc_pb2.WatchResponse], router: Router[Subscription]
+    ) -> None:
+        while self._to_cancel:
+            watch_id = self._to_cancel.pop(0)
+            cancel = rpc_pb2.WatchCancelRequest(watch_id=watch_id)
+            await stream.send_message(rpc_pb2.WatchRequest(cancel_request=cancel))
+        while self._to_create:
+            subscription = next(iter(self._to_create))
+            del self._to_create[subscription]
+            if not subscription.active or subscription.watch_id is not None:
+                continue
+            watch_id = subscription.watch_id = router.attach(subscription)
+            start = subscription.cursor.next_revision
+            await stream.send_message(subscription.spec.create_request(watch_id, start))
+        if self._progress_wanted and not self._progress_sent:
+            self._progress_sent = True
+            progress = rpc_pb2.WatchProgressRequest()
+            await stream.send_message(rpc_pb2.WatchRequest(progress_request=progress))
+
+    def _dispatch(self, router: Router[Subscription], response: rpc_pb2.WatchResponse) -> None:
+        for delivery in router.receive(response):
+            subscription = delivery.target
+            kind = delivery.kind
+            if kind == EVENTS:
+                subscription.on_events(list(delivery.events))
+                if len(subscription.backlog) >= subscription.max_backlog:
+                    subscription.paused = True
+                    subscription.pauses += 1
+                    self._detach(subscription)
+            elif kind == PROGRESS:
+                subscription.on_progress(delivery.revision)
+            elif kind == CREATED:
+                subscription.on_created(delivery.revision)
+            elif kind == CANCELED:
+                subscription.fail(cancel_error(delivery))
+        if response.watch_id == BROADCAST_ID and not (response.created or response.canceled):
+            self._progress_wanted = False
+            self._progress_sent = False
+            self._wake_progress_waiters()
+
+    def _wake_progress_waiters(self) -> None:
+        arrived, self._progress_arrived = self._progress_arrived, trio.Event()
+        arrived.set()

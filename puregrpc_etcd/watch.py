@@ -1,0 +1,260 @@
+"""Watch: change feeds of keys and ranges, multiplexed on one stream per client and resumed after
+every break from the last received revision, so that no event is lost, repeated or reordered.
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Awaitable,
+    Callable,
+    Literal,
+    Optional,
+    Union,
+)
+
+import trio
+
+from puregrpc_etcd._base import ClientBase
+from puregrpc_etcd._proto import kv_pb2
+from puregrpc_etcd._watch_hub import Subscription, WatchHub
+from puregrpc_etcd._watch_state import WatchSpec
+from puregrpc_etcd.types import KeyValue, key_value
+
+if TYPE_CHECKING:
+    from types import TracebackType
+
+EventType = Literal["put", "delete"]
+
+__all__ = ["DEFAULT_MAX_BACKLOG", "Event", "WatchMixin", "Watcher"]
+
+#: Events a watcher buffers for a slow consumer before it is paused on the server (see Watcher).
+DEFAULT_MAX_BACKLOG = 10_000
+
+EventHandler = Callable[["Event"], Optional[Awaitable[None]]]
+
+
+@dataclass(frozen=True)
+class Event:
+    """One change: ``type`` ("put" or "delete"), the key as it is after the change (``kv``; for a
+    delete only ``key`` and ``mod_revision`` are set) and, when the watch asked for ``prev_kv``,
+    the key as it was before (None if it did not exist or was not asked for)."""
+
+    __slots__ = ("kv", "prev_kv", "type")
+
+    type: EventType
+    kv: KeyValue
+    prev_kv: Optional[KeyValue]
+
+    @property
+    def is_create(self) -> bool:
+        """A put that created the key (its first version since it was last deleted)."""
+        return self.type == "put" and self.kv.version == 1
+
+    @property
+    def is_modify(self) -> bool:
+        """A put to a key that already existed."""
+        return self.type == "put" and self.kv.version > 1
+
+    @property
+    def is_delete(self) -> bool:
+        return self.type == "delete"
+
+    @property
+    def revision(self) -> int:
+        """The revision of the change (``kv.mod_revision``)."""
+        return self.kv.mod_revision
+
+
+def _event(pb: kv_pb2.Event, namespace: bytes) -> Event:
+    prev = key_value(pb.prev_kv, namespace) if pb.HasField("prev_kv") else None
+    kind: EventType = "delete" if pb.type == kv_pb2.Event.DELETE else "put"
+    return Event(kind, key_value(pb.kv, namespace), prev)
+
+
+class Watcher:
+    """An async iterator of the ``Event``s of one watch, in revision order.
+
+    ``revision`` is the revision up to which every event has been handed out (advanced also by
+    progress notifications); after a connection break the watch resumes from the last *received*
+    revision + 1 on whichever endpoint works, so the iterator sees neither a gap nor a repeat.
+    Iteration raises ``CompactedError`` (with ``compact_revision``) if the history it needs was
+    compacted, another ``EtcdError`` if the server refused the watch, and stops when the ``async
+    with`` block that made it has been left.
+
+    Backpressure: a consumer slower than the server never holds up the client's other watchers.
+    Once ``max_backlog`` unread events have piled up, this watcher is cancelled on the server and
+    re-created from where it stopped when the consumer has read half of them: memory stays
+    bounded, nothing is skipped (if the server compacts that history meanwhile, the iterator
+    raises ``CompactedError`` once the buffered events have been read).
+    """
+
+    __slots__ = ("_hub", "_namespace", "_subscription")
+
+    def __init__(self, hub: WatchHub, subscription: Subscription, namespace: bytes) -> None:
+        self._hub = hub
+        self._subscription = subscription
+        self._namespace = namespace
+
+    @property
+    def revision(self) -> int:
+        """Every event up to this revision has been handed out by the iterator."""
+        return self._subscription.delivered_revision
+
+    @property
+    def pending(self) -> int:
+        """Events received and not read yet."""
+        return sum(1 for item in self._subscription.backlog if not isinstance(item, int))
+
+    def __aiter__(self) -> Watcher:
+        return self
+
+    async def __anext__(self) -> Event:
+        subscription = self._subscription
+        while True:
+            if subscription.backlog:
+                pb = subscription.pop()
+                self._hub.consumed(subscription)
+                if pb is not None:
+                    return _event(pb, self._namespace)
+                continue
+            if subscription.error is not None:
+                raise subscription.error
+            if subscription.closed:
+                raise StopAsyncIteration
+            await subscription.wait_changed()
+
+    async def request_progress(self) -> int:
+        """Ask the server where this client's watchers are, and return ``revision`` after it.
+
+        The notification (etcd's ``WatchProgressRequest``) concerns every watcher of the client;
+        each one's ``revision`` advances once its consumer has read the events before it. (etcd
+        before 3.5.8 may answer before events it has not sent yet; see the README.)
+        """
+        subscription = self._subscription
+        if subscription.error is None and not subscription.closed:
+            await self._hub.request_progress()
+        if subscription.error is not None:
+            raise subscription.error
+        return subscription.delivered_revision
+
+    def __repr__(self) -> str:
+        spec = self._subscription.spec
+        return f"<Watcher key={spec.key!r} range_end={spec.range_end!r} revision={self.revision}>"
+
+
+class WatchContext:
+    """``async with client.watch(...) as watcher``: creates the watch on entry (it sees every
+    change after that point, or from ``start_revision``) and cancels it on the server on exit."""
+
+    __slots__ = ("_client", "_namespace", "_subscription")
+
+    def __init__(self, client: WatchMixin, subscription: Subscription) -> None:
+        self._client = client
+        self._subscription = subscription
+        self._namespace = client._namespace
+
+    async def __aenter__(self) -> Watcher:
+        hub = self._client._watch_hub_instance()
+        subscription = self._subscription
+        if subscription.ready.is_set():
+            raise RuntimeError("a watch() context can be entered only once")
+        hub.add(subscription)
+        try:
+            await subscription.ready.wait()
+        except BaseException:
+            hub.remove(subscription)
+            raise
+        if subscription.error is not None:
+            hub.remove(subscription)
+            raise subscription.error
+        return Watcher(hub, subscription, self._namespace)
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self._client._watch_hub_instance().remove(self._subscription)
+
+    async def run(
+        self, handler: EventHandler, *, task_status: trio.TaskStatus[trio.CancelScope]
+    ) -> None:
+        """Call ``handler(event)`` for each event in order (awaiting it if it returns an
+        awaitable) until cancelled; meant for ``nursery.start`` (see ``watch_callback``)."""
+        with trio.CancelScope() as scope:
+            async with self as watcher:
+                task_status.started(scope)
+                async for event in watcher:
+                    result = handler(event)
+                    if inspect.isawaitable(result):
+                        await result
+
+
+class WatchMixin(ClientBase):
+    """``watch()`` and ``watch_callback()``; every watcher of a client shares one Watch stream."""
+
+    _watch_hub: Optional[WatchHub] = None
+
+    def _watch_hub_instance(self) -> WatchHub:
+        hub = self._watch_hub
+        if hub is None:
+            hub = self._watch_hub = WatchHub(self)
+        return hub
+
+    def watch(
+        self,
+        key: Union[str, bytes],
+        *,
+        prefix: bool = False,
+        from_key: bool = False,
+        range_end: Union[str, bytes, None] = None,
+        start_revision: int = 0,
+        prev_kv: bool = False,
+        progress_notify: bool = False,
+        no_put: bool = False,
+        no_delete: bool = False,
+        max_backlog: int = DEFAULT_MAX_BACKLOG,
+    ) -> WatchContext:
+        """Watch a key, a prefix (``prefix=True``), every key from ``key`` (``from_key=True``) or
+        ``[key, range_end)``; use as ``async with client.watch(...) as watcher: async for ...``.
+
+        ``start_revision`` 0 means changes after the watch is created; a past revision replays
+        history from there. ``prev_kv`` adds each key's previous value to its events,
+        ``progress_notify`` asks the server for periodic progress notifications (they advance
+        ``Watcher.revision``), ``no_put``/``no_delete`` filter events out on the server.
+        ``max_backlog`` bounds the unread events kept for a slow consumer (see ``Watcher``).
+        """
+        start, end = self._range(key, prefix=prefix, from_key=from_key, range_end=range_end)
+        if isinstance(start_revision, bool) or not isinstance(start_revision, int):
+            raise TypeError("start_revision must be an int")
+        if start_revision < 0:
+            raise ValueError("start_revision must be >= 0")
+        if isinstance(max_backlog, bool) or not isinstance(max_backlog, int):
+            raise TypeError("max_backlog must be an int")
+        if max_backlog < 1:
+            raise ValueError("max_backlog must be >= 1")
+        spec = WatchSpec(
+            key=start,
+            range_end=end,
+            prev_kv=bool(prev_kv),
+            progress_notify=bool(progress_notify),
+            no_put=bool(no_put),
+            no_delete=bool(no_delete),
+        )
+        return WatchContext(self, Subscription(spec, start_revision, max_backlog))
+
+    async def watch_callback(
+        self, nursery: trio.Nursery, key: Union[str, bytes], handler: EventHandler, **options: Any
+    ) -> trio.CancelScope:
+        """Run ``handler(event)`` for every event of ``watch(key, **options)`` in a task of
+        ``nursery`` (the caller's), one at a time and in order, until the returned cancel scope
+        (or the nursery) is cancelled. It returns once the watch is created. Errors, the
+        handler's included, propagate into ``nursery`` as a task failure would."""
+        context = self.watch(key, **options)
+        scope: trio.CancelScope = await nursery.start(context.run, handler)
+        return scope

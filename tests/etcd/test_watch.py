@@ -1,0 +1,337 @@
+"""Watch against a real etcd: event types and options, filters, history replay, compaction,
+progress, one shared stream for many watchers, backpressure, cancellation, the callback form."""
+
+from __future__ import annotations
+
+import itertools
+import urllib.request
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+import trio
+
+import puregrpc_etcd as etcd
+from puregrpc_etcd.errors import CompactedError
+from puregrpc_etcd.testing import EtcdServer
+from puregrpc_etcd.watch import Event, Watcher
+
+_prefixes = itertools.count()
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[EtcdServer]:
+    with EtcdServer() as started:
+        yield started
+
+
+@pytest.fixture
+async def client(server: EtcdServer) -> AsyncIterator[etcd.Client]:
+    async with etcd.connect(server.endpoints) as connected:
+        yield connected
+
+
+@pytest.fixture
+def prefix() -> str:
+    """A key prefix no other test of the module writes to."""
+    return f"/watch-test/{next(_prefixes)}/"
+
+
+async def take(
+    watcher: Watcher, count: int, seconds: float = 10.0, events: list[Event] | None = None
+) -> list[Event]:
+    """The next ``count`` events (collected into ``events`` when given, even on errors)."""
+    events = [] if events is None else events
+    with trio.fail_after(seconds):
+        async for event in watcher:
+            events.append(event)
+            if len(events) == count:
+                break
+    return events
+
+
+def server_watchers(server: EtcdServer) -> int:
+    """The number of watchers the server holds, from its metrics."""
+    with urllib.request.urlopen(f"{server.client_url}/metrics", timeout=5) as reply:
+        for line in reply.read().decode().splitlines():
+            if line.startswith("etcd_debugging_mvcc_watcher_total "):
+                return int(float(line.split()[1]))
+    raise AssertionError("etcd_debugging_mvcc_watcher_total is not in the metrics")
+
+
+async def wait_server_watchers(server: EtcdServer, expected: int) -> None:
+    with trio.fail_after(10):
+        for _ in range(500):
+            if await trio.to_thread.run_sync(server_watchers, server) == expected:
+                return
+            await trio.sleep(0.02)
+    raise AssertionError(f"the server never held {expected} watchers")
+
+
+async def test_put_modify_delete_events(client: etcd.Client, prefix: str) -> None:
+    key = prefix + "k"
+    async with client.watch(key) as watcher:
+        created = await client.put(key, "v1")
+        modified = await client.put(key, b"v2")
+        deleted = await client.delete(key)
+        first, second, third = await take(watcher, 3)
+    assert (first.type, first.kv.key, first.kv.value) == ("put", key.encode(), b"v1")
+    assert first.is_create
+    assert not first.is_modify
+    assert first.kv.mod_revision == created.header.revision
+    assert first.kv.create_revision == created.header.revision
+    assert first.prev_kv is None
+    assert (second.type, second.kv.value, second.kv.version) == ("put", b"v2", 2)
+    assert second.is_modify
+    assert not second.is_create
+    assert (third.type, third.kv.key) == ("delete", key.encode())
+    assert third.is_delete
+    assert third.kv.mod_revision == deleted.header.revision
+    assert second.kv.mod_revision == modified.header.revision
+    assert watcher.revision == deleted.header.revision
+    assert "put" in repr(first)
+
+
+async def test_single_key_prefix_range_and_from_key(client: etcd.Client, prefix: str) -> None:
+    single_ = client.watch(prefix + "b")
+    by_prefix_ = client.watch(prefix + "b", prefix=True)
+    by_range_ = client.watch(prefix + "b", range_end=prefix + "d")
+    from_key_ = client.watch(prefix + "c", from_key=True)
+    async with (
+        single_ as single,
+        by_prefix_ as by_prefix,
+        by_range_ as by_range,
+        from_key_ as tail,
+    ):
+        for name in ("a", "b", "ba", "c", "d"):
+            await client.put(prefix + name, name)
+        await client.put(prefix + "zz", "end")  # > every other key: ends from_key's list
+
+        def keys(events: list[Event]) -> list[str]:
+            return [e.kv.key.decode()[len(prefix) :] for e in events]
+
+        assert keys(await take(single, 1)) == ["b"]
+        assert keys(await take(by_prefix, 2)) == ["b", "ba"]
+        assert keys(await take(by_range, 3)) == ["b", "ba", "c"]
+        assert keys(await take(tail, 3)) == ["c", "d", "zz"]
+        # Nothing more is queued for the narrow watchers.
+        assert single.pending == 0
+        assert by_prefix.pending == 0
+
+
+async def test_filters_and_prev_kv(client: etcd.Client, prefix: str) -> None:
+    key = prefix + "k"
+    deletes_, puts_ = client.watch(key, no_put=True), client.watch(key, no_delete=True)
+    async with deletes_ as deletes, puts_ as puts, client.watch(key, prev_kv=True) as with_prev:
+        await client.put(key, "one")
+        await client.put(key, "two")
+        await client.delete(key)
+        assert [e.type for e in await take(deletes, 1)] == ["delete"]
+        assert [e.kv.value for e in await take(puts, 2)] == [b"one", b"two"]
+        first, second, third = await take(with_prev, 3)
+        await client.put(key, "three")
+        assert [e.kv.value for e in await take(puts, 1)] == [b"three"]
+        assert deletes.pending == 0
+    assert first.prev_kv is None
+    assert second.prev_kv is not None
+    assert second.prev_kv.value == b"one"
+    assert third.prev_kv is not None
+    assert (third.prev_kv.key, third.prev_kv.value) == (key.encode(), b"two")
+
+
+async def test_start_revision_replays_history(client: etcd.Client, prefix: str) -> None:
+    first = await client.put(prefix + "a", "1")
+    await client.put(prefix + "b", "2")
+    await client.delete(prefix + "a")
+    start = first.header.revision
+    async with client.watch(prefix, prefix=True, start_revision=start) as watcher:
+        assert watcher.revision == start - 1
+        events = await take(watcher, 3)
+        await client.put(prefix + "c", "3")
+        [live] = await take(watcher, 1)
+    assert [(e.type, e.kv.key[-1:]) for e in events] == [
+        ("put", b"a"),
+        ("put", b"b"),
+        ("delete", b"a"),
+    ]
+    assert [e.kv.mod_revision for e in events] == [start, start + 1, start + 2]
+    assert live.kv.key == (prefix + "c").encode()
+
+
+async def test_one_revision_with_several_events(client: etcd.Client, prefix: str) -> None:
+    async with client.watch(prefix, prefix=True) as watcher:
+        reply = await client.txn(
+            success=[etcd.Op.put(prefix + name, name) for name in ("a", "b", "c")]
+        )
+        first = await take(watcher, 1)
+        # Part of a revision has been handed out: the revision is not complete yet.
+        assert watcher.revision == reply.header.revision - 1
+        rest = await take(watcher, 2)
+        assert watcher.revision == reply.header.revision
+    assert {e.kv.mod_revision for e in first + rest} == {reply.header.revision}
+
+
+async def test_concurrent_writer_10000_events_in_order(client: etcd.Client, prefix: str) -> None:
+    writers, per_writer = 10, 1000
+    async with client.watch(prefix, prefix=True) as watcher:
+
+        async def write(writer: int) -> None:
+            for index in range(per_writer):
+                await client.put(f"{prefix}{writer}", str(index))
+
+        with trio.fail_after(120):
+            async with trio.open_nursery() as nursery:
+                for writer in range(writers):
+                    nursery.start_soon(write, writer)
+                events = await take(watcher, writers * per_writer, seconds=120)
+    revisions = [e.kv.mod_revision for e in events]
+    assert revisions == sorted(set(revisions))
+    assert revisions == list(range(revisions[0], revisions[0] + writers * per_writer))
+    for writer in range(writers):
+        values = [e.kv.value for e in events if e.kv.key == f"{prefix}{writer}".encode()]
+        assert values == [str(index).encode() for index in range(per_writer)]
+
+
+async def test_hundred_watchers_share_one_stream(client: etcd.Client, prefix: str) -> None:
+    async with trio.open_nursery() as nursery:
+        received: dict[int, list[bytes]] = {}
+
+        async def watch_one(index: int, task_status: trio.TaskStatus[None]) -> None:
+            async with client.watch(f"{prefix}{index}") as watcher:
+                task_status.started()
+                received[index] = [e.kv.value for e in await take(watcher, 2, 30)]
+
+        for index in range(100):
+            await nursery.start(watch_one, index)
+        hub = client._watch_hub
+        assert hub is not None
+        assert hub.streams_opened == 1
+        assert hub.attached == 100
+        for round_ in ("x", "y"):
+            for index in range(100):
+                await client.put(f"{prefix}{index}", round_)
+    assert received == {index: [b"x", b"y"] for index in range(100)}
+    assert hub.streams_opened == 1
+
+
+async def test_leaving_the_block_cancels_on_the_server(
+    server: EtcdServer, client: etcd.Client, prefix: str
+) -> None:
+    before = await trio.to_thread.run_sync(server_watchers, server)
+    async with client.watch(prefix + "stays") as stays:
+        async with client.watch(prefix + "goes"):
+            await wait_server_watchers(server, before + 2)
+        # The stream is still open for the other watcher: only a cancel request explains it.
+        await wait_server_watchers(server, before + 1)
+        await client.put(prefix + "stays", "v")
+        assert [e.kv.value for e in await take(stays, 1)] == [b"v"]
+    async for _ in stays:  # a left watcher's iterator ends
+        raise AssertionError("no events after the block")
+    await wait_server_watchers(server, before)
+
+
+async def test_a_watch_context_is_entered_once(client: etcd.Client, prefix: str) -> None:
+    context = client.watch(prefix)
+    async with context:
+        with pytest.raises(RuntimeError, match="once"):
+            async with context:
+                raise AssertionError("entered twice")
+
+
+async def test_slow_watcher_does_not_delay_others(client: etcd.Client, prefix: str) -> None:
+    count = 60
+    idle_ = client.watch(prefix, prefix=True, max_backlog=8)
+    async with idle_ as idle, client.watch(prefix, prefix=True) as busy:
+        for index in range(count):
+            await client.put(f"{prefix}{index:03}", str(index))
+        events = await take(busy, count)
+        assert [e.kv.value for e in events] == [str(i).encode() for i in range(count)]
+        # The idle watcher was paused on the server rather than buffering everything.
+        assert idle._subscription.pauses >= 1
+        assert idle.pending < count
+        replayed = await take(idle, count)
+    assert [(e.kv.key, e.kv.mod_revision) for e in replayed] == [
+        (e.kv.key, e.kv.mod_revision) for e in events
+    ]
+
+
+async def test_compacted_start_revision_raises(client: etcd.Client, prefix: str) -> None:
+    first = await client.put(prefix + "k", "1")
+    last = await client.put(prefix + "k", "2")
+    await client.compact(last.header.revision)
+    with pytest.raises(CompactedError) as caught:
+        async with client.watch(prefix + "k", start_revision=first.header.revision) as w:
+            await take(w, 1)
+    assert caught.value.compact_revision == last.header.revision
+
+
+async def test_compaction_while_paused_raises_after_buffered_events(
+    client: etcd.Client, prefix: str
+) -> None:
+    async with client.watch(prefix, prefix=True, max_backlog=4) as watcher:
+        for index in range(12):
+            await client.put(f"{prefix}{index:02}", "v")
+        for _ in range(1000):
+            if watcher._subscription.paused:
+                break
+            await trio.sleep(0.01)
+        assert watcher._subscription.paused
+        buffered = watcher.pending
+        latest = await client.put(prefix + "last", "v")
+        await client.compact(latest.header.revision)
+        events: list[Event] = []
+        with pytest.raises(CompactedError) as caught:
+            await take(watcher, 1000, events=events)
+    assert len(events) >= buffered
+    assert caught.value.compact_revision == latest.header.revision
+    revisions = [e.kv.mod_revision for e in events]
+    assert revisions == sorted(set(revisions))
+
+
+async def test_request_progress_advances_revision(client: etcd.Client, prefix: str) -> None:
+    async with client.watch(prefix + "quiet") as watcher:
+        start = watcher.revision
+        elsewhere = await client.put(prefix + "elsewhere", "v")
+        assert watcher.revision == start
+        with trio.fail_after(10):
+            revision = await watcher.request_progress()
+        assert revision >= elsewhere.header.revision
+        assert watcher.revision == revision
+
+
+async def test_callback_form(client: etcd.Client, prefix: str) -> None:
+    seen: list[bytes] = []
+    done = trio.Event()
+
+    async def handler(event: Event) -> None:
+        seen.append(event.kv.value)
+        if len(seen) == 3:
+            done.set()
+
+    sync_seen: list[bytes] = []
+    async with trio.open_nursery() as nursery:
+        scope = await client.watch_callback(nursery, prefix, handler, prefix=True)
+        sync_scope = await client.watch_callback(
+            nursery, prefix, lambda e: sync_seen.append(e.kv.key), prefix=True
+        )
+        for value in ("1", "2", "3"):
+            await client.put(prefix + "k", value)
+        with trio.fail_after(10):
+            await done.wait()
+        scope.cancel()
+        sync_scope.cancel()
+    assert seen == [b"1", b"2", b"3"]
+    assert len(sync_seen) == 3
+
+
+async def test_errors_before_io(client: etcd.Client) -> None:
+    with pytest.raises(TypeError):
+        client.watch(42)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="empty"):
+        client.watch("")
+    with pytest.raises(ValueError, match="start_revision"):
+        client.watch("k", start_revision=-1)
+    with pytest.raises(ValueError, match="max_backlog"):
+        client.watch("k", max_backlog=0)
+    with pytest.raises(ValueError, match="at most one"):
+        client.watch("k", prefix=True, range_end="z")
+    assert client._watch_hub is None  # nothing was started
