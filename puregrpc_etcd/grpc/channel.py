@@ -265,21 +265,27 @@ class Channel:
         context.set_alpn_protocols(["h2"])
         return context
 
+    async def _open_stream(self, endpoint: Endpoint) -> tuple[trio.abc.Stream, str]:
+        """A byte stream to the endpoint and its scheme (in-memory tests override this)."""
+        tcp_stream = await trio.open_tcp_stream(endpoint.host, endpoint.port)
+        context = self._tls_context(endpoint)
+        if context is None:
+            return tcp_stream, "http"
+        tls_stream = trio.SSLStream(tcp_stream, context, server_hostname=endpoint.host)
+        try:
+            await tls_stream.do_handshake()
+            _check_alpn(tls_stream.selected_alpn_protocol())
+        except BaseException:
+            await trio.aclose_forcefully(tls_stream)
+            raise
+        return tls_stream, "https"
+
     async def _open(self, endpoint: Endpoint) -> Connection:
         assert self._nursery is not None
-        tcp_stream = await trio.open_tcp_stream(endpoint.host, endpoint.port)
-        stream: trio.abc.Stream = tcp_stream
+        stream, scheme = await self._open_stream(endpoint)
         try:
-            context = self._tls_context(endpoint)
-            if context is not None:
-                tls_stream = trio.SSLStream(tcp_stream, context, server_hostname=endpoint.host)
-                await tls_stream.do_handshake()
-                _check_alpn(tls_stream.selected_alpn_protocol())
-                stream = tls_stream
             headers = RequestHeaderTemplate(
-                scheme="https" if context is not None else "http",
-                authority=endpoint.authority,
-                user_agent=self._user_agent,
+                scheme=scheme, authority=endpoint.authority, user_agent=self._user_agent
             )
             connection = Connection(
                 stream,

@@ -81,10 +81,10 @@ def encode_metadata(metadata: Metadata) -> HeaderList:
         if not isinstance(key, str):
             raise TypeError(f"metadata keys must be str, not {type(key).__name__}")
         name = key.encode("ascii", "replace")
+        if name.startswith((b":", b"grpc-")) or name in _RESERVED_KEYS:
+            raise ValueError(f"metadata key {key!r} is reserved for the transport")
         if not _KEY_PATTERN.match(name):
             raise ValueError(f"invalid metadata key {key!r}: use 0-9 a-z _ - . only")
-        if name.startswith(b"grpc-") or name in _RESERVED_KEYS:
-            raise ValueError(f"metadata key {key!r} is reserved for the transport")
         if name.endswith(b"-bin"):
             if not isinstance(value, (bytes, bytearray, memoryview)):
                 raise TypeError(f"value of binary metadata {key!r} must be bytes")
@@ -93,7 +93,7 @@ def encode_metadata(metadata: Metadata) -> HeaderList:
             if not isinstance(value, str):
                 raise TypeError(f"value of metadata {key!r} must be str")
             encoded = value.encode("ascii", "replace")
-            if not _ASCII_VALUE_PATTERN.match(encoded):
+            if not value.isascii() or not _ASCII_VALUE_PATTERN.match(encoded):
                 raise ValueError(f"value of metadata {key!r} must be printable ASCII")
             headers.append((name, encoded))
     return headers
