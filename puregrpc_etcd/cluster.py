@@ -1,0 +1,214 @@
+"""Cluster membership (``client.cluster``): list, add, remove, update and promote members.
+
+Also ``auto_sync``, the background task behind ``connect(auto_sync_interval=...)`` that keeps the
+channel's endpoint list in step with the members' client URLs.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Iterable, Sequence, Union
+
+import trio
+
+from puregrpc_etcd._endpoints import normalize_endpoint
+from puregrpc_etcd._proto import rpc_pb2
+from puregrpc_etcd.errors import EtcdError
+from puregrpc_etcd.types import ResponseHeader, response_header
+
+if TYPE_CHECKING:
+    from puregrpc_etcd._base import ClientBase
+
+__all__ = ["Cluster", "Member", "MemberAddResponse", "auto_sync", "serving_endpoints"]
+
+logger = logging.getLogger(__name__)
+
+PeerURLs = Union[str, Sequence[str]]
+
+_SERVICE = "/etcdserverpb.Cluster/"
+
+
+@dataclass(frozen=True)
+class Member:
+    """One cluster member as MemberList reports it.
+
+    A member that was added but has not started yet has an empty ``name`` and no
+    ``client_urls``; ``is_learner`` members replicate the log but neither vote nor serve
+    linearizable requests until promoted.
+    """
+
+    __slots__ = ("client_urls", "id", "is_learner", "name", "peer_urls")
+    id: int
+    name: str
+    peer_urls: tuple[str, ...]
+    client_urls: tuple[str, ...]
+    is_learner: bool
+
+    @property
+    def started(self) -> bool:
+        """True once the member has joined and published its name and client URLs."""
+        return bool(self.name)
+
+
+@dataclass(frozen=True)
+class MemberAddResponse:
+    """A MemberAdd reply: the new ``member`` and every ``members`` of the cluster after it.
+
+    Starting the new member needs the whole list (etcd's ``--initial-cluster``).
+    """
+
+    __slots__ = ("header", "member", "members")
+    header: ResponseHeader
+    member: Member
+    members: list[Member]
+
+
+def _member(pb: rpc_pb2.Member) -> Member:
+    return Member(
+        id=pb.ID,
+        name=pb.name,
+        peer_urls=tuple(pb.peerURLs),
+        client_urls=tuple(pb.clientURLs),
+        is_learner=pb.isLearner,
+    )
+
+
+def _members(pbs: Iterable[rpc_pb2.Member]) -> list[Member]:
+    return [_member(pb) for pb in pbs]
+
+
+def _peer_urls(peer_urls: PeerURLs) -> list[str]:
+    urls = [peer_urls] if isinstance(peer_urls, str) else list(peer_urls)
+    for url in urls:
+        if not isinstance(url, str):
+            raise TypeError(f"peer URLs must be str, not {type(url).__name__}")
+        if not url.strip():
+            raise ValueError("a peer URL must not be empty")
+    if not urls:
+        raise ValueError("give at least one peer URL")
+    return urls
+
+
+def _member_id(member_id: object) -> int:
+    # bool is an int subclass; True as a member id is a bug at the call site.
+    if not isinstance(member_id, int) or isinstance(member_id, bool):
+        raise TypeError(f"a member id must be an int, not {type(member_id).__name__}")
+    if not 0 < member_id < 1 << 64:
+        raise ValueError(f"invalid member id: {member_id}")
+    return member_id
+
+
+class Cluster:
+    """The Cluster service of one client: ``client.cluster``."""
+
+    __slots__ = ("_client",)
+
+    def __init__(self, client: ClientBase) -> None:
+        self._client = client
+
+    async def members(
+        self, *, linearizable: bool = False, timeout: float | None = None
+    ) -> list[Member]:
+        """Every member of the cluster, learners and not-yet-started members included.
+
+        ``linearizable`` asks the member to confirm with the leader first (etcd 3.5.13+; older
+        servers ignore it and answer from their local view).
+        """
+        reply = await self._client._unary(
+            _SERVICE + "MemberList",
+            rpc_pb2.MemberListRequest(linearizable=linearizable),
+            rpc_pb2.MemberListResponse,
+            timeout=timeout,
+            repeatable=True,
+        )
+        return _members(reply.members)
+
+    async def add_member(
+        self, peer_urls: PeerURLs, *, learner: bool = False, timeout: float | None = None
+    ) -> MemberAddResponse:
+        """Add a member that will listen on ``peer_urls``; start it afterwards with
+        ``--initial-cluster-state existing``. A ``learner`` must be promoted to vote."""
+        request = rpc_pb2.MemberAddRequest(peerURLs=_peer_urls(peer_urls), isLearner=learner)
+        reply = await self._client._unary(
+            _SERVICE + "MemberAdd", request, rpc_pb2.MemberAddResponse, timeout=timeout
+        )
+        return MemberAddResponse(
+            header=response_header(reply.header),
+            member=_member(reply.member),
+            members=_members(reply.members),
+        )
+
+    async def remove_member(self, id: int, *, timeout: float | None = None) -> list[Member]:
+        """Remove the member ``id``; returns the members left."""
+        reply = await self._client._unary(
+            _SERVICE + "MemberRemove",
+            rpc_pb2.MemberRemoveRequest(ID=_member_id(id)),
+            rpc_pb2.MemberRemoveResponse,
+            timeout=timeout,
+        )
+        return _members(reply.members)
+
+    async def update_member(
+        self, id: int, peer_urls: PeerURLs, *, timeout: float | None = None
+    ) -> list[Member]:
+        """Change the peer URLs of member ``id``; returns the members after the change."""
+        reply = await self._client._unary(
+            _SERVICE + "MemberUpdate",
+            rpc_pb2.MemberUpdateRequest(ID=_member_id(id), peerURLs=_peer_urls(peer_urls)),
+            rpc_pb2.MemberUpdateResponse,
+            timeout=timeout,
+        )
+        return _members(reply.members)
+
+    async def promote_member(self, id: int, *, timeout: float | None = None) -> list[Member]:
+        """Make the learner ``id`` a voting member; returns the members after the change.
+
+        The server refuses (``FAILED_PRECONDITION``, "can only promote a learner member which is
+        in sync with leader") until the learner has caught up with the leader's log.
+        """
+        reply = await self._client._unary(
+            _SERVICE + "MemberPromote",
+            rpc_pb2.MemberPromoteRequest(ID=_member_id(id)),
+            rpc_pb2.MemberPromoteResponse,
+            timeout=timeout,
+        )
+        return _members(reply.members)
+
+
+def serving_endpoints(members: Iterable[Member]) -> list[str]:
+    """The client endpoints worth connecting to: those of started, voting members."""
+    endpoints: list[str] = []
+    for member in members:
+        if not member.started or member.is_learner:
+            continue
+        for url in member.client_urls:
+            try:
+                endpoint = normalize_endpoint(url)
+            except ValueError:
+                # A member may also listen on a unix socket; this client cannot use it.
+                continue
+            if endpoint not in endpoints:
+                endpoints.append(endpoint)
+    return endpoints
+
+
+async def auto_sync(client: ClientBase, interval: float, *, timeout: float = 5.0) -> None:
+    """Every ``interval`` seconds, replace the channel's endpoints with the cluster's.
+
+    Runs until cancelled (start it in the client's nursery). A failed refresh is logged and
+    tried again next period: the old list still works, and the channel fails over on its own.
+    """
+    if interval <= 0:
+        raise ValueError("auto_sync_interval must be positive")
+    cluster = Cluster(client)
+    while True:
+        await trio.sleep(interval)
+        try:
+            members = await cluster.members(timeout=timeout)
+        except EtcdError as exc:
+            logger.debug("auto sync: MemberList failed, keeping the endpoints: %s", exc)
+            continue
+        endpoints = serving_endpoints(members)
+        if endpoints:
+            client._channel.set_endpoints(endpoints)
