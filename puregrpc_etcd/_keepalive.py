@@ -8,7 +8,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-from typing import AsyncContextManager, AsyncIterator, Callable, Iterator, Protocol
+from typing import AsyncContextManager, AsyncIterator, Awaitable, Callable, Iterator, Protocol
 
 import trio
 
@@ -244,22 +244,39 @@ class LeaseKeeper:
         backoff = self._reopen_backoff[0]
         while self._schedule:
             answers_before = self._answers
-            try:
-                async with self._open_stream() as stream:
-                    self._schedule.resend_all(trio.current_time())
-                    async with trio.open_nursery() as nursery:
-                        nursery.start_soon(self._receive, stream)
-                        await self._send(stream)
-                        nursery.cancel_scope.cancel()
+            await self._use_stream()
+            if not self._schedule:
                 return
-            except Exception as exc:
-                # Whatever broke the stream (connection, server, member without leader), the
-                # remedy is the same: open it again while the leases' deadlines allow.
-                log.debug("lease keepalive stream failed: %r", exc)
             if self._answers != answers_before:
                 backoff = self._reopen_backoff[0]
             await trio.sleep(backoff)
             backoff = min(backoff * 2, self._reopen_backoff[1])
+
+    async def _use_stream(self) -> None:
+        """Renew over one stream until it fails or nothing is left to renew."""
+        try:
+            async with self._open_stream() as stream:
+                self._schedule.resend_all(trio.current_time())
+                async with trio.open_nursery() as nursery:
+                    done = nursery.cancel_scope
+                    nursery.start_soon(self._until_failure, self._receive(stream), done)
+                    await self._until_failure(self._send(stream), done)
+        except Exception as exc:
+            self._stream_failed(exc)
+
+    async def _until_failure(self, work: Awaitable[None], done: trio.CancelScope) -> None:
+        # Failures are taken here, inside each task, so that none ever joins a cancellation of
+        # the client's nursery in an exception group that would escape to the user.
+        try:
+            await work
+        except Exception as exc:
+            self._stream_failed(exc)
+        done.cancel()
+
+    def _stream_failed(self, exc: Exception) -> None:
+        # Whatever broke the stream (connection, server, a member without leader), the remedy
+        # is the same: open it again while the leases' deadlines allow.
+        log.debug("lease keepalive stream failed: %r", exc)
 
     async def _send(self, stream: KeepAliveStream) -> None:
         while self._schedule:

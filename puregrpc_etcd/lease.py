@@ -1,0 +1,329 @@
+"""Leases: grant, revoke, inspect, and keep alive for the length of an ``async with`` block.
+
+Renewals of every lease of a client share one LeaseKeepAlive stream (see ``_keepalive``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from dataclasses import dataclass
+from typing import AsyncIterator
+
+import trio
+
+from puregrpc_etcd import errors, grpc
+from puregrpc_etcd._base import ClientBase
+from puregrpc_etcd._keepalive import KeptLease, LeaseKeeper, cancelled_on_loss
+from puregrpc_etcd._proto import rpc_pb2
+from puregrpc_etcd.types import ResponseHeader, response_header
+
+__all__ = [
+    "Lease",
+    "LeaseGrantResponse",
+    "LeaseKeepAliveResponse",
+    "LeaseMixin",
+    "LeaseRevokeResponse",
+    "LeaseTimeToLiveResponse",
+]
+
+log = logging.getLogger("puregrpc_etcd.lease")
+
+_LEASE = "/etcdserverpb.Lease/"
+#: The longest a revoke on leaving a block may take; past it the lease expires by its TTL anyway.
+REVOKE_TIMEOUT = 5.0
+
+
+@dataclass(frozen=True)
+class _LeaseAndTTL:
+    __slots__ = ("header", "id", "ttl")
+    header: ResponseHeader
+    id: int
+    ttl: int
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(id={self.id:x}, ttl={self.ttl})"
+
+
+@dataclass(frozen=True, repr=False)
+class LeaseGrantResponse(_LeaseAndTTL):
+    """A granted lease: its ``id`` and the ``ttl`` (seconds) the server settled on."""
+
+    __slots__ = ()
+
+
+@dataclass(frozen=True)
+class LeaseRevokeResponse:
+    """A revoked lease: the keys attached to it are deleted at ``header.revision``."""
+
+    __slots__ = ("header",)
+    header: ResponseHeader
+
+
+@dataclass(frozen=True)
+class LeaseTimeToLiveResponse:
+    """A lease's remaining ``ttl`` (-1 when it does not exist), its ``granted_ttl``, and the
+    ``keys`` attached to it when asked for."""
+
+    __slots__ = ("granted_ttl", "header", "id", "keys", "ttl")
+    header: ResponseHeader
+    id: int
+    ttl: int
+    granted_ttl: int
+    keys: list[bytes]
+
+    def __repr__(self) -> str:
+        return (
+            f"LeaseTimeToLiveResponse(id={self.id:x}, ttl={self.ttl}, "
+            f"granted_ttl={self.granted_ttl}, keys={self.keys!r})"
+        )
+
+
+@dataclass(frozen=True, repr=False)
+class LeaseKeepAliveResponse(_LeaseAndTTL):
+    """A renewed lease and its TTL, restarted from now."""
+
+    __slots__ = ()
+
+
+class Lease:
+    """A lease kept alive by the client: ``id``, the granted ``ttl`` and ``lost``.
+
+    ``lost`` is a ``trio.Event`` set when the lease expired, was revoked elsewhere, or could not
+    be renewed before its TTL ran out; from then on keys attached to it may be gone.
+    """
+
+    __slots__ = ("_kept",)
+
+    def __init__(self, kept: KeptLease) -> None:
+        self._kept = kept
+
+    @property
+    def id(self) -> int:
+        return self._kept.lease_id
+
+    @property
+    def ttl(self) -> int:
+        return self._kept.ttl
+
+    @property
+    def lost(self) -> trio.Event:
+        return self._kept.lost
+
+    def __repr__(self) -> str:
+        state = "lost" if self.lost.is_set() else "alive"
+        return f"Lease(id={self.id:x}, ttl={self.ttl}, {state})"
+
+
+class LeaseMixin(ClientBase):
+    """The Lease service, and leases kept alive by a task in the client's nursery."""
+
+    _lease_keeper: LeaseKeeper | None = None
+    _owned_leases: set[int] | None = None
+
+    async def grant(
+        self, ttl: int, *, id: int = 0, timeout: float | None = None
+    ) -> LeaseGrantResponse:
+        """Grant a lease of ``ttl`` seconds (the server may raise a very short TTL); ``id`` asks
+        for a particular lease id (0: the server picks one)."""
+        _check_id(id, allow_zero=True)
+        if not isinstance(ttl, int) or isinstance(ttl, bool):
+            raise TypeError(f"ttl must be an int, not {type(ttl).__name__}")
+        reply = await self._unary(
+            _LEASE + "LeaseGrant",
+            rpc_pb2.LeaseGrantRequest(TTL=ttl, ID=id),
+            rpc_pb2.LeaseGrantResponse,
+            timeout=timeout,
+            repeatable=True,
+        )
+        if reply.error:
+            raise errors.EtcdError(f"lease grant failed: {reply.error}")
+        return LeaseGrantResponse(response_header(reply.header), reply.ID, reply.TTL)
+
+    async def revoke(self, id: int, *, timeout: float | None = None) -> LeaseRevokeResponse:
+        """Revoke a lease, deleting every key attached to it (``LeaseNotFoundError`` if gone)."""
+        _check_id(id)
+        reply = await self._unary(
+            _LEASE + "LeaseRevoke",
+            rpc_pb2.LeaseRevokeRequest(ID=id),
+            rpc_pb2.LeaseRevokeResponse,
+            timeout=timeout,
+            repeatable=True,
+        )
+        if self._lease_keeper is not None:
+            self._lease_keeper.lose(id)
+        return LeaseRevokeResponse(response_header(reply.header))
+
+    async def time_to_live(
+        self, id: int, *, keys: bool = False, timeout: float | None = None
+    ) -> LeaseTimeToLiveResponse:
+        """A lease's remaining and granted TTL, and with ``keys=True`` its attached keys.
+
+        A lease that does not exist (any more) has ``ttl == -1``, as etcd reports it.
+        """
+        _check_id(id)
+        reply = await self._unary(
+            _LEASE + "LeaseTimeToLive",
+            rpc_pb2.LeaseTimeToLiveRequest(ID=id, keys=keys),
+            rpc_pb2.LeaseTimeToLiveResponse,
+            timeout=timeout,
+            repeatable=True,
+        )
+        return LeaseTimeToLiveResponse(
+            response_header(reply.header),
+            reply.ID,
+            reply.TTL,
+            reply.grantedTTL,
+            [self._unkey(key) for key in reply.keys],
+        )
+
+    async def leases(self, *, timeout: float | None = None) -> list[int]:
+        """The ids of every lease the cluster knows."""
+        reply = await self._unary(
+            _LEASE + "LeaseLeases",
+            rpc_pb2.LeaseLeasesRequest(),
+            rpc_pb2.LeaseLeasesResponse,
+            timeout=timeout,
+            repeatable=True,
+        )
+        return [status.ID for status in reply.leases]
+
+    async def keepalive_once(
+        self, id: int, *, timeout: float | None = None
+    ) -> LeaseKeepAliveResponse:
+        """Renew a lease once, on a stream of its own; ``LeaseNotFoundError`` if it is gone."""
+        _check_id(id)
+        reply: rpc_pb2.LeaseKeepAliveResponse | None = None
+        try:
+            async with self._stream(
+                _LEASE + "LeaseKeepAlive",
+                rpc_pb2.LeaseKeepAliveResponse,
+                timeout=self._timeout if timeout is None else timeout,
+            ) as stream:
+                await stream.send_message(rpc_pb2.LeaseKeepAliveRequest(ID=id))
+                async for answer in stream:
+                    reply = answer
+                    break
+        except grpc.RpcError as exc:
+            raise errors.from_rpc_error(exc) from None
+        if reply is None:
+            raise errors.UnavailableError(
+                grpc.StatusCode.UNAVAILABLE, "the server ended the keepalive stream early"
+            )
+        if reply.TTL <= 0:
+            raise _lease_not_found()
+        return LeaseKeepAliveResponse(response_header(reply.header), reply.ID, reply.TTL)
+
+    @contextlib.asynccontextmanager
+    async def lease(
+        self,
+        ttl: int,
+        *,
+        id: int = 0,
+        cancel_on_loss: bool = False,
+        timeout: float | None = None,
+    ) -> AsyncIterator[Lease]:
+        """Grant a lease, keep it alive for the block, and revoke it on the way out.
+
+        Renewal runs in the client's nursery (every ttl/3, all leases on one stream). Leaving the
+        block revokes the lease, shielded from cancellation and bounded in time, also when the
+        body raised or was cancelled; a lease still open when the client closes is revoked
+        then. With ``cancel_on_loss=True`` losing the lease cancels the body and the block
+        raises ``LeaseExpiredError``; otherwise check ``lease.lost``.
+        """
+        granted = await self.grant(ttl, id=id, timeout=timeout)
+        keeper = self._keeper()
+        owned = self._owned()
+        owned.add(granted.id)
+        try:
+            kept = keeper.hold(granted.id, granted.ttl)
+        except BaseException:
+            owned.discard(granted.id)
+            await self._revoke_quietly(granted.id, REVOKE_TIMEOUT)
+            raise
+        try:
+            async with _guard(kept, cancel_on_loss):
+                yield Lease(kept)
+        finally:
+            keeper.release(kept)
+            if granted.id in owned:  # else the closing client revoked it already
+                owned.discard(granted.id)
+                await self._revoke_quietly(granted.id, min(REVOKE_TIMEOUT, float(granted.ttl)))
+
+    @contextlib.asynccontextmanager
+    async def keep_alive(
+        self, id: int, *, cancel_on_loss: bool = False, timeout: float | None = None
+    ) -> AsyncIterator[Lease]:
+        """Keep an existing lease alive for the block (it is left to expire afterwards).
+
+        ``LeaseNotFoundError`` if the lease does not exist; ``cancel_on_loss`` as for ``lease``.
+        """
+        status = await self.time_to_live(id, timeout=timeout)
+        if status.ttl < 0:
+            raise _lease_not_found()
+        keeper = self._keeper()
+        kept = keeper.hold(id, status.granted_ttl, remaining=float(status.ttl))
+        try:
+            async with _guard(kept, cancel_on_loss):
+                yield Lease(kept)
+        finally:
+            keeper.release(kept)
+
+    # Shared with the concurrency recipes, whose sessions are leases too.
+
+    def _keeper(self) -> LeaseKeeper:
+        keeper = self._lease_keeper
+        if keeper is None:
+            keeper = LeaseKeeper(
+                self._nursery,
+                lambda: self._stream(_LEASE + "LeaseKeepAlive", rpc_pb2.LeaseKeepAliveResponse),
+            )
+            self._lease_keeper = keeper
+        return keeper
+
+    def _owned(self) -> set[int]:
+        owned = self._owned_leases
+        if owned is None:
+            owned = self._owned_leases = set()
+            self._closers.append(self._revoke_owned_leases)
+        return owned
+
+    async def _revoke_owned_leases(self) -> None:
+        owned = self._owned_leases or set()
+        while owned:
+            await self._revoke_quietly(owned.pop(), REVOKE_TIMEOUT)
+
+    async def _revoke_quietly(self, lease_id: int, limit: float) -> None:
+        """Revoke, shielded and bounded: a lease we cannot revoke expires by its TTL anyway."""
+        with trio.CancelScope(shield=True) as scope:
+            scope.deadline = trio.current_time() + limit
+            try:
+                await self.revoke(lease_id, timeout=limit)
+            except errors.LeaseNotFoundError:
+                pass
+            except Exception as exc:  # best effort: the TTL ends the lease in any case
+                log.warning("could not revoke lease %x: %r", lease_id, exc)
+        if scope.cancelled_caught:
+            log.warning("could not revoke lease %x in %.1f s", lease_id, limit)
+
+
+@contextlib.asynccontextmanager
+async def _guard(kept: KeptLease, cancel_on_loss: bool) -> AsyncIterator[None]:
+    if not cancel_on_loss:
+        yield
+        return
+    with cancelled_on_loss(kept):
+        yield
+    if kept.lost.is_set():
+        raise errors.LeaseExpiredError(kept.lease_id)
+
+
+def _check_id(lease_id: object, *, allow_zero: bool = False) -> None:
+    if not isinstance(lease_id, int) or isinstance(lease_id, bool):
+        raise TypeError(f"a lease id must be an int, not {type(lease_id).__name__}")
+    if lease_id < 0 or (lease_id == 0 and not allow_zero):
+        raise ValueError(f"invalid lease id {lease_id}")
+
+
+def _lease_not_found() -> errors.LeaseNotFoundError:
+    return errors.LeaseNotFoundError(grpc.StatusCode.NOT_FOUND, "requested lease not found")
