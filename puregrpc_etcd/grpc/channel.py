@@ -205,6 +205,10 @@ class Channel:
             raise RpcError(StatusCode.UNAVAILABLE, "channel is closed", not_processed=True)
         attempt = self._attempt
         if attempt is None:
+            if connection is not None:
+                # It went away (GOAWAY, failure): that server may be going down; try another.
+                self._connection = None
+                self._next_index = (self._next_index + 1) % len(self._endpoints)
             attempt = self._attempt = _ConnectAttempt()
             self._nursery.start_soon(self._connect_round, attempt)
         await attempt.done.wait()

@@ -1,0 +1,513 @@
+"""Channel, connection and calls under trio against a scripted in-memory HTTP/2 server
+(hyperframe/hpack frames through trio memory streams; no sockets; MockClock for time)."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any, Awaitable, Callable
+
+import pytest
+import trio
+import trio.testing
+from google.protobuf.wrappers_pb2 import BytesValue
+from hyperframe.frame import (
+    DataFrame,
+    Frame,
+    HeadersFrame,
+    PingFrame,
+    RstStreamFrame,
+    SettingsFrame,
+    WindowUpdateFrame,
+)
+from test_grpc_protocol import CANCEL, OK_HEADERS, ServerPeer
+
+from puregrpc_etcd.grpc import Channel, RpcError, StatusCode
+from puregrpc_etcd.grpc.endpoints import Endpoint
+from puregrpc_etcd.grpc.framing import MessageDecoder, encode_message
+
+METHOD = "/test.Echo/Call"
+
+
+@pytest.fixture
+def autojump_clock() -> trio.testing.MockClock:
+    return trio.testing.MockClock(autojump_threshold=0)
+
+
+class ScriptedServer:
+    """An HTTP/2 server over a memory stream. By default it acknowledges SETTINGS, answers
+    PINGs and echoes each request's messages back once the client half-closes; tests change
+    that through the attributes and hooks below."""
+
+    def __init__(self, **settings: int) -> None:
+        self.settings = settings
+        self.answer_pings = True
+        self.echo = True
+        self.reply_delay = 0.0
+        self.on_frame: Callable[[ScriptedServer, Frame], Awaitable[None]] | None = None
+        self.peer = ServerPeer()
+        self.requests: dict[int, dict[str, str]] = {}
+        self.bodies: dict[int, bytes] = defaultdict(bytes)
+        self.resets: dict[int, int] = {}
+        self.open_now = 0
+        self.most_open = 0
+        self.send_window: dict[int, int] = {}
+        self.initial_window = 65535
+        self.connection_window = 65535
+        self.window_changed = trio.Event()
+        self.connections = 0
+        self._stream: trio.abc.Stream | None = None
+        self._lock = trio.Lock()
+
+    async def send(self, data: bytes) -> None:
+        assert self._stream is not None
+        async with self._lock:
+            await self._stream.send_all(data)
+
+    async def serve(self, stream: trio.abc.Stream, nursery: trio.Nursery) -> None:
+        self._stream = stream
+        self.peer = ServerPeer()
+        self.bodies.clear()
+        self.connections += 1
+        await self.send(self.peer.settings(**self.settings))
+        try:
+            while True:
+                data = await stream.receive_some(65536)
+                if not data:
+                    return
+                for frame in self.peer.parse(data):
+                    await self.handle(frame, nursery)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            return
+
+    async def handle(self, frame: Frame, nursery: trio.Nursery) -> None:
+        if self.on_frame is not None:
+            await self.on_frame(self, frame)
+        sid = frame.stream_id
+        if isinstance(frame, SettingsFrame) and "ACK" not in frame.flags:
+            if SettingsFrame.INITIAL_WINDOW_SIZE in frame.settings:
+                self.initial_window = frame.settings[SettingsFrame.INITIAL_WINDOW_SIZE]
+            await self.send(self.peer.settings_ack())
+        elif isinstance(frame, PingFrame) and "ACK" not in frame.flags and self.answer_pings:
+            await self.send(self.peer.ping_ack(frame.opaque_data))
+        elif isinstance(frame, WindowUpdateFrame):
+            if sid == 0:
+                self.connection_window += frame.window_increment
+            else:
+                self.send_window[sid] = self.send_window.get(sid, 0) + frame.window_increment
+            self.window_changed.set()
+            self.window_changed = trio.Event()
+        elif isinstance(frame, HeadersFrame):
+            self.requests[sid] = frame.decoded  # type: ignore[attr-defined]
+            self.send_window[sid] = self.initial_window
+            self.open_now += 1
+            self.most_open = max(self.most_open, self.open_now)
+        elif isinstance(frame, DataFrame):
+            self.bodies[sid] += frame.data
+        elif isinstance(frame, RstStreamFrame):
+            self.resets[sid] = frame.error_code
+            self.open_now -= 1
+        if "END_STREAM" in getattr(frame, "flags", ()) and self.echo:
+            nursery.start_soon(self.echo_reply, sid)
+
+    async def echo_reply(self, stream_id: int) -> None:
+        if self.reply_delay:
+            await trio.sleep(self.reply_delay)
+        messages = MessageDecoder(1 << 30).feed(self.bodies[stream_id])
+        self.open_now -= 1
+        await self.send(self.peer.reply(stream_id, *messages))
+
+    async def stream_out(self, stream_id: int, payload: bytes) -> None:
+        """Send DATA within the client's windows, as a well-behaved server must."""
+        sent = 0
+        while sent < len(payload):
+            room = min(self.send_window[stream_id], self.connection_window, 16384)
+            if room <= 0:
+                await self.window_changed.wait()
+                continue
+            chunk = payload[sent:sent + room]
+            self.send_window[stream_id] -= len(chunk)
+            self.connection_window -= len(chunk)
+            await self.send(self.peer.data(stream_id, chunk))
+            sent += len(chunk)
+
+
+class MemoryChannel(Channel):
+    """A Channel whose connections are memory streams to ScriptedServers."""
+
+    def __init__(self, *servers: ScriptedServer, **options: Any) -> None:
+        endpoints = [f"10.0.0.{n}:1" for n in range(1, len(servers) + 1)]
+        super().__init__(endpoints, **options)
+        self.servers = dict(zip(endpoints, servers))
+        self.down: set[str] = set()
+        self.opened: list[str] = []
+
+    async def _open_stream(self, endpoint: Endpoint) -> tuple[trio.abc.Stream, str]:
+        if endpoint.text in self.down:
+            raise OSError(f"connection refused by {endpoint.text}")
+        client, server_end = trio.testing.memory_stream_pair()
+        self.opened.append(endpoint.text)
+        assert self._nursery is not None
+        self._nursery.start_soon(self.servers[endpoint.text].serve, server_end, self._nursery)
+        return client, "http"
+
+
+def request(payload: bytes = b"ping") -> BytesValue:
+    return BytesValue(value=payload)
+
+
+async def test_unary_round_trip_and_request_headers() -> None:
+    server = ScriptedServer()
+    async with MemoryChannel(server, user_agent="ua/9") as channel:
+        reply = await channel.unary_unary(METHOD, request(b"hi"), BytesValue,
+                                          metadata=[("k", "v"), ("b-bin", b"\x00")])
+        assert reply.value == b"hi"
+        assert channel.current_endpoint == "10.0.0.1:1"
+    headers = server.requests[1]
+    assert headers[":path"] == METHOD
+    assert headers[":authority"] == "10.0.0.1:1"
+    assert headers["user-agent"] == "ua/9"
+    assert (headers["k"], headers["b-bin"]) == ("v", "AA")
+    assert "grpc-timeout" not in headers
+
+
+async def test_many_concurrent_calls_wait_for_stream_slots(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    server = ScriptedServer(max_concurrent_streams=3)
+    server.reply_delay = 1.0
+    results: list[bytes] = []
+
+    async def one(n: int) -> None:
+        reply = await channel.unary_unary(METHOD, request(b"%d" % n), BytesValue)
+        results.append(reply.value)
+
+    async with MemoryChannel(server) as channel, trio.open_nursery() as nursery:
+        for n in range(20):
+            nursery.start_soon(one, n)
+    assert sorted(results) == sorted(b"%d" % n for n in range(20))
+    assert server.most_open == 3
+
+
+async def wait_until(condition: Callable[[], bool]) -> None:
+    with trio.fail_after(5):
+        for _attempt in range(10_000):
+            if condition():
+                return
+            await trio.sleep(0.001)
+    raise AssertionError("condition never became true")
+
+
+async def test_trio_cancellation_resets_only_that_stream(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    server = ScriptedServer()
+    server.reply_delay = 100.0
+    async with MemoryChannel(server) as channel:
+        with trio.move_on_after(3) as scope:
+            await channel.unary_unary(METHOD, request(), BytesValue)
+        assert scope.cancelled_caught
+        await wait_until(lambda: 1 in server.resets)
+        assert server.resets[1] == CANCEL
+        # The deadline of the cancel scope travelled as grpc-timeout.
+        assert server.requests[1]["grpc-timeout"] == "3000000u"
+        server.reply_delay = 0
+        assert (await channel.unary_unary(METHOD, request(b"again"), BytesValue)).value == b"again"
+        assert channel.opened == ["10.0.0.1:1"]
+
+
+async def test_explicit_timeout_is_deadline_exceeded(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    server = ScriptedServer()
+    server.echo = False
+    async with MemoryChannel(server) as channel:
+        with pytest.raises(RpcError) as caught:
+            await channel.unary_unary(METHOD, request(), BytesValue, timeout=5)
+        assert caught.value.code is StatusCode.DEADLINE_EXCEEDED
+        assert server.requests[1]["grpc-timeout"] == "5000000u"
+        await wait_until(lambda: server.resets.get(1) == CANCEL)
+
+
+async def test_server_cancel_after_our_deadline_reads_as_deadline_exceeded(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    server = ScriptedServer()
+    server.echo = False
+    channel = MemoryChannel(server)
+    async with channel, channel.stream(METHOD, BytesValue, timeout=2) as stream:
+        await trio.sleep(2.5)
+        await server.send(server.peer.rst(1, CANCEL))
+        with pytest.raises(RpcError) as caught:
+            await stream.receive_message()
+    assert caught.value.code is StatusCode.DEADLINE_EXCEEDED
+
+
+async def test_keepalive_detects_a_silent_peer(autojump_clock: trio.testing.MockClock) -> None:
+    server = ScriptedServer()
+    server.echo = False
+    async with MemoryChannel(server, keepalive_interval=10, keepalive_timeout=5) as channel:
+        async with channel.stream(METHOD, BytesValue) as stream:
+            # While pings are answered, an idle call lives on.
+            with trio.move_on_after(60):
+                await stream.receive_message()
+            assert stream.status is None
+            server.answer_pings = False
+            start = trio.current_time()
+            with pytest.raises(RpcError) as caught:
+                await stream.receive_message()
+        assert caught.value.code is StatusCode.UNAVAILABLE
+        assert "keepalive" in caught.value.details
+        assert trio.current_time() - start <= 15 + 1e-6
+
+
+async def test_no_pings_without_calls(autojump_clock: trio.testing.MockClock) -> None:
+    server = ScriptedServer()
+    async with MemoryChannel(server, keepalive_interval=10, keepalive_timeout=5) as channel:
+        await channel.unary_unary(METHOD, request(), BytesValue)
+        await trio.sleep(100)
+        assert server.peer.of_type(PingFrame) == []
+
+
+async def test_too_many_pings_doubles_the_interval(autojump_clock: trio.testing.MockClock) -> None:
+    server = ScriptedServer()
+    async with MemoryChannel(server, keepalive_interval=10) as channel:
+        await channel.unary_unary(METHOD, request(), BytesValue)
+        await server.send(server.peer.goaway(1, 0xB, b"too_many_pings"))
+        await wait_until(lambda: channel.current_endpoint is None)
+        assert channel._keepalive is not None
+        assert channel._keepalive.interval == 20
+
+
+async def test_large_request_waits_for_window_updates() -> None:
+    server = ScriptedServer(initial_window_size=1000)
+
+    async def credit(server: ScriptedServer, frame: Frame) -> None:
+        if isinstance(frame, DataFrame) and frame.data:
+            size = len(frame.data)
+            await server.send(server.peer.window_update(0, size)
+                              + server.peer.window_update(frame.stream_id, size))
+
+    server.on_frame = credit
+    body = bytes(range(256)) * 20
+    async with MemoryChannel(server) as channel:
+        with trio.fail_after(5):
+            reply = await channel.unary_unary(METHOD, request(body), BytesValue)
+    assert reply.value == body
+    sizes = [len(frame.data) for frame in server.peer.of_type(DataFrame, 1)]
+    assert max(sizes) <= 1000
+    assert len(sizes) > 5
+
+
+async def test_server_stream_larger_than_the_windows_flows() -> None:
+    server = ScriptedServer()
+    server.echo = False
+    messages = [bytes([n]) * 100_000 for n in range(100)]  # ~10 MB, > the 4 MiB stream window
+    wire = b"".join(encode_message(request(m).SerializeToString()) for m in messages)
+    async with MemoryChannel(server) as channel:
+        async with channel.stream(METHOD, BytesValue) as stream:
+            await stream.done_writing()
+            await wait_until(lambda: 1 in server.requests)
+            await server.send(server.peer.headers(1, OK_HEADERS))
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(server.stream_out, 1, wire)
+                received = [reply.value async for reply in _take(stream, len(messages))]
+            await server.send(server.peer.trailers(1, extra=[("done", "yes")]))
+            assert await stream.receive_message() is None
+        assert received == messages
+        assert stream.status is StatusCode.OK
+        assert stream.trailing_metadata == (("done", "yes"),)
+
+
+async def _take(stream: Any, count: int) -> Any:
+    with trio.fail_after(60):
+        for _ in range(count):
+            yield await stream.receive_message()
+
+
+async def test_bidirectional_stream_with_metadata() -> None:
+    server = ScriptedServer()
+    server.echo = False
+
+    async def echo_each(server: ScriptedServer, frame: Frame) -> None:
+        if isinstance(frame, HeadersFrame):
+            await server.send(server.peer.headers(frame.stream_id, [*OK_HEADERS, ("hi", "1")]))
+        elif isinstance(frame, DataFrame) and frame.data:
+            await server.send(server.peer.data(frame.stream_id, frame.data))
+        if "END_STREAM" in frame.flags:
+            await server.send(server.peer.trailers(frame.stream_id, extra=[("bye-bin", "AQ")]))
+
+    server.on_frame = echo_each
+    async with MemoryChannel(server) as channel, channel.stream(METHOD, BytesValue) as stream:
+        assert await stream.receive_initial_metadata() == (("hi", "1"),)
+        for n in range(3):
+            await stream.send_message(request(b"%d" % n))
+            reply = await stream.receive_message()
+            assert reply is not None
+            assert reply.value == b"%d" % n
+        await stream.done_writing()
+        assert [reply async for reply in stream] == []
+    assert stream.status is StatusCode.OK
+    assert stream.initial_metadata == (("hi", "1"),)
+    assert stream.trailing_metadata == (("bye-bin", b"\x01"),)
+
+
+async def test_stream_error_status_is_raised_at_the_end() -> None:
+    server = ScriptedServer()
+    server.echo = False
+
+    async def fail(server: ScriptedServer, frame: Frame) -> None:
+        if "END_STREAM" in frame.flags:
+            sid = frame.stream_id
+            await server.send(server.peer.headers(sid, OK_HEADERS)
+                              + server.peer.data(sid, encode_message(b""))
+                              + server.peer.trailers(sid, 9, "not%20now"))
+
+    server.on_frame = fail
+    async with MemoryChannel(server) as channel, channel.stream(METHOD, BytesValue) as stream:
+        await stream.done_writing()
+        assert await stream.receive_message() == BytesValue()
+        with pytest.raises(RpcError) as caught:
+            await stream.receive_message()
+    assert caught.value.code is StatusCode.FAILED_PRECONDITION
+    assert caught.value.details == "not now"
+    assert stream.status is StatusCode.FAILED_PRECONDITION
+
+
+async def test_leaving_a_stream_early_cancels_it() -> None:
+    server = ScriptedServer()
+    server.echo = False
+    async with MemoryChannel(server) as channel:
+        async with channel.stream(METHOD, BytesValue) as stream:
+            await stream.send_message(request())
+        assert stream.status is StatusCode.CANCELLED
+        await wait_until(lambda: server.resets.get(1) == CANCEL)
+
+
+async def test_goaway_sends_new_calls_to_a_new_connection() -> None:
+    first, second = ScriptedServer(), ScriptedServer()
+    async with MemoryChannel(first, second) as channel:
+        await channel.unary_unary(METHOD, request(), BytesValue)
+        await first.send(first.peer.goaway(1))
+        await wait_until(lambda: channel.current_endpoint is None)
+        assert (await channel.unary_unary(METHOD, request(b"x"), BytesValue)).value == b"x"
+        assert channel.opened == ["10.0.0.1:1", "10.0.0.2:1"]
+
+
+async def test_goaway_fails_unaccepted_calls_as_not_processed() -> None:
+    server = ScriptedServer()
+    server.echo = False
+    async with MemoryChannel(server) as channel, channel.stream(METHOD, BytesValue) as stream:
+        await wait_until(lambda: 1 in server.requests)
+        await server.send(server.peer.goaway(0))
+        with pytest.raises(RpcError) as caught:
+            await stream.receive_message()
+    assert caught.value.code is StatusCode.UNAVAILABLE
+    assert caught.value.not_processed
+
+
+async def test_connection_loss_fails_calls_and_the_next_call_reconnects() -> None:
+    server = ScriptedServer()
+    server.echo = False
+    async with MemoryChannel(server) as channel:
+        async with channel.stream(METHOD, BytesValue) as stream:
+            await wait_until(lambda: 1 in server.requests)
+            assert server._stream is not None
+            await server._stream.aclose()
+            with pytest.raises(RpcError) as caught:
+                await stream.receive_message()
+        assert caught.value.code is StatusCode.UNAVAILABLE
+        assert not caught.value.not_processed
+        server.echo = True
+        assert (await channel.unary_unary(METHOD, request(b"back"), BytesValue)).value == b"back"
+        assert server.connections == 2
+
+
+async def test_failover_rotate_and_set_endpoints() -> None:
+    servers = [ScriptedServer() for _ in range(3)]
+    async with MemoryChannel(*servers) as channel:
+        channel.down.add("10.0.0.1:1")
+        await channel.unary_unary(METHOD, request(), BytesValue)
+        assert channel.current_endpoint == "10.0.0.2:1"
+        await channel.rotate()
+        assert channel.current_endpoint is None
+        await channel.unary_unary(METHOD, request(), BytesValue)
+        assert channel.current_endpoint == "10.0.0.3:1"
+        channel.set_endpoints(["10.0.0.3:1", "10.0.0.2:1"])
+        assert channel.current_endpoint == "10.0.0.3:1"
+        channel.set_endpoints(["10.0.0.2:1"])
+        assert channel.current_endpoint is None
+        await channel.unary_unary(METHOD, request(), BytesValue)
+        assert channel.endpoints == ["10.0.0.2:1"]
+        assert channel.current_endpoint == "10.0.0.2:1"
+
+
+async def test_every_endpoint_down_is_unavailable_not_processed_then_backs_off(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    servers = [ScriptedServer(), ScriptedServer()]
+    async with MemoryChannel(*servers, backoff=(1.0, 8.0)) as channel:
+        channel.down.update({"10.0.0.1:1", "10.0.0.2:1"})
+        with pytest.raises(RpcError) as caught:
+            await channel.unary_unary(METHOD, request(), BytesValue)
+        assert caught.value.code is StatusCode.UNAVAILABLE
+        assert caught.value.not_processed
+        assert "10.0.0.1:1" in caught.value.details
+        assert "refused" in caught.value.details
+        channel.down.clear()
+        start = trio.current_time()
+        await channel.unary_unary(METHOD, request(), BytesValue)
+        assert 0.5 <= trio.current_time() - start <= 1.0
+
+
+async def test_connect_timeout_when_the_server_never_speaks(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    server = ScriptedServer()
+
+    async def mute(stream: trio.abc.Stream, nursery: trio.Nursery) -> None:
+        await trio.sleep_forever()
+
+    server.serve = mute  # type: ignore[method-assign]
+    async with MemoryChannel(server, connect_timeout=2) as channel:
+        with pytest.raises(RpcError) as caught:
+            await channel.unary_unary(METHOD, request(), BytesValue)
+    assert "no connection within 2 s" in caught.value.details
+
+
+async def test_oversized_request_fails_before_any_io() -> None:
+    server = ScriptedServer()
+    async with MemoryChannel(server, max_send_message_size=10) as channel:
+        with pytest.raises(RpcError) as caught:
+            await channel.unary_unary(METHOD, request(b"x" * 20), BytesValue)
+    assert caught.value.code is StatusCode.RESOURCE_EXHAUSTED
+    assert channel.opened == []
+
+
+async def test_unary_cardinality_violation_is_unimplemented() -> None:
+    server = ScriptedServer()
+    server.echo = False
+
+    async def two(server: ScriptedServer, frame: Frame) -> None:
+        if "END_STREAM" in frame.flags:
+            await server.send(server.peer.reply(frame.stream_id, b"", b""))
+
+    server.on_frame = two
+    async with MemoryChannel(server) as channel:
+        with pytest.raises(RpcError) as caught:
+            await channel.unary_unary(METHOD, request(), BytesValue)
+    assert caught.value.code is StatusCode.UNIMPLEMENTED
+
+
+async def test_unparsable_reply_is_internal() -> None:
+    server = ScriptedServer()
+    server.echo = False
+
+    async def garbage(server: ScriptedServer, frame: Frame) -> None:
+        if "END_STREAM" in frame.flags:
+            await server.send(server.peer.reply(frame.stream_id, b"\xff\xff\xff"))
+
+    server.on_frame = garbage
+    async with MemoryChannel(server) as channel:
+        with pytest.raises(RpcError) as caught:
+            await channel.unary_unary(METHOD, request(), BytesValue)
+    assert caught.value.code is StatusCode.INTERNAL
