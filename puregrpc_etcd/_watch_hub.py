@@ -21,9 +21,9 @@ from puregrpc_etcd._watch_state import (
     EVENTS,
     PROGRESS,
     Cursor,
-    Delivery,
     Router,
     WatchSpec,
+    cancel_error,
 )
 from puregrpc_etcd.grpc import RpcError, StatusCode
 
@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from puregrpc_etcd.grpc import Stream
 
 WATCH_METHOD = "/etcdserverpb.Watch/Watch"
+RANGE_METHOD = "/etcdserverpb.KV/Range"
 
 #: Reconnect delays: first retry after about RETRY_FIRST seconds, doubling up to RETRY_MAX.
 RETRY_FIRST = 0.05
@@ -71,6 +72,8 @@ class Subscription:
         self.closed = False
         self.paused = False
         self.pauses = 0
+        #: Whether a refusal of this watcher already led to an access check (see WatchHub).
+        self.access_checked = False
         self.watch_id: Optional[int] = None
         self.ready = trio.Event()
         self._changed = trio.lowlevel.ParkingLot()
@@ -96,6 +99,7 @@ class Subscription:
         await self._changed.park()
 
     def on_created(self, revision: int) -> None:
+        self.access_checked = False
         self.cursor.on_created(revision)
         if not self.ready.is_set():
             self.delivered_revision = self.cursor.revision
@@ -145,6 +149,10 @@ class _StreamOutcome:
             self.failure = error
 
 
+def _maybe_stale_token(error: BaseException) -> bool:
+    return isinstance(error, (errors.PermissionDeniedError, errors.InvalidAuthTokenError))
+
+
 def _is_permanent(exc: BaseException) -> bool:
     if isinstance(exc, RpcError):
         return exc.code in _PERMANENT_CODES
@@ -155,19 +163,6 @@ def _is_permanent(exc: BaseException) -> bool:
 
 def _as_etcd_error(exc: BaseException) -> BaseException:
     return errors.from_rpc_error(exc) if isinstance(exc, RpcError) else exc
-
-
-def cancel_error(delivery: Delivery[Subscription]) -> BaseException:
-    """The error that ends a watcher the server cancelled (compaction, permission, ...)."""
-    if delivery.compact_revision:
-        return errors.CompactedError(
-            StatusCode.OUT_OF_RANGE,
-            "etcdserver: mvcc: required revision has been compacted "
-            f"(compact revision {delivery.compact_revision})",
-            compact_revision=delivery.compact_revision,
-        )
-    reason = delivery.cancel_reason or "the server cancelled the watch without a reason"
-    return errors.error_class(StatusCode.CANCELLED.name, reason)(StatusCode.CANCELLED, reason)
 
 
 class WatchHub:
@@ -181,12 +176,15 @@ class WatchHub:
         self._router: Optional[Router[Subscription]] = None
         self._to_create: Dict[Subscription, None] = {}
         self._to_cancel: List[int] = []
+        self._access_checks: List[Subscription] = []
         self._work = trio.Event()
         self._progress_wanted = False
         self._progress_sent = False
         self._progress_arrived = trio.Event()
         #: How many Watch streams this hub has opened (one per connection break).
         self.streams_opened = 0
+        #: How many replies came as fragments of a larger one (reassembled by the router).
+        self.fragments_received = 0
 
     @property
     def attached(self) -> int:
@@ -246,7 +244,9 @@ class WatchHub:
                     await self._serve_one_stream(outcome)
                 self._scope = None
                 if scope.cancelled_caught:
-                    continue  # closed while idle; the loop reopens it if a watcher came back
+                    # Closed while idle, or to renew the token; reopened if still needed.
+                    await self._check_access()
+                    continue
                 failure = _as_etcd_error(
                     outcome.failure
                     or errors.UnavailableError(
@@ -272,6 +272,22 @@ class WatchHub:
                 if sub.active or sub.paused:
                     sub.fail(closing)
             self._wake_progress_waiters()
+
+    async def _check_access(self) -> None:
+        """Read (count only) what each refused watcher watches: ``_unary`` re-authenticates if
+        the token expired, and a real lack of permission becomes that watcher's error."""
+        while self._access_checks:
+            subscription = self._access_checks.pop()
+            spec = subscription.spec
+            probe = rpc_pb2.RangeRequest(
+                key=spec.key, range_end=spec.range_end, count_only=True, serializable=True
+            )
+            try:
+                await self._client._unary(
+                    RANGE_METHOD, probe, rpc_pb2.RangeResponse, repeatable=True
+                )
+            except errors.EtcdError as error:
+                subscription.fail(error)
 
     async def _serve_one_stream(self, outcome: _StreamOutcome) -> None:
         """Serve one stream until it breaks, recording why in ``outcome``.
@@ -340,6 +356,8 @@ class WatchHub:
             await stream.send_message(rpc_pb2.WatchRequest(progress_request=progress))
 
     def _dispatch(self, router: Router[Subscription], response: rpc_pb2.WatchResponse) -> None:
+        if response.fragment:
+            self.fragments_received += 1
         for delivery in router.receive(response):
             subscription = delivery.target
             kind = delivery.kind
@@ -354,7 +372,17 @@ class WatchHub:
             elif kind == CREATED:
                 subscription.on_created(delivery.revision)
             elif kind == CANCELED:
-                subscription.fail(cancel_error(delivery))
+                error = cancel_error(delivery.compact_revision, delivery.cancel_reason)
+                if _maybe_stale_token(error) and not subscription.access_checked:
+                    # A stream keeps the token it was opened with, and etcd refuses new watches
+                    # on it once that token expired: check access (which renews the token) and
+                    # open a new stream rather than fail the watcher.
+                    subscription.access_checked = True
+                    self._access_checks.append(subscription)
+                    if self._scope is not None:
+                        self._scope.cancel()
+                else:
+                    subscription.fail(error)
         if response.watch_id == BROADCAST_ID and not (response.created or response.canceled):
             self._progress_wanted = False
             self._progress_sent = False

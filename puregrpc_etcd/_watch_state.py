@@ -19,10 +19,13 @@ cursor. A progress reply with watch id -1 applies to every watcher already creat
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Dict, Generic, List, Sequence, TypeVar
 
+from puregrpc_etcd import errors
 from puregrpc_etcd._proto import kv_pb2, rpc_pb2
+from puregrpc_etcd.grpc.status import StatusCode
 
 T = TypeVar("T")
 
@@ -33,6 +36,9 @@ CREATED = "created"
 EVENTS = "events"
 PROGRESS = "progress"
 CANCELED = "canceled"
+
+# A refused create carries grpc-go's rendering of a status as its reason.
+_GO_STATUS = re.compile(r"rpc error: code = (\w+) desc = (.*)", re.DOTALL)
 
 
 @dataclass(frozen=True)
@@ -178,3 +184,23 @@ class Router(Generic[T]):
             return [Delivery(target, CREATED, revision, (), 0, "")]
         kind = EVENTS if events else PROGRESS
         return [Delivery(target, kind, revision, events, 0, "")]
+
+
+def cancel_error(compact_revision: int, reason: str) -> errors.EtcdError:
+    """The error that ends a watcher the server cancelled: ``CompactedError`` when its history
+    was compacted, else the typed error of the server's reason (permission denied, ...)."""
+    if compact_revision:
+        return errors.CompactedError(
+            StatusCode.OUT_OF_RANGE,
+            "etcdserver: mvcc: required revision has been compacted "
+            f"(compact revision {compact_revision})",
+            compact_revision=compact_revision,
+        )
+    code = StatusCode.CANCELLED
+    details = reason or "the server cancelled the watch without giving a reason"
+    rendered = _GO_STATUS.match(details)
+    if rendered is not None:
+        name = re.sub(r"(?<!^)(?=[A-Z])", "_", rendered.group(1)).upper()
+        code = StatusCode.__members__.get(name, code)
+        details = rendered.group(2)
+    return errors.error_class(code.name, details)(code, details)

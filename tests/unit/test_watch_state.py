@@ -15,7 +15,10 @@ from puregrpc_etcd._watch_state import (
     Cursor,
     Router,
     WatchSpec,
+    cancel_error,
 )
+from puregrpc_etcd.errors import CompactedError, NoLeaderError, PermissionDeniedError, RpcError
+from puregrpc_etcd.grpc import StatusCode
 
 
 def put(key: bytes, revision: int) -> kv_pb2.Event:
@@ -181,3 +184,25 @@ def test_refused_create_is_a_cancel_with_reason() -> None:
     )
     assert refused.kind == CANCELED
     assert refused.cancel_reason == "etcdserver: permission denied"
+
+
+def test_cancel_error_for_compaction() -> None:
+    error = cancel_error(17, "")
+    assert isinstance(error, CompactedError)
+    assert error.compact_revision == 17
+
+
+def test_cancel_error_reads_grpc_go_status_rendering() -> None:
+    reason = "rpc error: code = PermissionDenied desc = etcdserver: permission denied"
+    error = cancel_error(0, reason)
+    assert isinstance(error, PermissionDeniedError)
+    assert error.code is StatusCode.PERMISSION_DENIED
+    assert error.details == "etcdserver: permission denied"
+
+
+def test_cancel_error_without_reason_is_still_an_error() -> None:
+    error = cancel_error(0, "")
+    assert isinstance(error, RpcError)
+    assert error.code is StatusCode.CANCELLED
+    assert "without giving a reason" in error.details
+    assert isinstance(cancel_error(0, "etcdserver: no leader"), NoLeaderError)
