@@ -150,14 +150,31 @@ class Cluster:
         return _members(reply.members)
 
     async def update_member(
-        self, id: int, peer_urls: PeerURLs, *, timeout: float | None = None
+        self,
+        id: int,
+        peer_urls: PeerURLs,
+        *,
+        allow_learner: bool = False,
+        timeout: float | None = None,
     ) -> list[Member]:
-        """Change the peer URLs of member ``id``; returns the members after the change."""
+        """Change the peer URLs of member ``id``; returns the members after the change.
+
+        Refuses a learner unless ``allow_learner``: etcd servers before the fix of
+        etcd-io/etcd#21694 (3.5.1 among them) then list the learner as a voting member while
+        raft still treats it as a learner, so it can never be promoted. Remove it and add it
+        again with the new URLs instead.
+        """
+        request = rpc_pb2.MemberUpdateRequest(ID=_member_id(id), peerURLs=_peer_urls(peer_urls))
+        if not allow_learner:
+            for member in await self.members(timeout=timeout):
+                if member.id == id and member.is_learner:
+                    raise EtcdError(
+                        f"member {id:x} is a learner; updating its peer URLs makes many etcd "
+                        "versions forget that (etcd-io/etcd#21694): remove it and add it again, "
+                        "or pass allow_learner=True"
+                    )
         reply = await self._client._unary(
-            _SERVICE + "MemberUpdate",
-            rpc_pb2.MemberUpdateRequest(ID=_member_id(id), peerURLs=_peer_urls(peer_urls)),
-            rpc_pb2.MemberUpdateResponse,
-            timeout=timeout,
+            _SERVICE + "MemberUpdate", request, rpc_pb2.MemberUpdateResponse, timeout=timeout
         )
         return _members(reply.members)
 
