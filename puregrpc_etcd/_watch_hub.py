@@ -20,6 +20,7 @@ from puregrpc_etcd._watch_state import (
     CREATED,
     EVENTS,
     PROGRESS,
+    PROGRESS_ALL,
     Cursor,
     Router,
     WatchSpec,
@@ -110,8 +111,11 @@ class Subscription:
         self.backlog.extend(events)
         self._changed.unpark_all()
 
-    def on_progress(self, revision: int) -> None:
-        self.cursor.on_progress(revision)
+    def on_progress(self, revision: int, *, resumable: bool) -> None:
+        """A progress notification; only one ``resumable`` from moves the cursor (see
+        ``_watch_state``), every one advances the consumer's revision in order."""
+        if resumable:
+            self.cursor.on_progress(revision)
         backlog = self.backlog
         if not backlog:
             self.delivered_revision = max(self.delivered_revision, revision)
@@ -368,7 +372,9 @@ class WatchHub:
                     subscription.pauses += 1
                     self._detach(subscription)
             elif kind == PROGRESS:
-                subscription.on_progress(delivery.revision)
+                subscription.on_progress(delivery.revision, resumable=True)
+            elif kind == PROGRESS_ALL:
+                subscription.on_progress(delivery.revision, resumable=False)
             elif kind == CREATED:
                 subscription.on_created(delivery.revision)
             elif kind == CANCELED:

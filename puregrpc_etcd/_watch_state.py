@@ -5,16 +5,22 @@ Theory of operation
 -------------------
 A watcher outlives the streams that carry it. Its ``Cursor`` holds the revision it must resume
 from (``next_revision``): the last received event's ``mod_revision + 1``, or ``header.revision + 1``
-only for a response that carries no events (a created reply for a "from now" watch, or a progress
-notification). Catch-up batches are stamped with the store's *current* revision, so taking the
-header after events would skip the events between the batch and the header.
+only for a response that carries no events (a created reply for a "from now" watch, or the
+watcher's own progress notification). Catch-up batches are stamped with the store's *current*
+revision, so taking the header after events would skip the events between the batch and the header.
+
+A progress reply to a WatchProgressRequest (watch id -1, ``PROGRESS_ALL``) does not move cursors:
+etcd before 3.5.8 sends it on a separate path, possibly ahead of events it has not sent yet (of a
+watcher still catching up, or racing a write; etcd issue 15220), and a break right after it would
+lose those events. It only advances the revision shown to the consumer. A watcher's own progress
+notifications (``progress_notify``) travel with its events and only once it has caught up: safe.
 
 A ``Router`` lives for one stream. Every (re)creation of a watcher on it gets a fresh, never reused
 watch id (etcd >= 3.4 honours client-chosen ids; id 0 would ask the server to choose). Responses for
 ids that are no longer attached (cancelled by us, or from before a pause) are dropped: the watcher
 re-requests that history from its cursor, so nothing is lost and nothing is repeated. Fragments of
 one response are merged before anything is delivered, so a half-received batch never moves a
-cursor. A progress reply with watch id -1 applies to every watcher already created on the stream.
+cursor. A progress reply with watch id -1 concerns every watcher already created on the stream.
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ BROADCAST_ID = -1
 CREATED = "created"
 EVENTS = "events"
 PROGRESS = "progress"
+PROGRESS_ALL = "progress-all"
 CANCELED = "canceled"
 
 # A refused create carries grpc-go's rendering of a status as its reason.
@@ -111,7 +118,7 @@ class Delivery(Generic[T]):
     __slots__ = ("cancel_reason", "compact_revision", "events", "kind", "revision", "target")
 
     target: T
-    kind: str  # CREATED, EVENTS, PROGRESS or CANCELED
+    kind: str  # CREATED, EVENTS, PROGRESS, PROGRESS_ALL or CANCELED
     revision: int  # the reply's header revision
     events: Sequence[kv_pb2.Event]
     compact_revision: int
@@ -154,7 +161,8 @@ class Router(Generic[T]):
         revision = response.header.revision
         if watch_id == BROADCAST_ID and not (response.created or response.canceled):
             return [
-                Delivery(target, PROGRESS, revision, (), 0, "") for target in self._created.values()
+                Delivery(target, PROGRESS_ALL, revision, (), 0, "")
+                for target in self._created.values()
             ]
         target = self._targets.get(watch_id)
         if target is None:

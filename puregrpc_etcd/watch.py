@@ -131,8 +131,10 @@ class Watcher:
         """Ask the server where this client's watchers are, and return ``revision`` after it.
 
         The notification (etcd's ``WatchProgressRequest``) concerns every watcher of the client;
-        each one's ``revision`` advances once its consumer has read the events before it. (etcd
-        before 3.5.8 may answer before events it has not sent yet; see the README.)
+        each one's ``revision`` advances once its consumer has read the events before it. etcd
+        before 3.5.8 may answer ahead of events it has not sent yet, so a watcher does not resume
+        from such a notification after a break, only from events it received and from its own
+        ``progress_notify`` notifications (which are ordered with its events).
         """
         subscription = self._subscription
         if subscription.error is None and not subscription.closed:

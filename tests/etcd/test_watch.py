@@ -335,3 +335,18 @@ async def test_errors_before_io(client: etcd.Client) -> None:
     with pytest.raises(ValueError, match="at most one"):
         client.watch("k", prefix=True, range_end="z")
     assert client._watch_hub is None  # nothing was started
+
+
+async def test_namespaced_watch_sees_its_keys_without_the_prefix(
+    client: etcd.Client, prefix: str
+) -> None:
+    view = client.namespace(prefix + "ns/")
+    async with view.watch("", prefix=True) as everything, view.watch("k") as one:
+        await client.put(prefix + "outside", "no")
+        await view.put("k", "1")
+        await client.put(prefix + "ns/other", "2")
+        [first, second] = await take(everything, 2)
+        [only] = await take(one, 1)
+    assert (first.kv.key, second.kv.key, only.kv.key) == (b"k", b"other", b"k")
+    assert client._watch_hub is not None
+    assert client._watch_hub.streams_opened == 1  # views share the client's stream

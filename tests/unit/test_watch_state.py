@@ -12,6 +12,7 @@ from puregrpc_etcd._watch_state import (
     CREATED,
     EVENTS,
     PROGRESS,
+    PROGRESS_ALL,
     Cursor,
     Router,
     WatchSpec,
@@ -125,7 +126,7 @@ def test_broadcast_progress_reaches_only_created_watchers() -> None:
     a, b = router.attach("a"), router.attach("b")
     router.receive(reply(a, 10, created=True))
     deliveries = router.receive(reply(-1, 20))
-    assert [(d.target, d.kind, d.revision) for d in deliveries] == [("a", PROGRESS, 20)]
+    assert [(d.target, d.kind, d.revision) for d in deliveries] == [("a", PROGRESS_ALL, 20)]
     router.receive(reply(b, 20, created=True))
     assert {d.target for d in router.receive(reply(-1, 21))} == {"a", "b"}
 
