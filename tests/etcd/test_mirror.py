@@ -130,6 +130,35 @@ async def test_wait_for_revisions_outside_the_prefix(client: etcd.Client, p: byt
     await client.delete(b"not-" + p)
 
 
+async def test_every_revision_it_claims_is_exact(client: etcd.Client, p: bytes) -> None:
+    """While others write inside and outside the prefix, each state the mirror shows equals the
+    server's state at the revision the mirror claims for it."""
+    async with client.mirror(p) as mirror:
+        done = trio.Event()
+
+        async def write_inside() -> None:
+            chooser = random.Random(7)
+            while not done.is_set():
+                key = p + b"%d" % chooser.randrange(5)
+                if chooser.random() < 0.3:
+                    await client.delete(key)
+                else:
+                    await client.put(key, str(chooser.random()))
+
+        with trio.fail_after(60):
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(write_inside)
+                for index in range(25):
+                    outside = await client.put(b"outside-" + p, str(index))
+                    await mirror.wait_for(outside.header.revision)
+                    claimed, snapshot = mirror.revision, state(mirror)
+                    assert claimed >= outside.header.revision
+                    at_claim = await client.get(p, prefix=True, revision=claimed)
+                    assert snapshot == {kv.key: (kv.value, kv.mod_revision) for kv in at_claim.kvs}
+                done.set()
+    await client.delete(b"outside-" + p)
+
+
 async def test_changes_in_order_with_previous_values(client: etcd.Client, p: bytes) -> None:
     await client.put(p + b"old", "0")
     async with client.mirror(p) as mirror:
