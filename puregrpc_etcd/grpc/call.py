@@ -220,17 +220,21 @@ class Stream(Generic[ReplyT]):
         Cancelling a receive leaves the stream usable."""
         call = self._call
         connection = self._connection
-        message = connection.protocol.consume(call) if call.messages else None
-        if message is None:
-            if call.code is None:
-                with trio.CancelScope(deadline=self._deadline) as scope:
-                    message = await connection.receive(call)
-                if scope.cancelled_caught:
-                    raise self._expire()
-            else:
-                await trio.lowlevel.checkpoint()
-        elif connection.protocol.has_output:
-            connection.kick()
+        if call.messages:
+            # A message is at hand: honour a pending cancellation before taking it, never after.
+            await trio.lowlevel.checkpoint_if_cancelled()
+            message = connection.protocol.consume(call)
+            if connection.protocol.has_output:
+                connection.kick()
+            await trio.lowlevel.cancel_shielded_checkpoint()
+        elif call.code is None:
+            with trio.CancelScope(deadline=self._deadline) as scope:
+                message = await connection.receive(call)
+            if scope.cancelled_caught:
+                raise self._expire()
+        else:
+            message = None
+            await trio.lowlevel.checkpoint()
         if message is not None:
             return _decode(self._reply_type, message)
         if call.error is not None:

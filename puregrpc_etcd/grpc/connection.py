@@ -292,7 +292,7 @@ class Connection:
                     started = True
                     await self.flush()
                     continue
-                if protocol.has_output:
+                if protocol.has_output and not self._writing:
                     await self.flush()
                     continue
                 await self.wait(call, sending=True)

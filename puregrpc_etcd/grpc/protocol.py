@@ -165,7 +165,7 @@ class GrpcProtocol:
         *,
         max_receive_message_size: int,
         stream_window: int = DEFAULT_STREAM_WINDOW,
-        validate_inbound_headers: bool = True,
+        validate_inbound_headers: bool = False,
     ) -> None:
         config = h2.config.H2Configuration(
             client_side=True,

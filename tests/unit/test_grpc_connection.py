@@ -511,3 +511,23 @@ async def test_unparsable_reply_is_internal() -> None:
         with pytest.raises(RpcError) as caught:
             await channel.unary_unary(METHOD, request(), BytesValue)
     assert caught.value.code is StatusCode.INTERNAL
+
+
+async def test_a_cancelled_receive_loses_no_message(autojump_clock: trio.testing.MockClock) -> None:
+    server = ScriptedServer()
+    server.echo = False
+    async with MemoryChannel(server) as channel, channel.stream(METHOD, BytesValue) as stream:
+        await wait_until(lambda: 1 in server.requests)
+        with trio.move_on_after(1) as scope:
+            await stream.receive_message()
+        assert scope.cancelled_caught
+        kept = encode_message(request(b"kept").SerializeToString())
+        await server.send(server.peer.headers(1, OK_HEADERS) + server.peer.data(1, kept))
+        await wait_until(lambda: bool(stream._call.messages))
+        with trio.CancelScope() as cancelled:
+            cancelled.cancel()
+            await stream.receive_message()
+        reply = await stream.receive_message()
+        assert reply is not None
+        assert reply.value == b"kept"
+        assert stream.status is None
