@@ -1,0 +1,259 @@
+"""Locks and elections on a client: Go-compatible recipes (``lock``, ``election``) and etcd's
+server-side v3lock and v3election services (the ``*_rpc`` calls).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import TYPE_CHECKING, AsyncIterator, Awaitable, Callable, Union, cast
+
+from puregrpc_etcd import errors, grpc
+from puregrpc_etcd._base import ClientBase
+from puregrpc_etcd._keepalive import KeptLease, cancelled_on_loss
+from puregrpc_etcd._keys import to_bytes, to_key
+from puregrpc_etcd._proto import v3election_pb2, v3lock_pb2
+from puregrpc_etcd.election import Election, LeaderKey, LeaderObserver
+from puregrpc_etcd.lease import Lease
+from puregrpc_etcd.lock import Lock, acquire, lock_key, remove_quietly, within
+from puregrpc_etcd.types import key_value
+
+if TYPE_CHECKING:
+    from puregrpc_etcd.lock import RecipeClient
+    from puregrpc_etcd.types import KeyValue
+
+__all__ = ["ConcurrencyMixin"]
+
+_LOCK = "/v3lockpb.Lock/"
+_ELECTION = "/v3electionpb.Election/"
+
+LeaseLike = Union[int, Lease]
+
+
+class ConcurrencyMixin(ClientBase):
+    """Distributed locks and leader elections (API.md, "Locks and elections")."""
+
+    @contextlib.asynccontextmanager
+    async def lock(
+        self, name: object, *, ttl: int = 60, timeout: float | None = None
+    ) -> AsyncIterator[Lock]:
+        """Hold the lock ``name`` for the block; it excludes ``etcdctl lock name`` and Go's
+        ``concurrency.Mutex`` on the same name.
+
+        The lock lives on a session lease of ``ttl`` seconds, kept alive meanwhile: if the
+        holder dies, others get the lock within about ``ttl``. Losing the lease while holding
+        cancels the block and raises ``LockLostError``. ``timeout`` bounds the wait
+        (``DeadlineExceededError``); cancelled or timed out, we leave the queue.
+        """
+        client = self._as_client()
+        lock_key(name, 0)  # checks the name before any I/O
+        async with client.lease(ttl) as session:
+            lock = await within(
+                timeout,
+                f"lock {to_key(name)!r} not acquired in {timeout} s",
+                acquire(client, name, session.id, session._kept),
+            )
+            assert lock is not None
+            async with _holding(client, lock, session._kept):
+                yield lock
+
+    @contextlib.asynccontextmanager
+    async def try_lock(self, name: object, *, ttl: int = 60) -> AsyncIterator[Lock | None]:
+        """Take the lock ``name`` only if nobody holds it; never waits.
+
+        ``async with client.try_lock(name) as lock:`` gives ``None`` when the lock is taken
+        (we leave no trace then), else holds it for the block as ``lock()`` does.
+        """
+        client = self._as_client()
+        lock_key(name, 0)
+        async with contextlib.AsyncExitStack() as stack:
+            session = await stack.enter_async_context(client.lease(ttl))
+            lock = await acquire(client, name, session.id, session._kept, wait=False)
+            if lock is None:
+                await stack.aclose()
+                yield None
+                return
+            async with _holding(client, lock, session._kept):
+                yield lock
+
+    async def acquire_lock(
+        self,
+        name: object,
+        lease: LeaseLike,
+        *,
+        owner: object = None,
+        wait: bool = True,
+        timeout: float | None = None,
+    ) -> Lock | None:
+        """The lower-level lock: take ``name`` on a lease the caller keeps alive, as ``owner``
+        (any non-empty str or bytes; default the lease id in hex, as Go writes it).
+
+        Returns the ``Lock``, or None when ``wait=False`` and someone else holds it. Holding
+        the lock again with the same owner and lease returns the same lock. Release with
+        ``release_lock(name, lease=..., owner=...)``. Pass the ``Lease`` object (from
+        ``client.lease()``) rather than its id to get ``Lock.lost`` and fail fast when it ends.
+        """
+        client = self._as_client()
+        lease_id, kept = _lease_of(lease)
+        lock_key(name, lease_id, owner)
+        return await within(
+            timeout,
+            f"lock {to_key(name)!r} not acquired in {timeout} s",
+            acquire(client, name, lease_id, kept, owner=owner, wait=wait),
+        )
+
+    async def release_lock(
+        self, name: object, *, lease: LeaseLike = 0, owner: object = None
+    ) -> bool:
+        """Release a lock taken with ``acquire_lock``, named by the same lease or owner;
+        False when its key was already gone."""
+        lease_id, _ = _lease_of(lease)
+        if owner is None and not lease_id:
+            raise ValueError("give the lease or the owner the lock was taken with")
+        _, key = lock_key(name, lease_id, owner)
+        return await remove_quietly(self._as_client(), key)
+
+    async def lock_rpc(
+        self, name: object, lease: LeaseLike, *, timeout: float | None = None
+    ) -> bytes:
+        """Take a lock through the server's v3lock service; returns the key that holds it.
+
+        Always on a lease we keep alive: given none, the server would make a 60 s lease of
+        its own and orphan it. Blocks until acquired (or ``timeout``, else the client's).
+        """
+        lease_id, _ = _lease_of(lease)
+        if not lease_id:
+            raise ValueError("lock_rpc needs a lease kept alive by the caller")
+        reply = await self._unary(
+            _LOCK + "Lock",
+            v3lock_pb2.LockRequest(name=self._key(name, what="lock name"), lease=lease_id),
+            v3lock_pb2.LockResponse,
+            timeout=timeout,
+        )
+        return self._unkey(reply.key)
+
+    async def unlock_rpc(self, key: object, *, timeout: float | None = None) -> None:
+        """Release a lock taken with ``lock_rpc`` by the key it returned."""
+        await self._unary(
+            _LOCK + "Unlock",
+            v3lock_pb2.UnlockRequest(key=self._key(key)),
+            v3lock_pb2.UnlockResponse,
+            timeout=timeout,
+        )
+
+    def election(self, name: object, *, ttl: int = 60) -> Election:
+        """The election ``name``: Go's ``concurrency.Election``, as ``etcdctl elect`` runs it."""
+        return Election(self._as_client(), name, ttl)
+
+    # The server-side v3election service.
+
+    async def campaign_rpc(
+        self, name: object, value: object, lease: LeaseLike, *, timeout: float | None = None
+    ) -> LeaderKey:
+        """Campaign through the server's v3election service on a lease we keep alive; returns
+        once elected."""
+        lease_id, _ = _lease_of(lease)
+        if not lease_id:
+            raise ValueError("campaign_rpc needs a lease kept alive by the caller")
+        reply = await self._unary(
+            _ELECTION + "Campaign",
+            v3election_pb2.CampaignRequest(
+                name=self._key(name, what="election name"),
+                lease=lease_id,
+                value=to_bytes(value, "value"),
+            ),
+            v3election_pb2.CampaignResponse,
+            timeout=timeout,
+        )
+        return self._leader_key(reply.leader)
+
+    async def proclaim_rpc(
+        self, leader: LeaderKey, value: object, *, timeout: float | None = None
+    ) -> None:
+        """Announce a new value as the leader elected with ``campaign_rpc``."""
+        await self._unary(
+            _ELECTION + "Proclaim",
+            v3election_pb2.ProclaimRequest(
+                leader=self._leader_key_pb(leader), value=to_bytes(value, "value")
+            ),
+            v3election_pb2.ProclaimResponse,
+            timeout=timeout,
+        )
+
+    async def resign_rpc(self, leader: LeaderKey, *, timeout: float | None = None) -> None:
+        """Give up a leadership won with ``campaign_rpc``."""
+        await self._unary(
+            _ELECTION + "Resign",
+            v3election_pb2.ResignRequest(leader=self._leader_key_pb(leader)),
+            v3election_pb2.ResignResponse,
+            timeout=timeout,
+        )
+
+    async def leader_rpc(self, name: object, *, timeout: float | None = None) -> KeyValue | None:
+        """The current leader of ``name`` by the v3election service; None when nobody leads."""
+        try:
+            reply = await self._unary(
+                _ELECTION + "Leader",
+                v3election_pb2.LeaderRequest(name=self._key(name, what="election name")),
+                v3election_pb2.LeaderResponse,
+                timeout=timeout,
+                repeatable=True,
+            )
+        except errors.RpcError as exc:
+            if exc.details.endswith("election: no leader"):
+                return None
+            raise
+        return key_value(reply.kv, self._namespace)
+
+    def observe_rpc(self, name: object) -> LeaderObserver:
+        """The leaders of ``name`` as the v3election service streams them (see
+        ``Election.observe``)."""
+        request = v3election_pb2.LeaderRequest(name=self._key(name, what="election name"))
+
+        async def produce(send: Callable[[KeyValue], Awaitable[None]]) -> None:
+            try:
+                async with self._stream(
+                    _ELECTION + "Observe", v3election_pb2.LeaderResponse
+                ) as stream:
+                    await stream.send_message(request)
+                    await stream.done_writing()
+                    async for reply in stream:
+                        await send(key_value(reply.kv, self._namespace))
+            except grpc.RpcError as exc:
+                raise errors.from_rpc_error(exc) from None
+
+        return LeaderObserver(self._nursery, produce)
+
+    def _leader_key(self, pb: v3election_pb2.LeaderKey) -> LeaderKey:
+        return LeaderKey(self._unkey(pb.name), self._unkey(pb.key), pb.rev, pb.lease)
+
+    def _leader_key_pb(self, leader: LeaderKey) -> v3election_pb2.LeaderKey:
+        return v3election_pb2.LeaderKey(
+            name=self._key(leader.name),
+            key=self._key(leader.key),
+            rev=leader.rev,
+            lease=leader.lease,
+        )
+
+    def _as_client(self) -> RecipeClient:
+        # The recipes use the KV, watch and lease calls of the composed Client.
+        return cast("RecipeClient", self)
+
+
+@contextlib.asynccontextmanager
+async def _holding(client: RecipeClient, lock: Lock, kept: KeptLease) -> AsyncIterator[None]:
+    """Hold ``lock`` for the block: cancelled when the session is lost, released after."""
+    try:
+        with cancelled_on_loss(kept):
+            yield
+        if kept.lost.is_set():
+            raise errors.LockLostError(f"lost the lock {lock.key!r}: its session lease ended")
+    finally:
+        await remove_quietly(client, lock.key)
+
+
+def _lease_of(lease: LeaseLike) -> tuple[int, KeptLease | None]:
+    if isinstance(lease, Lease):
+        return lease.id, lease._kept
+    if not isinstance(lease, int) or isinstance(lease, bool):
+        raise TypeError(f"lease must be a Lease or a lease id, not {type(lease).__name__}")
+    return lease, None
