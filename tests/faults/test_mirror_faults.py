@@ -6,10 +6,12 @@ from __future__ import annotations
 
 from typing import Any, Awaitable, Callable
 
+import pytest
 import trio
 
 import puregrpc_etcd as etcd
-from puregrpc_etcd.errors import EtcdError
+from puregrpc_etcd.auth import Auth
+from puregrpc_etcd.errors import EtcdError, PermissionDeniedError
 from puregrpc_etcd.mirror import Mirror, MirrorChange, MirrorChanges
 from puregrpc_etcd.testing import EtcdCluster, EtcdServer
 
@@ -126,3 +128,51 @@ async def test_compaction_during_outage_resyncs() -> None:
                 with trio.fail_after(10):
                     await mirror.wait_for(after)
                 assert state(mirror) == await server_state(client, prefix)
+
+
+async def test_a_watch_refused_after_a_restart_fails_the_mirror() -> None:
+    """The mirror's user loses its permission; once a restart makes the watch be created again,
+    the server refuses it: reads, change iterators and the end of the block raise that error."""
+    prefix = "/faults/mirror-denied/"
+    with EtcdServer() as server:
+        async with etcd.connect(server.endpoints) as admin:
+            auth = Auth(admin)
+            await auth.user_add("root", "root-pw")
+            await auth.user_grant_role("root", "root")
+            await auth.role_add("reader")
+            await auth.role_grant_permission("reader", "readwrite", prefix, prefix=True)
+            await auth.user_add("alice", "alice-pw")
+            await auth.user_grant_role("alice", "reader")
+            await auth.enable()
+        async with etcd.connect(
+            server.endpoints, username="alice", password="alice-pw", connect_timeout=1
+        ) as alice:
+            # Without permission on a prefix, the first listing fails, from the `async with`.
+            with pytest.raises(PermissionDeniedError):
+                async with alice.mirror("/elsewhere/"):
+                    pytest.fail("mirrored a prefix alice may not read")
+            await alice.put(prefix + "a", "1")
+            following = alice.mirror(prefix)
+            mirror = await following.__aenter__()
+            changes = mirror.changes()
+            assert mirror.get(prefix + "a") is not None
+            async with etcd.connect(server.endpoints, username="root", password="root-pw") as root:
+                await Auth(root).role_revoke_permission("reader", prefix, prefix=True)
+            await trio.to_thread.run_sync(server.kill)
+            await trio.to_thread.run_sync(server.restart)
+            with trio.fail_after(30), pytest.raises(PermissionDeniedError):
+                await first_change(changes)
+            with pytest.raises(PermissionDeniedError):
+                mirror.get(prefix + "a")
+            with pytest.raises(PermissionDeniedError):
+                await mirror.wait_for(1)
+            assert "failed" in repr(mirror)
+            # Leaving the block, even without an error of its own, says the mirror failed.
+            with pytest.raises(PermissionDeniedError):
+                await following.__aexit__(None, None, None)
+
+
+async def first_change(changes: MirrorChanges) -> MirrorChange:
+    async for change in changes:
+        return change
+    raise AssertionError("the changes ended without an error")
