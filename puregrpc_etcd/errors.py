@@ -189,6 +189,10 @@ _BY_CODE: dict[str, type[RpcError]] = {
 }
 
 _SERVER_PREFIX = "etcdserver: "
+# How the transports (ours and grpc-go) word a request above the client's own send limit.
+_SEND_TOO_LARGE = "trying to send message larger than max"
+# How the transport words "no endpoint could be reached" (grpc/channel.py).
+_CONNECT_FAILURE = "cannot connect to any endpoint"
 
 
 def error_class(code_name: str, details: str) -> type[RpcError]:
@@ -197,6 +201,8 @@ def error_class(code_name: str, details: str) -> type[RpcError]:
     by_message = _BY_MESSAGE.get(message)
     if by_message is not None:
         return by_message
+    if message.startswith(_SEND_TOO_LARGE):
+        return RequestTooLargeError
     return _BY_CODE.get(code_name, RpcError)
 
 
@@ -205,13 +211,8 @@ def from_rpc_error(exc: TransportError) -> EtcdError:
     details = exc.details or ""
     not_processed = bool(getattr(exc, "not_processed", False))
     cls = error_class(exc.code.name, details)
-    if cls is UnavailableError and not_processed and _is_connect_failure(details):
+    if cls is UnavailableError and not_processed and details.startswith(_CONNECT_FAILURE):
         cls = ConnectionFailedError
     error = cls(exc.code, details, not_processed=not_processed)
     error.__cause__ = exc
     return error
-
-
-def _is_connect_failure(details: str) -> bool:
-    lowered = details.lower()
-    return "connect" in lowered and "endpoint" in lowered

@@ -103,3 +103,24 @@ def test_errors_pickle() -> None:
     copy = pickle.loads(pickle.dumps(error))
     assert type(copy) is errors.NoLeaderError
     assert copy.details == "etcdserver: no leader"
+
+
+def test_no_reachable_endpoint_is_a_connection_failure() -> None:
+    error = errors.from_rpc_error(
+        TransportError(
+            StatusCode.UNAVAILABLE,
+            "cannot connect to any endpoint: 127.0.0.1:1: connection refused",
+            not_processed=True,
+        )
+    )
+    assert type(error) is errors.ConnectionFailedError
+
+
+def test_a_request_above_the_send_limit_is_too_large() -> None:
+    error = errors.from_rpc_error(
+        TransportError(
+            StatusCode.RESOURCE_EXHAUSTED,
+            "trying to send message larger than max (3145738 vs. 2097152)",
+        )
+    )
+    assert type(error) is errors.RequestTooLargeError

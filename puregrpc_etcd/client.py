@@ -1,0 +1,378 @@
+"""The etcd ``Client`` and ``connect()``: one nursery, one channel, and the call path.
+
+Every unary call goes through ``Client._unary``: auth token and ``hasleader`` metadata, one
+deadline over all attempts, retries as Go's clientv3 does them, and typed errors.
+"""
+
+from __future__ import annotations
+
+import builtins
+import importlib
+import math
+import random
+import ssl
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Any, AsyncIterator, Sequence, TypeVar
+
+import trio
+
+from puregrpc_etcd._endpoints import (
+    ConnectSettings,
+    EndpointsArg,
+    make_tls_context,
+    parse_endpoints,
+    settings_from_env,
+)
+from puregrpc_etcd._proto import rpc_pb2
+from puregrpc_etcd.concurrency import ConcurrencyMixin
+from puregrpc_etcd.errors import DeadlineExceededError, EtcdError, from_rpc_error
+from puregrpc_etcd.grpc.channel import Channel, connect_channel
+from puregrpc_etcd.grpc.status import RpcError, StatusCode
+from puregrpc_etcd.kv import KVMixin
+from puregrpc_etcd.lease import LeaseMixin
+from puregrpc_etcd.mirror import MirrorMixin
+from puregrpc_etcd.namespace import NamespaceMixin
+from puregrpc_etcd.watch import WatchMixin
+
+if TYPE_CHECKING:
+    from google.protobuf.message import Message
+
+    from puregrpc_etcd.grpc.call import Stream
+
+__all__ = ["Client", "connect"]
+
+M = TypeVar("M", bound="Message")
+
+_AUTHENTICATE = "/etcdserverpb.Auth/Authenticate"
+_MiB = 1024 * 1024
+#: How long each close-time job (``_closers``) may take.
+CLOSER_TIMEOUT = 2.0
+
+# etcd's answers that mean "authenticate again and repeat the call".
+_REAUTH_MESSAGES = frozenset(
+    {
+        "etcdserver: invalid auth token",
+        "etcdserver: revision of auth store is old",
+        "etcdserver: user name is empty",
+    }
+)
+_AUTH_NOT_ENABLED = "etcdserver: authentication is not enabled"
+_UNAVAILABLE = StatusCode.UNAVAILABLE
+
+
+class Client(KVMixin, WatchMixin, LeaseMixin, ConcurrencyMixin, NamespaceMixin, MirrorMixin):
+    """A connection to an etcd cluster; make one with ``connect()`` (or ``Client.from_env()``).
+
+    All calls are methods of the client (``get``, ``put``, ``watch``, ``lease``, ...); cluster,
+    maintenance and auth administration hang off ``client.cluster``, ``client.maintenance`` and
+    ``client.auth``.
+    """
+
+    _username: str | None
+    _password: str | None
+    _token: str | None
+    _retries: int
+    _backoff: tuple[float, float]
+    _metadata: tuple[tuple[str, str], ...]
+    _endpoint_channels: dict[str, Channel]
+    _channel_options: dict[str, Any]
+
+    def __init__(
+        self,
+        *,
+        username: str | None,
+        password: str | None,
+        timeout: float | None,
+        retries: int,
+        retry_backoff: tuple[float, float],
+        metadata: Sequence[tuple[str, str]] | None,
+        require_leader: bool,
+    ) -> None:
+        if retries < 0:
+            raise ValueError("retries must be >= 0")
+        low, high = retry_backoff
+        if not 0 <= low <= high:
+            raise ValueError("retry_backoff must be (min, max) seconds with 0 <= min <= max")
+        if timeout is not None and timeout <= 0:
+            raise ValueError("timeout must be > 0 seconds, or None")
+        if password is not None and username is None:
+            raise ValueError("a password needs a username")
+        self._username = username
+        self._password = password
+        self._token = None
+        self._timeout = timeout
+        self._retries = retries
+        self._backoff = (low, high)
+        self._user_metadata = tuple(metadata or ())
+        self._require_leader = require_leader
+        self._closers = []
+        self._endpoint_channels = {}
+        self._channel_options = {}
+        self._auth_lock = trio.Lock()
+        self._metadata = self._build_metadata()
+
+    def __repr__(self) -> str:
+        endpoint = getattr(getattr(self, "_channel", None), "current_endpoint", None)
+        user = f", user={self._username!r}" if self._username else ""
+        return f"<Client endpoint={endpoint!r}{user}>"
+
+    @classmethod
+    def from_env(cls, **options: Any) -> Any:
+        """``connect()`` configured from etcdctl's ``ETCDCTL_*`` variables."""
+        return connect(from_env=True, **options)
+
+    # The call path.
+
+    def _build_metadata(self) -> tuple[tuple[str, str], ...]:
+        metadata = list(self._user_metadata)
+        if self._require_leader:
+            metadata.append(("hasleader", "true"))
+        if self._token:
+            metadata.append(("token", self._token))
+        return tuple(metadata)
+
+    async def _unary(
+        self,
+        method: str,
+        request: Message,
+        reply_type: type[M],
+        *,
+        timeout: float | None = None,
+        repeatable: bool = False,
+        endpoint: str | None = None,
+    ) -> M:
+        if timeout is None:
+            timeout = self._timeout
+        channel = self._channel if endpoint is None else await self._channel_for(endpoint)
+        metadata = self._metadata
+        started = trio.current_time()
+        try:
+            return await channel.unary_unary(
+                method, request, reply_type, timeout=timeout, metadata=metadata
+            )
+        except RpcError as first_error:
+            error = first_error
+        # The rare path: decide whether to authenticate again or retry, within one deadline.
+        deadline = math.inf if timeout is None else started + timeout
+        attempt = 0
+        reauthenticated = False
+        while True:
+            if (
+                not reauthenticated
+                and self._username is not None
+                and error.details in _REAUTH_MESSAGES
+                and method != _AUTHENTICATE
+            ):
+                reauthenticated = True
+                await self._reauthenticate(metadata)
+            elif (
+                error.code == _UNAVAILABLE
+                and attempt < self._retries
+                and (repeatable or error.not_processed)
+            ):
+                attempt += 1
+                delay = self._backoff_delay(attempt)
+                if trio.current_time() + delay >= deadline:
+                    raise from_rpc_error(error)
+                if endpoint is None and not error.not_processed and error.details:
+                    # The member answered but cannot serve (no leader, stopping, ...): move on.
+                    await _rotate(self._channel)
+                await trio.sleep(delay)
+            else:
+                raise from_rpc_error(error)
+            remaining = None if timeout is None else deadline - trio.current_time()
+            if remaining is not None and remaining <= 0:
+                raise DeadlineExceededError(
+                    StatusCode.DEADLINE_EXCEEDED, f"{method}: timed out after retries"
+                )
+            metadata = self._metadata
+            try:
+                return await channel.unary_unary(
+                    method, request, reply_type, timeout=remaining, metadata=metadata
+                )
+            except RpcError as next_error:
+                error = next_error
+
+    def _backoff_delay(self, attempt: int) -> float:
+        low, high = self._backoff
+        # Full jitter over an exponentially growing window, as grpc's connection backoff.
+        return min(high, low * 2.0 ** (attempt - 1)) * random.uniform(0.5, 1.0)
+
+    @asynccontextmanager
+    async def _stream(
+        self, method: str, reply_type: type[M], *, timeout: float | None = None
+    ) -> AsyncIterator[Stream[M]]:
+        if self._username is not None and self._token is None:
+            await self._reauthenticate(self._metadata)
+        async with self._channel.stream(
+            method, reply_type, timeout=timeout, metadata=self._metadata
+        ) as stream:
+            yield stream
+
+    async def _channel_for(self, endpoint: str) -> Channel:
+        """A channel to that one endpoint (for per-member calls such as Status)."""
+        channel = self._endpoint_channels.get(endpoint)
+        if channel is None:
+            channel = await connect_channel(self._nursery, [endpoint], **self._channel_options)
+            self._endpoint_channels[endpoint] = channel
+        return channel
+
+    # Auth.
+
+    async def _authenticate(self) -> None:
+        """Get a token for the configured user; without auth enabled carry on with none."""
+        request = rpc_pb2.AuthenticateRequest(name=self._username, password=self._password or "")
+        try:
+            reply = await self._unary(_AUTHENTICATE, request, rpc_pb2.AuthenticateResponse)
+        except EtcdError as error:
+            if getattr(error, "details", None) == _AUTH_NOT_ENABLED:
+                self._set_token(None)
+                return
+            raise
+        self._set_token(reply.token or None)
+
+    async def _reauthenticate(self, stale_metadata: tuple[tuple[str, str], ...]) -> None:
+        async with self._auth_lock:
+            # Another call may have refreshed the token while this one waited for the lock.
+            if self._metadata is stale_metadata or self._token is None:
+                self._set_token(None)
+                await self._authenticate()
+
+    def _set_token(self, token: str | None) -> None:
+        self._token = token
+        self._metadata = self._build_metadata()
+
+    # Lifetime.
+
+    async def _run_closers(self) -> None:
+        for closer in reversed(self._closers):
+            with trio.CancelScope(shield=True), trio.move_on_after(CLOSER_TIMEOUT):
+                try:
+                    await closer()
+                except Exception:  # closing goes on whatever one job did
+                    pass
+        self._closers.clear()
+
+
+async def _rotate(channel: Channel) -> None:
+    rotate = getattr(channel, "rotate", None)
+    if rotate is not None and len(channel.endpoints) > 1:
+        await rotate()
+
+
+@asynccontextmanager
+async def connect(
+    endpoints: EndpointsArg = None,
+    *,
+    username: str | None = None,
+    password: str | None = None,
+    tls: ssl.SSLContext | bool | None = None,
+    connect_timeout: float = 5.0,
+    timeout: float | None = None,
+    retries: int = 5,
+    retry_backoff: tuple[float, float] = (0.05, 2.0),
+    keepalive_interval: float | None = 30.0,
+    keepalive_timeout: float = 10.0,
+    max_send_message_size: int = 2 * _MiB,
+    max_receive_message_size: int = 2**31 - 1,
+    metadata: Sequence[tuple[str, str]] | None = None,
+    require_leader: bool = False,
+    auto_sync_interval: float | None = None,
+    from_env: bool = False,
+) -> AsyncIterator[Client]:
+    """Connect to etcd; an async context manager that gives a ``Client``.
+
+    ``endpoints`` takes every form of API.md (``host:port``, ``http(s)://``, lists,
+    comma-separated, one ``etcd://user:pw@h1,h2/?dial_timeout=5&command_timeout=10`` URL);
+    ``from_env=True`` reads etcdctl's ``ETCDCTL_*`` variables. Settings from the URL or the
+    environment apply where the caller left an argument at its default. The client owns one
+    nursery; leaving the block runs the clients' close-time jobs and ends every task.
+    """
+    settings = settings_from_env() if from_env and endpoints is None else None
+    if settings is None or endpoints is not None:
+        settings = parse_endpoints(endpoints)
+    if username is None:
+        username = settings.username
+        if password is None:
+            password = settings.password
+    if connect_timeout == 5.0 and settings.dial_timeout is not None:
+        connect_timeout = settings.dial_timeout
+    if timeout is None:
+        timeout = settings.command_timeout
+    tls_context = _tls_context(tls, settings)
+    channel_options: dict[str, Any] = {
+        "tls": tls_context,
+        "connect_timeout": connect_timeout,
+        "keepalive_interval": keepalive_interval,
+        "keepalive_timeout": keepalive_timeout,
+        "max_send_message_size": max_send_message_size,
+        "max_receive_message_size": max_receive_message_size,
+        "backoff": retry_backoff,
+    }
+    client = Client(
+        username=username,
+        password=password,
+        timeout=timeout,
+        retries=retries,
+        retry_backoff=retry_backoff,
+        metadata=metadata,
+        require_leader=require_leader,
+    )
+    try:
+        async with trio.open_nursery() as nursery:
+            client._nursery = nursery
+            client._channel_options = channel_options
+            client._channel = await connect_channel(nursery, settings.endpoints, **channel_options)
+            try:
+                if username is not None:
+                    await client._authenticate()
+                yield client
+            finally:
+                await client._run_closers()
+                for channel in (*client._endpoint_channels.values(), client._channel):
+                    channel.close()
+                nursery.cancel_scope.cancel()
+    except BaseException as exc:
+        unwrapped = _unwrap_group(exc)
+        if unwrapped is exc:
+            raise
+        raise unwrapped from unwrapped.__cause__
+
+
+def _tls_context(
+    tls: ssl.SSLContext | bool | None, settings: ConnectSettings
+) -> ssl.SSLContext | None:
+    if isinstance(tls, ssl.SSLContext):
+        return tls
+    if tls is True:
+        if settings.cacert or settings.cert or settings.insecure_skip_verify:
+            return settings.tls_context() or make_tls_context()
+        return make_tls_context()
+    if tls is not None and tls is not False:
+        raise TypeError("tls must be an ssl.SSLContext, True, or None")
+    return settings.tls_context()
+
+
+def _group_types() -> tuple[type[BaseException], ...]:
+    group = getattr(builtins, "BaseExceptionGroup", None)
+    if group is None:
+        try:
+            group = importlib.import_module("exceptiongroup").BaseExceptionGroup
+        except ImportError:
+            return ()
+    return (group,)
+
+
+_GROUP_TYPES = _group_types()
+
+
+def _unwrap_group(exc: BaseException) -> BaseException:
+    """The one real exception inside nested exception groups (cancellations left out)."""
+    while isinstance(exc, _GROUP_TYPES):
+        inner = [e for e in exc.exceptions if not isinstance(e, trio.Cancelled)]  # type: ignore[attr-defined]
+        if len(inner) != 1:
+            if not inner and exc.exceptions:  # type: ignore[attr-defined]
+                return exc.exceptions[0]  # type: ignore[attr-defined,no-any-return]
+            return exc
+        exc = inner[0]
+    return exc
