@@ -16,7 +16,7 @@ import pytest
 import trio
 
 from puregrpc_etcd.client import connect
-from puregrpc_etcd.testing import EtcdServer
+from puregrpc_etcd.testing import EtcdCluster, EtcdServer
 
 HOLDER = """
 import sys
@@ -145,4 +145,18 @@ async def test_keepalive_survives_an_etcd_restart() -> None:
             await trio.sleep(12)
             assert not lease.lost.is_set()
             assert await client.get_value("restart/key") == b"v"
+            assert (await client.time_to_live(lease.id)).ttl > 0
+
+
+async def test_keepalive_moves_to_another_member_when_its_member_dies() -> None:
+    with EtcdCluster(3) as cluster:
+        async with connect(cluster.endpoints) as client, client.lease(3) as lease:
+            await client.put("failover/key", "v", lease=lease.id)
+            current = client._channel.current_endpoint
+            assert current is not None
+            victim = next(member for member in cluster if member.endpoint in current)
+            await trio.to_thread.run_sync(victim.kill)
+            await trio.sleep(9)
+            assert not lease.lost.is_set()
+            assert await client.get_value("failover/key") == b"v"
             assert (await client.time_to_live(lease.id)).ttl > 0
