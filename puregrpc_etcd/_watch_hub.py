@@ -94,6 +94,7 @@ class Subscription:
     def close(self) -> None:
         self.closed = True
         self.watch_id = None
+        self.backlog.clear()
         self._changed.unpark_all()
 
     async def wait_changed(self) -> None:

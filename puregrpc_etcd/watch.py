@@ -5,6 +5,7 @@ every break from the last received revision, so that no event is lost, repeated 
 from __future__ import annotations
 
 import inspect
+import math
 from dataclasses import dataclass
 from typing import (
     TYPE_CHECKING,
@@ -22,6 +23,8 @@ from puregrpc_etcd._base import ClientBase
 from puregrpc_etcd._proto import kv_pb2
 from puregrpc_etcd._watch_hub import Subscription, WatchHub
 from puregrpc_etcd._watch_state import WatchSpec
+from puregrpc_etcd.errors import DeadlineExceededError
+from puregrpc_etcd.grpc import StatusCode
 from puregrpc_etcd.types import KeyValue, key_value
 
 if TYPE_CHECKING:
@@ -29,7 +32,7 @@ if TYPE_CHECKING:
 
 EventType = Literal["put", "delete"]
 
-__all__ = ["DEFAULT_MAX_BACKLOG", "Event", "WatchMixin", "Watcher"]
+__all__ = ["DEFAULT_MAX_BACKLOG", "Event", "WatchContext", "WatchMixin", "Watcher"]
 
 #: Events a watcher buffers for a slow consumer before it is paused on the server (see Watcher).
 DEFAULT_MAX_BACKLOG = 10_000
@@ -152,24 +155,36 @@ class WatchContext:
     """``async with client.watch(...) as watcher``: creates the watch on entry (it sees every
     change after that point, or from ``start_revision``) and cancels it on the server on exit."""
 
-    __slots__ = ("_client", "_namespace", "_subscription")
+    __slots__ = ("_client", "_entered", "_namespace", "_subscription", "_timeout")
 
-    def __init__(self, client: WatchMixin, subscription: Subscription) -> None:
+    def __init__(
+        self, client: WatchMixin, subscription: Subscription, timeout: Optional[float]
+    ) -> None:
         self._client = client
         self._subscription = subscription
         self._namespace = client._namespace
+        self._timeout = timeout
+        self._entered = False
 
     async def __aenter__(self) -> Watcher:
+        if self._entered:
+            raise RuntimeError("a watch() context can be entered only once")
+        self._entered = True
         hub = self._client._watch_hub_instance()
         subscription = self._subscription
-        if subscription.ready.is_set():
-            raise RuntimeError("a watch() context can be entered only once")
         hub.add(subscription)
         try:
-            await subscription.ready.wait()
+            with trio.move_on_after(math.inf if self._timeout is None else self._timeout):
+                await subscription.ready.wait()
         except BaseException:
             hub.remove(subscription)
             raise
+        if not subscription.ready.is_set():
+            hub.remove(subscription)
+            raise DeadlineExceededError(
+                StatusCode.DEADLINE_EXCEEDED,
+                f"the watch was not created within {self._timeout:g} s",
+            )
         if subscription.error is not None:
             hub.remove(subscription)
             raise subscription.error
@@ -221,6 +236,7 @@ class WatchMixin(ClientBase):
         no_put: bool = False,
         no_delete: bool = False,
         max_backlog: int = DEFAULT_MAX_BACKLOG,
+        timeout: Optional[float] = None,
     ) -> WatchContext:
         """Watch a key, a prefix (``prefix=True``), every key from ``key`` (``from_key=True``) or
         ``[key, range_end)``; use as ``async with client.watch(...) as watcher: async for ...``.
@@ -230,6 +246,9 @@ class WatchMixin(ClientBase):
         ``progress_notify`` asks the server for periodic progress notifications (they advance
         ``Watcher.revision``), ``no_put``/``no_delete`` filter events out on the server.
         ``max_backlog`` bounds the unread events kept for a slow consumer (see ``Watcher``).
+        ``timeout`` (else the client's default timeout) bounds the wait for the server to create
+        the watch on entry (``DeadlineExceededError``); once created, a watch has no deadline and
+        rides out outages, resuming as soon as an endpoint answers.
         """
         start, end = self._range(key, prefix=prefix, from_key=from_key, range_end=range_end)
         if isinstance(start_revision, bool) or not isinstance(start_revision, int):
@@ -248,7 +267,9 @@ class WatchMixin(ClientBase):
             no_put=bool(no_put),
             no_delete=bool(no_delete),
         )
-        return WatchContext(self, Subscription(spec, start_revision, max_backlog))
+        if timeout is None:
+            timeout = self._timeout
+        return WatchContext(self, Subscription(spec, start_revision, max_backlog), timeout)
 
     async def watch_callback(
         self, nursery: trio.Nursery, key: Union[str, bytes], handler: EventHandler, **options: Any

@@ -4,6 +4,7 @@ progress, one shared stream for many watchers, backpressure, cancellation, the c
 from __future__ import annotations
 
 import itertools
+import socket
 import urllib.request
 from collections.abc import AsyncIterator, Iterator
 
@@ -11,7 +12,7 @@ import pytest
 import trio
 
 import puregrpc_etcd as etcd
-from puregrpc_etcd.errors import CompactedError
+from puregrpc_etcd.errors import CompactedError, DeadlineExceededError
 from puregrpc_etcd.testing import EtcdServer
 from puregrpc_etcd.watch import Event, Watcher
 
@@ -206,6 +207,10 @@ async def test_hundred_watchers_share_one_stream(client: etcd.Client, prefix: st
         assert hub is not None
         assert hub.streams_opened == 1
         assert hub.attached == 100
+        # On the wire too: the connection carries one HTTP/2 stream (no other call is running).
+        connection = client._channel._connection
+        assert connection is not None
+        assert connection.protocol.open_streams == 1
         for round_ in ("x", "y"):
             for index in range(100):
                 await client.put(f"{prefix}{index}", round_)
@@ -350,3 +355,16 @@ async def test_namespaced_watch_sees_its_keys_without_the_prefix(
     assert (first.kv.key, second.kv.key, only.kv.key) == (b"k", b"other", b"k")
     assert client._watch_hub is not None
     assert client._watch_hub.streams_opened == 1  # views share the client's stream
+
+
+async def test_entry_timeout_when_no_server_answers() -> None:
+    with socket.socket() as probe:  # a loopback port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        endpoint = f"127.0.0.1:{probe.getsockname()[1]}"
+    async with etcd.connect([endpoint], connect_timeout=0.2) as unreachable:
+        with trio.fail_after(10), pytest.raises(DeadlineExceededError):
+            async with unreachable.watch("k", timeout=0.5):
+                raise AssertionError("created without a server")
+        hub = unreachable._watch_hub
+        assert hub is not None
+        assert hub.attached == 0

@@ -4,6 +4,9 @@ history (read afterwards with a fresh watch from the first revision): no gap, no
 
 from __future__ import annotations
 
+import os
+import signal
+
 import pytest
 import trio
 
@@ -197,3 +200,36 @@ async def member_serving(cluster: EtcdCluster, client: etcd.Client) -> EtcdServe
             if int(status["header"]["member_id"]) == reply.header.member_id:
                 return member
     raise AssertionError("no running member has the id of the one that answered")
+
+
+async def test_frozen_member_is_left_through_keepalive() -> None:
+    # SIGSTOP: the connection stays up but nothing answers, as in a network cut. Only the
+    # transport's keepalive can tell; the watch must then resume on another member.
+    prefix = "/faults/watch-frozen/"
+    with EtcdCluster(3) as cluster:
+        frozen = cluster[0]
+        endpoints = [m.endpoint for m in cluster]
+        others = endpoints[1:]
+        async with (
+            etcd.connect(
+                endpoints, connect_timeout=1, keepalive_interval=5, keepalive_timeout=2
+            ) as client,
+            etcd.connect(others) as writer_client,
+            client.watch(prefix, prefix=True) as watcher,
+        ):
+            assert await member_serving(cluster, client) is frozen
+            assert frozen.pid is not None
+            os.kill(frozen.pid, signal.SIGSTOP)
+            try:
+                written = [
+                    await put_retrying(writer_client, f"{prefix}{i}", "v") for i in range(20)
+                ]
+                events = []
+                with trio.fail_after(40):
+                    async for event in watcher:
+                        events.append(event)
+                        if len(events) == len(written):
+                            break
+            finally:
+                os.kill(frozen.pid, signal.SIGCONT)
+    assert [e.kv.mod_revision for e in events] == written
