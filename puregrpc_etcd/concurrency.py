@@ -57,7 +57,7 @@ class ConcurrencyMixin(ClientBase):
                 yield lock
 
     @contextlib.asynccontextmanager
-    async def try_lock(self, name: object, *, ttl: int = 60) -> AsyncIterator[Lock | None]:
+    async def try_lock(self, name: object, ttl: int = 60) -> AsyncIterator[Lock | None]:
         """Take the lock ``name`` only if nobody holds it; never waits.
 
         ``async with client.try_lock(name) as lock:`` gives ``None`` when the lock is taken

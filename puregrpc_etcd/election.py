@@ -61,15 +61,16 @@ class Election:
         self.name = to_key(name, what="election name")
         self.ttl = ttl
         self._prefix = self.name + b"/"
-        self._leadership: tuple[LeaderKey, Lease] | None = None
+        self._leader: LeaderKey | None = None
+        self._campaigning = False
 
     def __repr__(self) -> str:
         return f"Election(name={self.name!r}, ttl={self.ttl})"
 
     @property
     def leader_key(self) -> LeaderKey | None:
-        """Our leadership while we lead, else None."""
-        return None if self._leadership is None else self._leadership[0]
+        """Our candidate key while we campaign or lead, else None."""
+        return self._leader
 
     @contextlib.asynccontextmanager
     async def campaign(
@@ -82,32 +83,32 @@ class Election:
         """
         client = self._client
         value = to_bytes(value, "value")
-        async with client.lease(self.ttl) as session:
-            key = self._prefix + b"%x" % session.id
-            reply = await client.txn(
-                [Compare.create_revision(key) == 0],
-                [Op.put(key, value, lease=session.id)],
-                [Op.get(key)],
-            )
-            leader = LeaderKey(self.name, key, reply.header.revision, session.id)
-            stale_value = False
-            if not reply.succeeded:
-                existing = reply.responses[0].kvs[0]  # type: ignore[union-attr]
-                leader = LeaderKey(self.name, key, existing.create_revision, session.id)
-                stale_value = existing.value != value
-            self._leadership = (leader, session)
-            try:
-                if stale_value:
-                    await self.proclaim(value)
-                await self._wait_for_turn(leader, session, timeout)
-                with cancelled_on_loss(session._kept):
-                    yield leader
-                if session.lost.is_set():
-                    raise errors.LockLostError(f"lost the leadership of {self.name!r}")
-            finally:
-                if self._leadership is not None and self._leadership[0] is leader:
-                    self._leadership = None
-                    await remove_quietly(client, key)
+        if self._campaigning:
+            raise RuntimeError("this Election already campaigns: use one Election per candidate")
+        self._campaigning = True
+        try:
+            async with client.lease(self.ttl) as session:
+                # A fresh session lease, so our key cannot exist yet (Go's txn also covers a
+                # resumed session, which this API does not offer).
+                key = self._prefix + b"%x" % session.id
+                reply = await client.txn(
+                    [Compare.create_revision(key) == 0], [Op.put(key, value, lease=session.id)]
+                )
+                if not reply.succeeded:
+                    raise errors.EtcdError(f"election key {key!r} exists already")
+                leader = self._leader = LeaderKey(self.name, key, reply.header.revision, session.id)
+                try:
+                    await self._wait_for_turn(leader, session, timeout)
+                    with cancelled_on_loss(session._kept):
+                        yield leader
+                    if session.lost.is_set():
+                        raise errors.LockLostError(f"lost the leadership of {self.name!r}")
+                finally:
+                    if self._leader is leader:
+                        self._leader = None
+                        await remove_quietly(client, key)
+        finally:
+            self._campaigning = False
 
     async def _wait_for_turn(
         self, leader: LeaderKey, session: Lease, timeout: float | None
@@ -127,24 +128,24 @@ class Election:
         Raises ``LockLostError`` when we are not (or no longer) the leader.
         """
         value = to_bytes(value, "value")
-        if self._leadership is None:
+        leader = self._leader
+        if leader is None:
             raise errors.LockLostError(f"not the leader of {self.name!r}")
-        leader = self._leadership[0]
         reply = await self._client.txn(
             [Compare.create_revision(leader.key) == leader.rev],
             [Op.put(leader.key, value, lease=leader.lease)],
             timeout=timeout,
         )
         if not reply.succeeded:
-            self._leadership = None
+            self._leader = None
             raise errors.LockLostError(f"no longer the leader of {self.name!r}")
 
     async def resign(self, *, timeout: float | None = None) -> None:
         """Give up the leadership now (no-op when not leading); the campaign block goes on."""
-        if self._leadership is None:
+        leader = self._leader
+        if leader is None:
             return
-        leader = self._leadership[0]
-        self._leadership = None
+        self._leader = None
         await self._client.txn(
             [Compare.create_revision(leader.key) == leader.rev],
             [Op.delete(leader.key)],

@@ -79,6 +79,9 @@ async def test_campaign_proclaim_leader_and_resign(server: EtcdServer) -> None:
             assert current.value == b"first"
             assert current.create_revision == leader.rev
             await election.proclaim("second")
+            with pytest.raises(RuntimeError, match="one Election per candidate"):
+                async with election.campaign("again"):
+                    pytest.fail("one Election campaigned twice at once")
             current = await election.leader()
             assert current is not None
             assert current.value == b"second"
