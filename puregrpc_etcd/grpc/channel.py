@@ -202,7 +202,8 @@ class Channel:
         if connection is not None and connection.usable:
             return connection
         if self._closed or self._nursery is None:
-            raise RpcError(StatusCode.UNAVAILABLE, "channel is closed", not_processed=True)
+            state = "closed" if self._closed else "not open (use `async with Channel(...)`)"
+            raise RpcError(StatusCode.UNAVAILABLE, f"channel is {state}", not_processed=True)
         attempt = self._attempt
         if attempt is None:
             if connection is not None:

@@ -155,9 +155,15 @@ class Connection:
                 if track_activity:
                     self._last_activity = trio.current_time()
                 protocol.receive_data(data)  # type: ignore[arg-type]  # bytes from sockets
+                woke_callers = bool(protocol.changed)
                 self._dispatch()
                 if protocol.has_output:
-                    await self.flush()
+                    # PING and SETTINGS acks, WINDOW_UPDATEs. When callers were just woken, the
+                    # writer sends these after the callers queue their next requests: one write.
+                    if woke_callers:
+                        self.kick()
+                    else:
+                        await self.flush()
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
             self._fail(f"connection lost: {exc!r}")
         except Exception as exc:  # any failure here must reach the calls, not the nursery
@@ -167,6 +173,8 @@ class Connection:
         while True:
             await self._write_requested.wait()
             self._write_requested = trio.Event()
+            # One scheduling round first, so the tasks woken with this kick add their frames.
+            await trio.lowlevel.cancel_shielded_checkpoint()
             await self.flush()
 
     async def _pinger(self, policy: KeepalivePolicy) -> None:

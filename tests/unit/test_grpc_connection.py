@@ -531,3 +531,16 @@ async def test_a_cancelled_receive_loses_no_message(autojump_clock: trio.testing
         assert reply is not None
         assert reply.value == b"kept"
         assert stream.status is None
+
+
+async def test_channel_in_the_callers_nursery() -> None:
+    server = ScriptedServer()
+    async with trio.open_nursery() as nursery:
+        channel = MemoryChannel(server)
+        with pytest.raises(RpcError, match="not open"):
+            await channel.unary_unary(METHOD, request(), BytesValue)
+        await nursery.start(channel._serve)
+        assert (await channel.unary_unary(METHOD, request(b"n"), BytesValue)).value == b"n"
+        await channel.aclose()
+        with pytest.raises(RpcError, match="closed"):
+            await channel.unary_unary(METHOD, request(), BytesValue)
