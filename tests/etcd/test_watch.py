@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 import trio
+import trio.lowlevel
 
 import puregrpc_etcd as etcd
 from puregrpc_etcd.errors import CompactedError, DeadlineExceededError
@@ -305,27 +306,47 @@ async def test_request_progress_advances_revision(client: etcd.Client, prefix: s
 
 async def test_callback_form(client: etcd.Client, prefix: str) -> None:
     seen: list[bytes] = []
-    done = trio.Event()
+    sync_seen: list[bytes] = []
+    both_done = trio.Semaphore(0)
 
     async def handler(event: Event) -> None:
+        await trio.lowlevel.checkpoint()  # awaited before the next event is handled
         seen.append(event.kv.value)
         if len(seen) == 3:
-            done.set()
+            both_done.release()
 
-    sync_seen: list[bytes] = []
+    def sync_handler(event: Event) -> None:
+        sync_seen.append(event.kv.value)
+        if len(sync_seen) == 3:
+            both_done.release()
+
     async with trio.open_nursery() as nursery:
         scope = await client.watch_callback(nursery, prefix, handler, prefix=True)
-        sync_scope = await client.watch_callback(
-            nursery, prefix, lambda e: sync_seen.append(e.kv.key), prefix=True
-        )
+        sync_scope = await client.watch_callback(nursery, prefix, sync_handler, prefix=True)
         for value in ("1", "2", "3"):
             await client.put(prefix + "k", value)
         with trio.fail_after(10):
-            await done.wait()
+            await both_done.acquire()
+            await both_done.acquire()
         scope.cancel()
         sync_scope.cancel()
     assert seen == [b"1", b"2", b"3"]
-    assert len(sync_seen) == 3
+    assert sync_seen == seen
+
+
+async def test_callback_errors_reach_the_callers_nursery(client: etcd.Client, prefix: str) -> None:
+    def broken(event: Event) -> None:
+        raise LookupError(event.kv.value)
+
+    async def run_until_it_fails() -> None:
+        async with trio.open_nursery() as nursery:
+            await client.watch_callback(nursery, prefix, broken, prefix=True)
+            await client.put(prefix + "k", "v")
+
+    with trio.fail_after(10), pytest.raises(Exception) as caught:
+        await run_until_it_fails()
+    # The nursery's exception group holds the handler's own error.
+    assert [type(error) for error in caught.value.exceptions] == [LookupError]
 
 
 async def test_errors_before_io(client: etcd.Client) -> None:
