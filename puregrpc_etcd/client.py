@@ -24,12 +24,15 @@ from puregrpc_etcd._endpoints import (
     settings_from_env,
 )
 from puregrpc_etcd._proto import rpc_pb2
+from puregrpc_etcd.auth import Auth
+from puregrpc_etcd.cluster import Cluster, auto_sync
 from puregrpc_etcd.concurrency import ConcurrencyMixin
 from puregrpc_etcd.errors import DeadlineExceededError, EtcdError, from_rpc_error
 from puregrpc_etcd.grpc.channel import Channel, connect_channel
 from puregrpc_etcd.grpc.status import RpcError, StatusCode
 from puregrpc_etcd.kv import KVMixin
 from puregrpc_etcd.lease import LeaseMixin
+from puregrpc_etcd.maintenance import Maintenance
 from puregrpc_etcd.mirror import MirrorMixin
 from puregrpc_etcd.namespace import NamespaceMixin
 from puregrpc_etcd.watch import WatchMixin
@@ -120,6 +123,21 @@ class Client(KVMixin, WatchMixin, LeaseMixin, ConcurrencyMixin, NamespaceMixin, 
     def from_env(cls, **options: Any) -> Any:
         """``connect()`` configured from etcdctl's ``ETCDCTL_*`` variables."""
         return connect(from_env=True, **options)
+
+    @property
+    def cluster(self) -> Cluster:
+        """Cluster membership: ``members()``, ``add_member()``, ``promote_member()``, ..."""
+        return Cluster(self)
+
+    @property
+    def maintenance(self) -> Maintenance:
+        """Per-member maintenance: ``status()``, ``snapshot()``, ``defragment()``, ..."""
+        return Maintenance(self)
+
+    @property
+    def auth(self) -> Auth:
+        """Users, roles and permissions, and turning auth on and off."""
+        return Auth(self)
 
     # The call path.
 
@@ -326,6 +344,8 @@ async def connect(
             try:
                 if username is not None:
                     await client._authenticate()
+                if auto_sync_interval is not None:
+                    await nursery.start(auto_sync, client, auto_sync_interval)
                 yield client
             finally:
                 await client._run_closers()

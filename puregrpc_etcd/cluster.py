@@ -210,14 +210,22 @@ def serving_endpoints(members: Iterable[Member]) -> list[str]:
     return endpoints
 
 
-async def auto_sync(client: ClientBase, interval: float, *, timeout: float = 5.0) -> None:
+async def auto_sync(
+    client: ClientBase,
+    interval: float,
+    *,
+    timeout: float = 5.0,
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+) -> None:
     """Every ``interval`` seconds, replace the channel's endpoints with the cluster's.
 
-    Runs until cancelled (start it in the client's nursery). A failed refresh is logged and
-    tried again next period: the old list still works, and the channel fails over on its own.
+    Runs until cancelled; start it with ``await nursery.start(auto_sync, client, interval)``
+    so that a bad interval fails there. A failed refresh is logged and tried again next period:
+    the old list still works, and the channel fails over on its own.
     """
-    if interval <= 0:
-        raise ValueError("auto_sync_interval must be positive")
+    if not interval > 0:
+        raise ValueError("auto_sync_interval must be a positive number of seconds")
+    task_status.started()
     cluster = Cluster(client)
     while True:
         await trio.sleep(interval)

@@ -1,0 +1,144 @@
+"""TLS end to end against a real etcd serving HTTPS, with certificates made by ``trustme``:
+server authentication, client certificates (``--client-cert-auth``), and a wrong CA failing
+with an error that names the TLS problem."""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import trio
+import trustme
+
+import puregrpc_etcd as etcd
+from puregrpc_etcd.errors import ConnectionFailedError, EtcdError
+from puregrpc_etcd.testing import EtcdServer
+
+
+class Certificates:
+    """A CA, a server certificate for 127.0.0.1 (etcd checks IP SANs) and a client one, on disk."""
+
+    def __init__(self, directory: Path) -> None:
+        self.ca = trustme.CA()
+        self.server = self.ca.issue_cert("127.0.0.1", "localhost")
+        self.client = self.ca.issue_cert("client.example", common_name="root")
+        self.ca_file = directory / "ca.pem"
+        self.server_cert = directory / "server.pem"
+        self.server_key = directory / "server-key.pem"
+        self.client_cert = directory / "client.pem"
+        self.client_key = directory / "client-key.pem"
+        self.ca.cert_pem.write_to_path(self.ca_file)
+        self.server.cert_chain_pems[0].write_to_path(self.server_cert)
+        self.server.private_key_pem.write_to_path(self.server_key)
+        self.client.cert_chain_pems[0].write_to_path(self.client_cert)
+        self.client.private_key_pem.write_to_path(self.client_key)
+
+    def server_args(self, *, client_cert_auth: bool = False) -> list[str]:
+        args = ["--cert-file", str(self.server_cert), "--key-file", str(self.server_key)]
+        if client_cert_auth:
+            args += ["--client-cert-auth", "--trusted-ca-file", str(self.ca_file)]
+        return args
+
+    def context(self, *, with_client_cert: bool = False) -> ssl.SSLContext:
+        context = ssl.create_default_context()
+        self.ca.configure_trust(context)
+        if with_client_cert:
+            self.client.configure_cert(context)
+        return context
+
+
+@pytest.fixture(scope="module")
+def certificates(tmp_path_factory: pytest.TempPathFactory) -> Certificates:
+    return Certificates(tmp_path_factory.mktemp("tls"))
+
+
+@pytest.fixture(scope="module")
+def tls_server(certificates: Certificates) -> Iterator[EtcdServer]:
+    with EtcdServer(scheme="https", args=certificates.server_args()) as started:
+        yield started
+
+
+@pytest.fixture(scope="module")
+def mutual_tls_server(certificates: Certificates) -> Iterator[EtcdServer]:
+    # The harness's health probe has no client certificate, so wait for it with our client.
+    server = EtcdServer(scheme="https", args=certificates.server_args(client_cert_auth=True))
+    try:
+        server.spawn()
+        trio.run(wait_until_serving, server, certificates.context(with_client_cert=True))
+        yield server
+    finally:
+        server.close()
+
+
+async def wait_until_serving(server: EtcdServer, context: ssl.SSLContext) -> None:
+    with trio.fail_after(30):
+        for _ in range(300):
+            try:
+                async with etcd.connect(server.endpoints, tls=context, connect_timeout=2) as c:
+                    await c.get("ready?")
+                    return
+            except EtcdError:
+                await trio.sleep(0.1)
+    pytest.fail(f"{server!r} did not serve over mutual TLS:\n{server.log_tail()}")
+
+
+async def test_tls_with_the_right_ca(tls_server: EtcdServer, certificates: Certificates) -> None:
+    async with etcd.connect(tls_server.endpoints, tls=certificates.context()) as client:
+        await client.put("tls/key", "over TLS")
+        assert await client.get_value("tls/key") == b"over TLS"
+        status = await client.maintenance.status(tls_server.client_url)
+        assert status.is_leader
+        members = await client.cluster.members()
+        assert members[0].client_urls == (tls_server.client_url,)
+
+
+async def test_tls_from_an_etcds_url(tls_server: EtcdServer, certificates: Certificates) -> None:
+    url = f"etcds://{tls_server.endpoint}/?cacert={certificates.ca_file}"
+    async with etcd.connect(url) as client:
+        await client.put("tls/url", "etcds")
+        assert await client.get_value("tls/url") == b"etcds"
+
+
+async def test_tls_with_a_wrong_ca_fails_clearly(tls_server: EtcdServer) -> None:
+    stranger = trustme.CA()
+    context = ssl.create_default_context()
+    stranger.configure_trust(context)
+    for tls in (context, True):
+        with trio.fail_after(30), pytest.raises(ConnectionFailedError) as failed:
+            async with etcd.connect(tls_server.endpoints, tls=tls, connect_timeout=3) as client:
+                await client.get("never")
+        message = str(failed.value).lower()
+        assert "certificate" in message or "tls" in message or "ssl" in message, message
+
+
+async def test_plaintext_against_tls_fails_clearly(tls_server: EtcdServer) -> None:
+    with trio.fail_after(30), pytest.raises(EtcdError):
+        async with etcd.connect(tls_server.endpoint, connect_timeout=3) as client:
+            await client.get("never", timeout=3)
+
+
+async def test_client_certificate(
+    mutual_tls_server: EtcdServer, certificates: Certificates
+) -> None:
+    context = certificates.context(with_client_cert=True)
+    async with etcd.connect(mutual_tls_server.endpoints, tls=context) as client:
+        await client.put("mtls/key", "with a client certificate")
+        assert await client.get_value("mtls/key") == b"with a client certificate"
+    url = (
+        f"etcds://{mutual_tls_server.endpoint}/?cacert={certificates.ca_file}"
+        f"&cert={certificates.client_cert}&key={certificates.client_key}"
+    )
+    async with etcd.connect(url) as client:
+        assert await client.get_value("mtls/key") == b"with a client certificate"
+
+
+async def test_client_certificate_required(
+    mutual_tls_server: EtcdServer, certificates: Certificates
+) -> None:
+    with trio.fail_after(30), pytest.raises(EtcdError):
+        async with etcd.connect(
+            mutual_tls_server.endpoints, tls=certificates.context(), connect_timeout=3
+        ) as client:
+            await client.get("never", timeout=3)
