@@ -118,7 +118,7 @@ async def test_second_candidate_waits_for_the_first(server: EtcdServer) -> None:
 
 async def test_losing_the_session_ends_the_leadership(server: EtcdServer) -> None:
     async with connect(server.endpoints) as client, connect(server.endpoints) as other:
-        election = client.election("lost", ttl=10)
+        election = client.election("lost", ttl=3)
 
         async def lead() -> None:
             async with election.campaign("me") as leader:

@@ -77,7 +77,7 @@ async def test_losing_the_session_cancels_the_body(server: EtcdServer) -> None:
 
         async def hold() -> None:
             nonlocal reached_end
-            async with client.lock("lost", ttl=10) as lock:
+            async with client.lock("lost", ttl=3) as lock:
                 await other.revoke(lock.lease_id)
                 with trio.fail_after(10):
                     await lock.lost.wait()
