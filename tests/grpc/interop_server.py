@@ -248,6 +248,10 @@ async def serve(arguments: argparse.Namespace) -> None:
     ]
     if arguments.max_concurrent_streams:
         options.append(("grpc.max_concurrent_streams", arguments.max_concurrent_streams))
+    if arguments.max_connection_age_ms:
+        # The server sends GOAWAY when a connection reaches this age, letting running calls end.
+        options.append(("grpc.max_connection_age_ms", arguments.max_connection_age_ms))
+        options.append(("grpc.max_connection_age_grace_ms", 10_000))
     if arguments.max_metadata_size:
         options.append(("grpc.max_metadata_size", arguments.max_metadata_size))
     server = grpc.aio.server(options=options)
@@ -266,6 +270,7 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--max-concurrent-streams", type=int, default=0)
     parser.add_argument("--max-metadata-size", type=int, default=0)
+    parser.add_argument("--max-connection-age-ms", type=int, default=0)
     parser.add_argument("--max-receive-message-size", type=int, default=4 * 1024 * 1024)
     asyncio.run(serve(parser.parse_args()))
 

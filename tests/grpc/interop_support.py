@@ -11,7 +11,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 
 import trio
 from _pb import interop_pb2 as pb
@@ -124,7 +124,9 @@ class BlackHoleProxy:
     def black_hole(self) -> None:
         self._generation += 1
 
-    async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+    async def serve(
+        self, *, task_status: trio.TaskStatus[list[trio.SocketListener]] = trio.TASK_STATUS_IGNORED
+    ) -> None:
         listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
         self.port = listeners[0].socket.getsockname()[1]
         await trio.serve_listeners(self._relay, listeners, task_status=task_status)
@@ -166,13 +168,6 @@ class BlackHoleProxy:
             relay_scope.cancel()
 
 
-def digest_of(bodies: Iterable[bytes]) -> str:
-    digest = hashlib.sha256()
-    for body in bodies:
-        digest.update(body)
-    return digest.hexdigest()
-
-
 def metadata_value(metadata: Sequence[tuple[str, str | bytes]] | None, key: str) -> str | bytes:
     values = [value for name, value in metadata or () if name == key]
     assert len(values) == 1, f"expected one {key!r} in {metadata!r}"
@@ -184,6 +179,39 @@ def output_request(*sizes: int, interval_us: int = 0) -> pb.StreamingOutputCallR
         response_parameters=[
             pb.ResponseParameters(size=size, interval_us=interval_us) for size in sizes
         ]
+    )
+
+
+async def send_then_receive(
+    stream: pg.Stream[pb.StreamingOutputCallResponse], request: pb.StreamingOutputCallRequest
+) -> pb.StreamingOutputCallResponse | None:
+    """One request, then one reply. If the call fails meanwhile, the error may come from the
+    send: the transport raises a call's final error from a send that races with its end."""
+    await stream.send_message(request)
+    return await stream.receive_message()
+
+
+async def stream_output(
+    channel: pg.Channel, sizes: list[int], *, pause_every: int = 0
+) -> tuple[list[int], str, str | bytes]:
+    """Asks StreamingOutputCall for messages of `sizes`; returns the sizes received, the
+    sha256 of all bodies, and the sha256 the server reported in its trailing metadata."""
+    received: list[int] = []
+    digest = hashlib.sha256()
+    async with channel.stream(
+        method("StreamingOutputCall"), pb.StreamingOutputCallResponse
+    ) as stream:
+        await stream.send_message(output_request(*sizes))
+        await stream.done_writing()
+        async for reply in stream:
+            received.append(len(reply.payload.body))
+            digest.update(reply.payload.body)
+            if pause_every and len(received) % pause_every == 1:
+                await trio.sleep(0.2)
+    return (
+        received,
+        digest.hexdigest(),
+        metadata_value(stream.trailing_metadata, PAYLOAD_DIGEST_KEY),
     )
 
 

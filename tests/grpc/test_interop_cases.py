@@ -10,12 +10,12 @@ from interop_support import (
     CALL_ID_KEY,
     ECHO_INITIAL_KEY,
     ECHO_TRAILING_KEY,
-    PAYLOAD_DIGEST_KEY,
     assert_channel_works,
-    digest_of,
     metadata_value,
     method,
     output_request,
+    send_then_receive,
+    stream_output,
     wait_for_outcome,
 )
 
@@ -55,18 +55,11 @@ async def test_client_streaming(channel: pg.Channel) -> None:
 
 
 async def test_server_streaming(channel: pg.Channel) -> None:
-    sizes = (31415, 9, 2653, 58979)
+    sizes = [31415, 9, 2653, 58979]
     with trio.fail_after(10):
-        async with channel.stream(
-            method("StreamingOutputCall"), pb.StreamingOutputCallResponse
-        ) as stream:
-            await stream.send_message(output_request(*sizes))
-            await stream.done_writing()
-            replies = [reply async for reply in stream]
-    assert [len(reply.payload.body) for reply in replies] == list(sizes)
-    assert metadata_value(stream.trailing_metadata, PAYLOAD_DIGEST_KEY) == digest_of(
-        reply.payload.body for reply in replies
-    )
+        received, digest, server_digest = await stream_output(channel, sizes)
+    assert received == sizes
+    assert digest == server_digest
 
 
 async def test_ping_pong(channel: pg.Channel) -> None:
@@ -261,15 +254,17 @@ async def test_timeout_on_sleeping_server_explicit_timeout(channel: pg.Channel) 
 
 
 async def test_timeout_on_sleeping_server_streaming(channel: pg.Channel) -> None:
-    with trio.fail_after(10):
+    request = output_request(31415, interval_us=60_000_000)
+    request.payload.body = bytes(27182)
+
+    async def call_sleeping_server() -> None:
         async with channel.stream(
             method("FullDuplexCall"), pb.StreamingOutputCallResponse, timeout=0.2
         ) as stream:
-            request = output_request(31415, interval_us=60_000_000)
-            request.payload.body = bytes(27182)
-            await stream.send_message(request)
-            with pytest.raises(pg.RpcError) as caught:
-                await stream.receive_message()
+            await send_then_receive(stream, request)
+
+    with trio.fail_after(10), pytest.raises(pg.RpcError) as caught:
+        await call_sleeping_server()
     assert caught.value.code == pg.StatusCode.DEADLINE_EXCEEDED
     await assert_channel_works(channel)
 

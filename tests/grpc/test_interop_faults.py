@@ -124,3 +124,100 @@ async def test_all_endpoints_dead_is_unavailable() -> None:
             with pytest.raises(pg.RpcError) as caught:
                 await channel.unary_unary(method("EmptyCall"), pb.Empty(), pb.Empty, timeout=5.0)
     assert caught.value.code == pg.StatusCode.UNAVAILABLE
+
+
+async def test_server_killed_during_upload(
+    start_interop_server: Callable[..., InteropServer],
+) -> None:
+    server = start_interop_server()
+    chunk = pb.StreamingInputCallRequest(payload=pb.Payload(body=bytes(64 * 1024)))
+
+    async def upload_until_it_fails(stream: pg.Stream[pb.StreamingInputCallResponse]) -> None:
+        for _message in range(10_000):
+            await stream.send_message(chunk)
+        await stream.done_writing()
+        await stream.receive_message()
+
+    with trio.fail_after(30):
+        async with pg.Channel([server.address]) as channel:
+            async with channel.stream(
+                method("StreamingInputCall"), pb.StreamingInputCallResponse
+            ) as stream:
+                for _message in range(10):
+                    await stream.send_message(chunk)
+                server.kill()
+                with pytest.raises(pg.RpcError) as caught:
+                    await upload_until_it_fails(stream)
+            assert caught.value.code == pg.StatusCode.UNAVAILABLE
+            server.start()
+            await assert_channel_works(channel)
+
+
+async def test_goaway_moves_new_calls_to_a_new_connection(
+    start_interop_server: Callable[..., InteropServer],
+) -> None:
+    """grpcio sends GOAWAY when a connection reaches its maximum age, in two steps (first with
+    the largest stream id, then the real last one), and gives running calls a grace period:
+    no call may fail, the running one ends where it began, later ones use new connections."""
+    server = start_interop_server("--max-connection-age-ms", "300")
+    peers: list[str] = []
+    long_call_peer: list[str] = []
+
+    async def call_once(sleep_ms: int = 0) -> str:
+        request = pb.SimpleRequest(sleep_ms=sleep_ms)
+        reply = await channel.unary_unary(method("UnaryCall"), request, pb.SimpleResponse)
+        return reply.peer
+
+    async def long_call() -> None:
+        long_call_peer.append(await call_once(sleep_ms=1500))
+
+    with trio.fail_after(30):
+        async with pg.Channel([server.address]) as channel:
+            first_peer = await call_once()
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(long_call)
+                for _call in range(10_000):
+                    peers.append(await call_once())
+                    if len(set(peers) - {first_peer}) >= 2:
+                        break
+                    await trio.sleep(0.01)
+    assert long_call_peer == [first_peer]
+    assert len(set(peers) - {first_peer}) >= 2
+
+
+async def test_waiting_for_a_stream_slot_honours_deadlines(
+    start_interop_server: Callable[..., InteropServer],
+) -> None:
+    server = start_interop_server("--max-concurrent-streams", "1")
+    with trio.fail_after(30):
+        async with pg.Channel([server.address]) as channel:
+            await assert_channel_works(channel)
+            async with channel.stream(
+                method("FullDuplexCall"), pb.StreamingOutputCallResponse
+            ) as occupant:
+                await occupant.send_message(output_request(1))
+                assert await occupant.receive_message() is not None
+                # The only slot is taken: calls wait, and their deadlines still apply.
+                with pytest.raises(pg.RpcError) as caught:
+                    await channel.unary_unary(
+                        method("EmptyCall"), pb.Empty(), pb.Empty, timeout=0.3
+                    )
+                assert caught.value.code == pg.StatusCode.DEADLINE_EXCEEDED
+                with trio.move_on_after(0.3) as scope:
+                    await channel.unary_unary(method("EmptyCall"), pb.Empty(), pb.Empty)
+                assert scope.cancelled_caught
+                occupant.cancel()
+            # The cancelled stream gave its slot back.
+            await assert_channel_works(channel)
+
+            async def hold_a_slot() -> None:
+                await channel.unary_unary(
+                    method("UnaryCall"), pb.SimpleRequest(sleep_ms=60_000), pb.SimpleResponse
+                )
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(hold_a_slot)
+                await trio.sleep(0.2)
+                nursery.cancel_scope.cancel()
+            # So did the unary call cancelled by its scope.
+            await assert_channel_works(channel)

@@ -3,49 +3,24 @@ the server's stream limit, and message and metadata size limits, against grpcio'
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable
 
 import pytest
 import trio
 from _pb import interop_pb2 as pb
 from interop_support import (
-    PAYLOAD_DIGEST_KEY,
     InteropServer,
     assert_channel_works,
-    metadata_value,
     method,
     output_request,
+    send_then_receive,
+    stream_output,
 )
 
 from puregrpc_etcd import grpc as pg
 
 KiB = 1024
 MiB = 1024 * KiB
-
-
-async def stream_output(
-    channel: pg.Channel, sizes: list[int], *, pause_every: int = 0
-) -> tuple[list[int], str, object]:
-    """Asks StreamingOutputCall for messages of `sizes`; returns the sizes received, the
-    sha256 of all bodies, and the sha256 the server reported in its trailing metadata."""
-    received: list[int] = []
-    digest = hashlib.sha256()
-    async with channel.stream(
-        method("StreamingOutputCall"), pb.StreamingOutputCallResponse
-    ) as stream:
-        await stream.send_message(output_request(*sizes))
-        await stream.done_writing()
-        async for reply in stream:
-            received.append(len(reply.payload.body))
-            digest.update(reply.payload.body)
-            if pause_every and len(received) % pause_every == 1:
-                await trio.sleep(0.2)
-    return (
-        received,
-        digest.hexdigest(),
-        metadata_value(stream.trailing_metadata, PAYLOAD_DIGEST_KEY),
-    )
 
 
 async def test_fifty_mebibytes_streamed_intact(channel: pg.Channel) -> None:
@@ -164,15 +139,13 @@ async def test_receive_limit_fails_only_that_call(interop_server: InteropServer)
 
             # In a stream: the messages under the limit arrive, the big one ends the call.
             async with channel.stream(
-                method("StreamingOutputCall"), pb.StreamingOutputCallResponse
+                method("FullDuplexCall"), pb.StreamingOutputCallResponse
             ) as stream:
-                await stream.send_message(output_request(100, 2 * limit, 100))
-                await stream.done_writing()
-                first = await stream.receive_message()
+                first = await send_then_receive(stream, output_request(100))
                 assert first is not None
                 assert len(first.payload.body) == 100
                 with pytest.raises(pg.RpcError) as caught:
-                    await stream.receive_message()
+                    await send_then_receive(stream, output_request(2 * limit))
             assert caught.value.code == pg.StatusCode.RESOURCE_EXHAUSTED
             await assert_channel_works(channel)
 
