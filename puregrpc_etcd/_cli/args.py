@@ -1,0 +1,191 @@
+"""Command-line parsing as etcdctl does it: global flags anywhere, ``--flag=true`` booleans.
+
+Errors never print argparse's usage block: they raise ``UsageError`` and the command prints
+one line, as every other expected failure does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, NoReturn, Sequence
+
+from puregrpc_etcd._cli.formats import parse_duration
+
+if TYPE_CHECKING:
+    from puregrpc_etcd._cli.session import Context
+
+Handler = Callable[["Context", argparse.Namespace], Awaitable[int]]
+
+# etcdctl's exit codes (pkg/cobrautl), so that scripts written for it keep working.
+EXIT_ERROR = 1
+EXIT_BAD_CONNECTION = 2
+EXIT_INVALID_INPUT = 3
+EXIT_BAD_FEATURE = 4
+EXIT_INTERRUPTED = 130
+EXIT_BAD_ARGS = 128
+
+WRITE_OUT_FORMATS = ("simple", "json", "table")
+
+
+class UsageError(Exception):
+    """A bad command line or input; printed as one ``Error:`` line."""
+
+    def __init__(self, message: str, exit_code: int = EXIT_BAD_ARGS) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+class Parser(argparse.ArgumentParser):
+    """An ``ArgumentParser`` that raises ``UsageError`` instead of printing usage and exiting."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{message} (see '{self.prog} --help')")
+
+
+def duration(text: str) -> float:
+    try:
+        seconds = parse_duration(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid duration {text!r} (e.g. 5s, 500ms)") from None
+    if seconds <= 0:
+        raise argparse.ArgumentTypeError(f"a duration must be positive, not {text!r}")
+    return seconds
+
+
+def hex_id(text: str) -> int:
+    """A lease or member id as etcdctl takes it: hexadecimal, no prefix needed."""
+    try:
+        value = int(text, 16)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"bad ID {text!r}, expecting an ID in hex") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"bad ID {text!r}, expecting an ID in hex")
+    return value
+
+
+def arg_bytes(text: str) -> bytes:
+    """A key or value from the command line, byte for byte (undecodable bytes kept)."""
+    return os.fsencode(text)
+
+
+def add_global_flags(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
+    """The flags every command takes; on subcommands they default to "not given" so that a flag
+    before the subcommand is not overwritten."""
+
+    def default(value: object) -> object:
+        return argparse.SUPPRESS if suppress else value
+
+    group = parser.add_argument_group("global options")
+    group.add_argument("--endpoints", default=default(None), help="comma-separated endpoints")
+    group.add_argument("--user", default=default(None), help="username[:password]")
+    group.add_argument("--password", default=default(None), help="password of --user")
+    group.add_argument("--cacert", default=default(None), help="CA bundle to verify servers")
+    group.add_argument("--cert", default=default(None), help="client TLS certificate file")
+    group.add_argument("--key", dest="tls_key", default=default(None), help="client TLS key file")
+    group.add_argument(
+        "--insecure-skip-tls-verify",
+        action="store_true",
+        default=default(None),
+        help="do not verify the server's certificate (testing only)",
+    )
+    group.add_argument(
+        "--insecure-transport", action="store_true", default=default(None), help=argparse.SUPPRESS
+    )
+    group.add_argument(
+        "--dial-timeout", type=duration, default=default(None), help="connect timeout (2s)"
+    )
+    group.add_argument(
+        "--command-timeout", type=duration, default=default(None), help="per-call timeout (5s)"
+    )
+    group.add_argument(
+        "-w",
+        "--write-out",
+        choices=WRITE_OUT_FORMATS,
+        default=default(None),
+        help="output format: simple, json or table",
+    )
+    group.add_argument(
+        "--hex", action="store_true", default=default(None), help="print keys and values as hex"
+    )
+
+
+class CommandTree:
+    """Builds nested subcommands, each leaf carrying its handler and the global flags."""
+
+    def __init__(self, prog: str) -> None:
+        self.root = Parser(
+            prog=prog,
+            description="An etcd v3 command line in pure Python (etcdctl-compatible).",
+        )
+        add_global_flags(self.root, suppress=False)
+        self._globals = Parser(add_help=False)
+        add_global_flags(self._globals, suppress=True)
+        self._groups: dict[str, Any] = {}
+        self._root_commands = self.root.add_subparsers(dest="command", metavar="COMMAND")
+
+    @property
+    def command_names(self) -> list[str]:
+        return list(self._root_commands.choices)
+
+    def group(self, name: str, help: str) -> Any:
+        """A command with subcommands (``lease``, ``member``, ...)."""
+        parser = self._root_commands.add_parser(name, help=help, description=help)
+        children = parser.add_subparsers(dest=f"{name}_command", metavar="SUBCOMMAND")
+        parser.set_defaults(handler=None, group_parser=parser)
+        self._groups[name] = children
+        return children
+
+    def command(
+        self, name: str, help: str, handler: Handler, *, group: str | None = None
+    ) -> argparse.ArgumentParser:
+        parent = self._root_commands if group is None else self._groups[group]
+        parser: argparse.ArgumentParser = parent.add_parser(
+            name, help=help, description=help, parents=[self._globals]
+        )
+        parser.set_defaults(handler=handler)
+        return parser
+
+
+_BOOL_WORDS = {"true": True, "1": True, "t": True, "false": False, "0": False, "f": False}
+
+
+def normalize_bool_flags(argv: Sequence[str], bool_flags: set[str]) -> list[str]:
+    """Rewrite pflag's ``--prefix=true`` / ``--prefix=false`` into argparse's forms."""
+    result: list[str] = []
+    for index, arg in enumerate(argv):
+        if arg == "--":
+            result.extend(argv[index:])
+            break
+        name, sep, value = arg.partition("=")
+        if sep and name in bool_flags and value.lower() in _BOOL_WORDS:
+            if _BOOL_WORDS[value.lower()]:
+                result.append(name)
+            continue
+        result.append(arg)
+    return result
+
+
+def bool_flags_of(parser: argparse.ArgumentParser) -> set[str]:
+    """Every ``store_true`` option string of a parser tree."""
+    found: set[str] = set()
+    for action in parser._actions:
+        if isinstance(action, argparse._StoreTrueAction):
+            found.update(s for s in action.option_strings if s.startswith("--"))
+        if isinstance(action, argparse._SubParsersAction):
+            for child in action.choices.values():
+                found |= bool_flags_of(child)
+    return found
+
+
+def split_exec_command(
+    argv: Sequence[str], command: str, command_names: Sequence[str]
+) -> tuple[list[str], list[str]]:
+    """``argv`` without what follows ``--`` when it runs ``command``, and that tail."""
+    if "--" not in argv:
+        return list(argv), []
+    dash = list(argv).index("--")
+    names = [word for word in argv[:dash] if word in command_names]
+    if not names or names[0] != command:
+        return list(argv), []
+    return list(argv[:dash]), list(argv[dash + 1 :])

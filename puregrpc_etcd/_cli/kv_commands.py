@@ -1,0 +1,181 @@
+"""``get``, ``put``, ``del``, ``txn``, ``compaction`` and ``watch``."""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import sys
+from functools import partial
+from typing import TYPE_CHECKING
+
+import trio
+
+from puregrpc_etcd._cli.args import UsageError, arg_bytes
+from puregrpc_etcd._cli.kv_options import (
+    add_delete_flags,
+    add_get_flags,
+    add_put_flags,
+    delete_options,
+    get_options,
+    put_options,
+)
+from puregrpc_etcd._cli.replies import (
+    delete_json,
+    events_json,
+    get_json,
+    print_delete,
+    print_events,
+    print_get,
+    print_put,
+    print_txn,
+    put_json,
+    txn_json,
+)
+from puregrpc_etcd._cli.txn_input import read_txn
+from puregrpc_etcd.types import ResponseHeader
+
+if TYPE_CHECKING:
+    from puregrpc_etcd._cli.args import CommandTree
+    from puregrpc_etcd._cli.session import Context
+    from puregrpc_etcd.client import Client
+    from puregrpc_etcd.types import GetResponse
+    from puregrpc_etcd.watch import Event, Watcher
+
+
+async def get_command(ctx: Context, args: argparse.Namespace) -> int:
+    options = get_options(args)
+
+    def print_simple(reply: GetResponse) -> None:
+        if args.count_only:
+            ctx.out.line(str(reply.count))
+        else:
+            print_get(ctx.out, reply, value_only=args.print_value_only)
+
+    return await ctx.show(lambda c: c.get(args.key, **options), get_json, print_simple)
+
+
+async def put_command(ctx: Context, args: argparse.Namespace) -> int:
+    ctx.require_format("simple", "json")
+    value, options = put_options(args, stdin_allowed=True)
+    return await ctx.show(
+        lambda c: c.put(args.key, value, **options), put_json, partial(print_put, ctx.out)
+    )
+
+
+async def delete_command(ctx: Context, args: argparse.Namespace) -> int:
+    options = delete_options(args)
+    return await ctx.show(
+        lambda c: c.delete(args.key, **options), delete_json, partial(print_delete, ctx.out)
+    )
+
+
+async def txn_command(ctx: Context, args: argparse.Namespace) -> int:
+    ctx.require_format("simple", "json")
+    stream = io.TextIOWrapper(sys.stdin.buffer, errors="surrogateescape")
+    try:
+        compares, success, failure = read_txn(stream, interactive=args.interactive)
+    finally:
+        stream.detach()
+    return await ctx.show(
+        lambda c: c.txn(compares, success, failure), txn_json, partial(print_txn, ctx.out)
+    )
+
+
+async def compaction_command(ctx: Context, args: argparse.Namespace) -> int:
+    if args.revision <= 0:
+        raise UsageError("compaction needs a revision above 0")
+    async with ctx.connect() as client:
+        await client.compact(args.revision, physical=args.physical)
+    ctx.out.line(f"compacted revision {args.revision}")
+    return 0
+
+
+async def watch_command(ctx: Context, args: argparse.Namespace) -> int:
+    """Print events until interrupted; with a command after ``--``, run it for each event."""
+    ctx.require_format("simple", "json")
+    if args.key is None:
+        raise UsageError("watch needs a key (or a prefix with --prefix)")
+    options = {
+        "prefix": args.prefix,
+        "prev_kv": args.prev_kv,
+        "progress_notify": args.progress_notify,
+        "start_revision": args.rev,
+    }
+    if args.range_end is not None:
+        if args.prefix:
+            raise UsageError("watch: a range_end cannot go with --prefix")
+        options["range_end"] = args.range_end
+    async with ctx.connect() as client:
+        header = await _reply_header(client) if ctx.write_out == "json" else None
+        async with client.watch(args.key, **options) as watcher:
+            while True:
+                events = await _next_batch(watcher)
+                if ctx.write_out == "json" and header is not None:
+                    header = _with_revision(header, events[-1].kv.mod_revision)
+                    ctx.out.json(events_json(header, events))
+                else:
+                    print_events(ctx.out, events)
+                if args.exec_command:
+                    await _run_for_events(args.exec_command, events)
+
+
+async def _next_batch(watcher: Watcher) -> list[Event]:
+    """The next event and the queued ones of the same revision: what etcd sent in one reply."""
+    events = [await watcher.__anext__()]
+    while watcher.pending:
+        event = await watcher.__anext__()
+        events.append(event)
+        if event.kv.mod_revision != events[0].kv.mod_revision:
+            break
+    return events
+
+
+async def _reply_header(client: Client) -> ResponseHeader:
+    reply = await client.get(b"\x00", count_only=True)
+    return reply.header
+
+
+def _with_revision(header: ResponseHeader, revision: int) -> ResponseHeader:
+    return ResponseHeader(header.cluster_id, header.member_id, revision, header.raft_term)
+
+
+async def _run_for_events(command: list[str], events: list[Event]) -> None:
+    for event in events:
+        env = dict(os.environ)
+        env.update(
+            ETCD_WATCH_REVISION=str(event.kv.mod_revision),
+            ETCD_WATCH_KEY=os.fsdecode(event.kv.key),
+            ETCD_WATCH_EVENT_TYPE="DELETE" if event.type == "delete" else "PUT",
+            ETCD_WATCH_VALUE=os.fsdecode(event.kv.value),
+        )
+        await trio.run_process(command, check=False, env=env, stdin=None)
+
+
+def register(tree: CommandTree) -> None:
+    add_get_flags(tree.command("get", "Gets the key or a range of keys", get_command))
+    add_put_flags(tree.command("put", "Puts the given key into the store", put_command))
+    add_delete_flags(tree.command("del", "Removes the key or a range of keys", delete_command))
+    txn = tree.command(
+        "txn", "Runs compares and operations read from stdin atomically", txn_command
+    )
+    txn.add_argument("-i", "--interactive", action="store_true", help="prompt for each part")
+    compaction = tree.command(
+        "compaction", "Compacts the event history in etcd", compaction_command
+    )
+    compaction.add_argument("revision", type=int)
+    compaction.add_argument(
+        "--physical", action="store_true", help="wait until old revisions are removed on disk"
+    )
+    watch = tree.command("watch", "Watches events on keys or prefixes", watch_command)
+    watch.add_argument("key", type=arg_bytes, nargs="?")
+    watch.add_argument("range_end", type=arg_bytes, nargs="?")
+    watch.add_argument("--prefix", action="store_true", help="watch keys with this prefix")
+    watch.add_argument("--prev-kv", action="store_true", help="include the previous key-value")
+    watch.add_argument("--rev", type=int, default=0, help="revision to start watching from")
+    watch.add_argument(
+        "--progress-notify", action="store_true", help="ask for progress notifications"
+    )
+    # The command run for each event (after "--") is cut from the line before parsing
+    # (split_exec_command), since argparse would take its first word as range_end.
+    watch.set_defaults(streaming=True, exec_command=[])

@@ -1,0 +1,196 @@
+"""What a command needs to talk to etcd: settings from flags and ``ETCDCTL_*``, and a client.
+
+Flags win over the environment, which wins over etcdctl's defaults (127.0.0.1:2379, a 2 s
+dial timeout, a 5 s command timeout).
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import os
+import sys
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, AsyncIterator, Awaitable, Callable, Mapping, TypeVar
+
+from puregrpc_etcd._cli.args import (
+    EXIT_BAD_FEATURE,
+    WRITE_OUT_FORMATS,
+    UsageError,
+    duration,
+)
+from puregrpc_etcd._cli.formats import Output
+
+if TYPE_CHECKING:
+    import ssl
+
+    from puregrpc_etcd.client import Client
+
+R = TypeVar("R")
+
+DEFAULT_ENDPOINTS = ["127.0.0.1:2379"]
+DEFAULT_DIAL_TIMEOUT = 2.0
+DEFAULT_COMMAND_TIMEOUT = 5.0
+
+_TRUE_WORDS = frozenset({"1", "t", "true", "yes", "on"})
+
+
+@dataclass
+class Settings:
+    """The connection settings of one command run (the password is kept out of ``repr``)."""
+
+    endpoints: list[str] = field(default_factory=lambda: list(DEFAULT_ENDPOINTS))
+    user: str | None = None
+    password: str | None = field(default=None, repr=False)
+    cacert: str | None = None
+    cert: str | None = None
+    key: str | None = None
+    insecure_skip_tls_verify: bool = False
+    dial_timeout: float = DEFAULT_DIAL_TIMEOUT
+    command_timeout: float = DEFAULT_COMMAND_TIMEOUT
+    write_out: str = "simple"
+    hex: bool = False
+
+    @property
+    def wants_tls(self) -> bool:
+        return bool(
+            self.cacert
+            or self.cert
+            or self.insecure_skip_tls_verify
+            or any(endpoint.startswith("https://") for endpoint in self.endpoints)
+        )
+
+    def tls_context(self) -> ssl.SSLContext | None:
+        if not self.wants_tls:
+            return None
+        from puregrpc_etcd._endpoints import make_tls_context
+
+        try:
+            return make_tls_context(
+                cacert=self.cacert,
+                cert=self.cert,
+                key=self.key,
+                insecure_skip_verify=self.insecure_skip_tls_verify,
+            )
+        except OSError as exc:
+            raise UsageError(f"cannot load TLS files: {exc}") from None
+
+
+def _env_flag(environ: Mapping[str, str], name: str) -> str | None:
+    value = environ.get("ETCDCTL_" + name.upper().replace("-", "_"))
+    return value if value else None
+
+
+def settings_from(args: argparse.Namespace, environ: Mapping[str, str]) -> Settings:
+    """Merge the parsed global flags with ``ETCDCTL_*`` variables."""
+
+    def pick(name: str, dest: str | None = None) -> str | None:
+        value = getattr(args, dest or name.replace("-", "_"), None)
+        if value is not None:
+            return value  # type: ignore[no-any-return]
+        return _env_flag(environ, name)
+
+    settings = Settings()
+    endpoints = pick("endpoints")
+    if endpoints:
+        settings.endpoints = [e.strip() for e in endpoints.split(",") if e.strip()]
+        if not settings.endpoints:
+            raise UsageError("--endpoints is empty")
+    settings.user = pick("user")
+    settings.password = pick("password")
+    settings.cacert = pick("cacert")
+    settings.cert = pick("cert")
+    settings.key = pick("key", "tls_key")
+    for name in ("insecure-skip-tls-verify", "hex"):
+        flag = getattr(args, name.replace("-", "_"), None)
+        env_value = _env_flag(environ, name)
+        enabled = bool(flag) or (env_value is not None and env_value.lower() in _TRUE_WORDS)
+        setattr(settings, name.replace("-", "_"), enabled)
+    for name in ("dial-timeout", "command-timeout"):
+        value = getattr(args, name.replace("-", "_"), None)
+        if value is None:
+            text = _env_flag(environ, name)
+            if text is not None:
+                try:
+                    value = duration(text)
+                except argparse.ArgumentTypeError as exc:
+                    raise UsageError(f"ETCDCTL_{name.upper().replace('-', '_')}: {exc}") from None
+        if value is not None:
+            setattr(settings, name.replace("-", "_"), value)
+    write_out = pick("write-out") or "simple"
+    if write_out not in WRITE_OUT_FORMATS:
+        raise UsageError(f"unsupported output format {write_out!r} (simple, json or table)")
+    settings.write_out = write_out
+    if settings.user and settings.password is None and ":" in settings.user:
+        settings.user, settings.password = settings.user.split(":", 1)
+    return settings
+
+
+class Context:
+    """One command run: its settings, where it prints, and how it connects."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.out = Output(hex_bytes=settings.hex)
+
+    @property
+    def write_out(self) -> str:
+        return self.settings.write_out
+
+    @property
+    def command_timeout(self) -> float:
+        return self.settings.command_timeout
+
+    def require_format(self, *formats: str) -> None:
+        """Refuse an output format this command cannot write, before any I/O."""
+        if self.write_out not in formats:
+            raise UsageError(
+                f"{self.write_out} is not supported as output format", EXIT_BAD_FEATURE
+            )
+
+    def _password(self) -> str | None:
+        settings = self.settings
+        if settings.user and settings.password is None:
+            if not sys.stdin.isatty():
+                raise UsageError("--user needs a password: give user:password or --password")
+            settings.password = getpass.getpass("Password: ")
+        return settings.password
+
+    @asynccontextmanager
+    async def connect(self, endpoints: list[str] | None = None) -> AsyncIterator[Client]:
+        """A client for these settings (or for ``endpoints`` with the same credentials)."""
+        from puregrpc_etcd.client import connect
+
+        settings = self.settings
+        password = self._password()
+        async with connect(
+            endpoints or settings.endpoints,
+            username=settings.user or None,
+            password=password,
+            tls=settings.tls_context(),
+            connect_timeout=settings.dial_timeout,
+            timeout=settings.command_timeout,
+        ) as client:
+            yield client
+
+    async def show(
+        self,
+        call: Callable[[Client], Awaitable[R]],
+        to_json: Callable[[R], object],
+        print_simple: Callable[[R], None],
+    ) -> int:
+        """Make one call and print its reply as json or in the simple form; the shape of
+        most commands."""
+        self.require_format("simple", "json")
+        async with self.connect() as client:
+            reply = await call(client)
+        if self.write_out == "json":
+            self.out.json(to_json(reply))
+        else:
+            print_simple(reply)
+        return 0
+
+
+def from_environment(args: argparse.Namespace) -> Context:
+    return Context(settings_from(args, os.environ))

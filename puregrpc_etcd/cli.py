@@ -1,0 +1,148 @@
+"""The ``puregrpc-etcd`` command: etcdctl's subcommands, flags and outputs, plus ``dev-server``
+and ``demo``.
+
+``run(argv)`` parses, runs one command under trio and returns the exit status; expected
+failures print one ``Error:`` line on stderr, and Ctrl-C ends streaming commands cleanly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+from typing import Sequence
+
+import trio
+
+from puregrpc_etcd._cli import (
+    admin_commands,
+    cluster_commands,
+    kv_commands,
+    lease_commands,
+    local_commands,
+)
+from puregrpc_etcd._cli.args import (
+    EXIT_BAD_ARGS,
+    EXIT_BAD_CONNECTION,
+    EXIT_ERROR,
+    EXIT_INTERRUPTED,
+    CommandTree,
+    Handler,
+    UsageError,
+    bool_flags_of,
+    normalize_bool_flags,
+    split_exec_command,
+)
+from puregrpc_etcd._cli.session import Context, from_environment
+from puregrpc_etcd.errors import ConnectionFailedError, EtcdError, RpcError
+
+__all__ = ["build_parser", "run"]
+
+PROG = "puregrpc-etcd"
+
+
+def build_parser() -> CommandTree:
+    tree = CommandTree(PROG)
+    kv_commands.register(tree)
+    lease_commands.register(tree)
+    cluster_commands.register(tree)
+    admin_commands.register(tree)
+    local_commands.register(tree)
+    return tree
+
+
+class _Interrupted(Exception):
+    """Ctrl-C (or SIGTERM) ended a command that is not meant to run until interrupted."""
+
+
+def run(argv: Sequence[str] | None = None) -> int:
+    """Run one command line (without the program name); returns the exit status."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    tree = build_parser()
+    argv, watch_command = split_exec_command(argv, "watch", tree.command_names)
+    try:
+        args = tree.root.parse_args(normalize_bool_flags(argv, bool_flags_of(tree.root)))
+        if watch_command:
+            args.exec_command = watch_command
+    except UsageError as exc:
+        return _fail(str(exc), exc.exit_code)
+    except SystemExit as exc:  # --help
+        return exc.code if isinstance(exc.code, int) else 0
+    handler: Handler | None = getattr(args, "handler", None)
+    if handler is None:
+        parser = getattr(args, "group_parser", tree.root)
+        parser.print_help(sys.stderr if args.command else sys.stdout)
+        return EXIT_BAD_ARGS if args.command else 0
+    try:
+        context = from_environment(args)
+        return trio.run(_run_command, handler, context, args)
+    except _Interrupted:
+        return _fail("interrupted", EXIT_INTERRUPTED)
+    except KeyboardInterrupt:
+        return _fail("interrupted", EXIT_INTERRUPTED)
+    except BaseException as exc:
+        return _report(_unwrap(exc))
+
+
+def _report(exc: BaseException) -> int:
+    if isinstance(exc, UsageError):
+        return _fail(str(exc), exc.exit_code)
+    if isinstance(exc, ConnectionFailedError):
+        return _fail(exc.details or str(exc), EXIT_BAD_CONNECTION)
+    if isinstance(exc, RpcError):
+        return _fail(exc.details or str(exc), EXIT_ERROR)
+    if isinstance(exc, EtcdError):
+        return _fail(str(exc) or type(exc).__name__, EXIT_ERROR)
+    if isinstance(exc, OSError):
+        return _fail(str(exc) or type(exc).__name__, EXIT_ERROR)
+    if isinstance(exc, (ValueError, TypeError)):
+        # The library checks arguments before any I/O; these are the user's input.
+        return _fail(str(exc), EXIT_BAD_ARGS)
+    if isinstance(exc, (KeyboardInterrupt, _Interrupted)):
+        return _fail("interrupted", EXIT_INTERRUPTED)
+    raise exc
+
+
+def _fail(message: str, code: int) -> int:
+    text = " ".join(message.split("\n")).strip()
+    print(f"Error: {text}", file=sys.stderr)
+    sys.stderr.flush()
+    return code
+
+
+async def _run_command(handler: Handler, context: Context, args: argparse.Namespace) -> int:
+    """Run the handler; SIGINT/SIGTERM cancel it, which is how streaming commands end."""
+    streaming = bool(getattr(args, "streaming", False))
+    interrupted = False
+    result = 0
+    with trio.CancelScope() as scope:
+
+        async def watch_signals(
+            task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+        ) -> None:
+            nonlocal interrupted
+            with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+                task_status.started()
+                async for _ in signals:
+                    interrupted = True
+                    scope.cancel()
+                    return
+
+        async with trio.open_nursery() as nursery:
+            if threading.current_thread() is threading.main_thread():
+                await nursery.start(watch_signals)
+            result = await handler(context, args)
+            nursery.cancel_scope.cancel()
+    if interrupted:
+        if streaming:
+            return 0
+        raise _Interrupted
+    return result
+
+
+def _unwrap(exc: BaseException) -> BaseException:
+    """The one meaningful exception inside (nested) exception groups."""
+    from puregrpc_etcd.client import _unwrap_group
+
+    return _unwrap_group(exc)
