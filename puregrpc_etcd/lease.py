@@ -174,7 +174,8 @@ class LeaseMixin(ClientBase):
             reply.ID,
             reply.TTL,
             reply.grantedTTL,
-            [self._unkey(key) for key in reply.keys],
+            # Through a namespace view, keys outside it are not the view's (as Go's namespace).
+            [self._unkey(key) for key in reply.keys if key.startswith(self._namespace)],
         )
 
     async def leases(self, *, timeout: float | None = None) -> list[int]:
