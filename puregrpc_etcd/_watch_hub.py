@@ -192,6 +192,11 @@ class WatchHub:
         self.fragments_received = 0
 
     @property
+    def default_timeout(self) -> Optional[float]:
+        """The client's default per-call timeout."""
+        return self._client._timeout
+
+    @property
     def attached(self) -> int:
         """How many watchers the current stream carries."""
         return self._router.attached if self._router is not None else 0

@@ -14,12 +14,12 @@ from typing import (
     Callable,
     Literal,
     Optional,
-    Union,
 )
 
 import trio
 
 from puregrpc_etcd._base import ClientBase
+from puregrpc_etcd._keys import KeyLike
 from puregrpc_etcd._proto import kv_pb2
 from puregrpc_etcd._watch_hub import Subscription, WatchHub
 from puregrpc_etcd._watch_state import WatchSpec
@@ -78,6 +78,10 @@ def _event(pb: kv_pb2.Event, namespace: bytes) -> Event:
     return Event(kind, key_value(pb.kv, namespace), prev)
 
 
+def _not_within(what: str, seconds: Optional[float]) -> DeadlineExceededError:
+    return DeadlineExceededError(StatusCode.DEADLINE_EXCEEDED, f"{what} within {seconds} s")
+
+
 class Watcher:
     """An async iterator of the ``Event``s of one watch, in revision order.
 
@@ -130,8 +134,11 @@ class Watcher:
                 raise StopAsyncIteration
             await subscription.wait_changed()
 
-    async def request_progress(self) -> int:
+    async def request_progress(self, *, timeout: Optional[float] = None) -> int:
         """Ask the server where this client's watchers are, and return ``revision`` after it.
+
+        ``timeout`` (else the client's default timeout) bounds the wait for the answer, which
+        waits for a working connection (``DeadlineExceededError``).
 
         The notification (etcd's ``WatchProgressRequest``) concerns every watcher of the client;
         each one's ``revision`` advances once its consumer has read the events before it. etcd
@@ -141,7 +148,11 @@ class Watcher:
         """
         subscription = self._subscription
         if subscription.error is None and not subscription.closed:
-            await self._hub.request_progress()
+            limit = self._hub.default_timeout if timeout is None else timeout
+            with trio.move_on_after(math.inf if limit is None else limit) as scope:
+                await self._hub.request_progress()
+            if scope.cancelled_caught:
+                raise _not_within("no progress notification came", limit)
         if subscription.error is not None:
             raise subscription.error
         return subscription.delivered_revision
@@ -181,10 +192,7 @@ class WatchContext:
             raise
         if not subscription.ready.is_set():
             hub.remove(subscription)
-            raise DeadlineExceededError(
-                StatusCode.DEADLINE_EXCEEDED,
-                f"the watch was not created within {self._timeout:g} s",
-            )
+            raise _not_within("the watch was not created", self._timeout)
         if subscription.error is not None:
             hub.remove(subscription)
             raise subscription.error
@@ -225,11 +233,11 @@ class WatchMixin(ClientBase):
 
     def watch(
         self,
-        key: Union[str, bytes],
+        key: KeyLike,
         *,
         prefix: bool = False,
         from_key: bool = False,
-        range_end: Union[str, bytes, None] = None,
+        range_end: Optional[KeyLike] = None,
         start_revision: int = 0,
         prev_kv: bool = False,
         progress_notify: bool = False,
@@ -272,7 +280,7 @@ class WatchMixin(ClientBase):
         return WatchContext(self, Subscription(spec, start_revision, max_backlog), timeout)
 
     async def watch_callback(
-        self, nursery: trio.Nursery, key: Union[str, bytes], handler: EventHandler, **options: Any
+        self, nursery: trio.Nursery, key: KeyLike, handler: EventHandler, **options: Any
     ) -> trio.CancelScope:
         """Run ``handler(event)`` for every event of ``watch(key, **options)`` in a task of
         ``nursery`` (the caller's), one at a time and in order, until the returned cancel scope

@@ -389,3 +389,14 @@ async def test_entry_timeout_when_no_server_answers() -> None:
         hub = unreachable._watch_hub
         assert hub is not None
         assert hub.attached == 0
+
+
+async def test_request_progress_timeout_while_the_server_is_down() -> None:
+    with EtcdServer() as own:
+        async with (
+            etcd.connect(own.endpoints, connect_timeout=0.2) as client,
+            client.watch("k") as watcher,
+        ):
+            await trio.to_thread.run_sync(own.stop)
+            with trio.fail_after(10), pytest.raises(DeadlineExceededError):
+                await watcher.request_progress(timeout=0.5)

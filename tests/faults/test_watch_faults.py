@@ -72,7 +72,8 @@ def assert_complete(events: list[Event], truth: list[Event]) -> None:
     assert revisions == list(range(revisions[0], revisions[0] + len(revisions)))
 
 
-async def test_sigkill_and_restart_mid_burst() -> None:
+@pytest.mark.parametrize("how", ["kill", "stop"])
+async def test_crash_or_graceful_restart_mid_burst(how: str) -> None:
     prefix = "/faults/watch/"
     with EtcdServer() as server:
         async with etcd.connect(server.endpoints, connect_timeout=1) as client:
@@ -84,7 +85,8 @@ async def test_sigkill_and_restart_mid_burst() -> None:
                     halfway = trio.Event()
                     nursery.start_soon(writer, client, prefix, BURST, halfway, BURST // 2)
                     await halfway.wait()
-                    await trio.to_thread.run_sync(server.kill)
+                    # SIGKILL (a crash), or SIGTERM (GOAWAY and a clean shutdown first).
+                    await trio.to_thread.run_sync(getattr(server, how))
                     await trio.sleep(0.3)
                     await trio.to_thread.run_sync(server.restart)
                     events = await until_end(watcher, prefix)
