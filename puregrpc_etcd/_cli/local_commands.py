@@ -83,6 +83,6 @@ def register(tree: CommandTree) -> None:
         "demo", "Starts a throwaway etcd and walks through every feature", demo_command
     )
     demo.add_argument(
-        "--pause", type=float, default=0.3, help="seconds between steps (0: no pauses)"
+        "--pause", type=float, default=0.5, help="seconds between steps (0: no pauses)"
     )
     demo.add_argument("--binary", default=None, help="the etcd binary (default: found as tests do)")

@@ -1,0 +1,35 @@
+"""The demo runs to completion against its own throwaway etcd and leaves nothing behind."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from puregrpc_etcd.cli import run
+
+
+def test_demo_tours_every_feature_and_cleans_up(capsys: pytest.CaptureFixture[str]) -> None:
+    assert run(["demo", "--pause", "0"]) == 0
+    out = capsys.readouterr().out
+    titles = re.findall(r"^== (\d)\. ", out, re.MULTILINE)
+    assert titles == [str(n) for n in range(1, 10)]
+    for evidence in (
+        "get_json -> db1:5432",
+        "discovered: ['10.0.0.1:8080', '10.0.0.2:8080']",
+        "discovered: []",
+        "log_level=warning",
+        "worker 3 releases it",
+        "the leader is now node-b",
+        "CompactedError",
+        "balances: demo/accounts/alice=55, demo/accounts/bob=50",
+        "the heartbeat key expired",
+        "(lease revoked, not left to expire): True",
+    ):
+        assert evidence in out
+    workdir = re.search(r"data in (\S+)\)", out)
+    assert workdir is not None
+    assert f"{workdir.group(1)} removed: True" in out
+    # The three workers held the lock one after another, never two at once.
+    holders = re.findall(r"worker (\d) (holds|releases)", out)
+    assert [verb for _, verb in holders] == ["holds", "releases"] * 3
