@@ -20,7 +20,7 @@ from puregrpc_etcd.errors import EtcdError, from_rpc_error
 if TYPE_CHECKING:
     from puregrpc_etcd._base import ClientBase
 
-__all__ = ["Progress", "SnapshotTarget", "save_snapshot"]
+__all__ = ["Progress", "SnapshotTarget", "SnapshotVerifier", "save_snapshot"]
 
 _METHOD = "/etcdserverpb.Maintenance/Snapshot"
 _DIGEST_SIZE = hashlib.sha256().digest_size
@@ -77,14 +77,48 @@ async def _save_to_path(
     return size
 
 
+class SnapshotVerifier:
+    """Sans-IO bookkeeping of a snapshot stream: sizes, and the SHA-256 of all but the last
+    32 bytes, which must equal those bytes once the stream ends."""
+
+    __slots__ = ("_digest", "_tail", "received", "total")
+
+    def __init__(self) -> None:
+        self._digest = hashlib.sha256()
+        self._tail = b""
+        self.received = 0
+        #: Database size plus digest, known from the first chunk's ``remaining_bytes``.
+        self.total: int | None = None
+
+    def feed(self, blob: bytes, remaining_bytes: int) -> None:
+        self.received += len(blob)
+        if self.total is None:
+            self.total = self.received + remaining_bytes + _DIGEST_SIZE
+        if len(blob) >= _DIGEST_SIZE:
+            self._digest.update(self._tail)
+            self._digest.update(memoryview(blob)[:-_DIGEST_SIZE])
+            self._tail = blob[-_DIGEST_SIZE:]
+        else:
+            joined = self._tail + blob
+            self._digest.update(joined[:-_DIGEST_SIZE])
+            self._tail = joined[-_DIGEST_SIZE:]
+
+    def check(self) -> None:
+        """Raise ``EtcdError`` unless the whole snapshot and a matching digest arrived."""
+        if self.total is None:
+            raise EtcdError("the server ended the snapshot without sending any data")
+        if self.received != self.total:
+            raise EtcdError(
+                f"the snapshot is incomplete: received {self.received} of {self.total} bytes"
+            )
+        if self._tail != self._digest.digest():
+            raise EtcdError("the snapshot's SHA-256 does not match its data; it is corrupt")
+
+
 async def _receive(
     client: ClientBase, output: Writable, progress: Progress | None, timeout: float | None
 ) -> int:
-    digest = hashlib.sha256()
-    # The last _DIGEST_SIZE bytes seen so far: the trailing digest once the stream ends.
-    tail = b""
-    received = 0
-    total: int | None = None
+    verifier = SnapshotVerifier()
     try:
         async with client._stream(_METHOD, rpc_pb2.SnapshotResponse, timeout=timeout) as stream:
             await stream.send_message(rpc_pb2.SnapshotRequest())
@@ -96,29 +130,10 @@ async def _receive(
                 written = output.write(blob)
                 if inspect.isawaitable(written):
                     await written
-                received += len(blob)
-                if total is None:
-                    total = received + reply.remaining_bytes + _DIGEST_SIZE
-                if len(blob) >= _DIGEST_SIZE:
-                    digest.update(tail)
-                    digest.update(memoryview(blob)[:-_DIGEST_SIZE])
-                    tail = blob[-_DIGEST_SIZE:]
-                else:
-                    joined = tail + blob
-                    digest.update(joined[:-_DIGEST_SIZE])
-                    tail = joined[-_DIGEST_SIZE:]
+                verifier.feed(blob, reply.remaining_bytes)
                 if progress is not None:
-                    progress(received, total)
+                    progress(verifier.received, verifier.total)
     except grpc.RpcError as exc:
         raise from_rpc_error(exc) from None
-    _check(received, total, tail, digest.digest())
-    return received
-
-
-def _check(received: int, total: int | None, tail: bytes, expected: bytes) -> None:
-    if total is None:
-        raise EtcdError("the server ended the snapshot without sending any data")
-    if received != total:
-        raise EtcdError(f"the snapshot is incomplete: received {received} of {total} bytes")
-    if tail != expected:
-        raise EtcdError("the snapshot's SHA-256 does not match its data; it is corrupt")
+    verifier.check()
+    return verifier.received

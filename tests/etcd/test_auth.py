@@ -4,6 +4,7 @@ are renewed without the caller noticing, for unary calls, watches and lease keep
 
 from __future__ import annotations
 
+import io
 import logging
 from collections.abc import Iterator
 
@@ -67,6 +68,9 @@ async def test_root_can_do_everything(server: EtcdServer) -> None:
             ),
         )
         assert (await root.maintenance.status()).is_leader
+        # The token rides on server streams too: Snapshot needs the root role.
+        snapshot = io.BytesIO()
+        assert await root.maintenance.snapshot(snapshot) == len(snapshot.getvalue()) > 0
 
 
 async def test_role_limited_user_is_denied_outside_its_prefix(server: EtcdServer) -> None:
@@ -87,6 +91,8 @@ async def test_role_limited_user_is_denied_outside_its_prefix(server: EtcdServer
             await alice.auth.user_add("mallory", "pw")
         with pytest.raises(PermissionDeniedError):
             await alice.maintenance.defragment()
+        with pytest.raises(PermissionDeniedError):
+            await alice.maintenance.snapshot(io.BytesIO())
         # A denial does not poison the client.
         await alice.put("app/after", "still fine")
 
