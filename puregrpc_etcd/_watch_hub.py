@@ -204,11 +204,11 @@ class WatchHub:
     # Called by watchers (synchronously: nothing here waits, so it is safe under cancellation).
 
     def add(self, subscription: Subscription) -> None:
+        if not self._running:
+            self._client._nursery.start_soon(self._run)  # raises if the client is closed
+            self._running = True
         self._subscriptions[subscription] = None
         self._request_create(subscription)
-        if not self._running:
-            self._running = True
-            self._client._nursery.start_soon(self._run)
 
     def remove(self, subscription: Subscription) -> None:
         self._subscriptions.pop(subscription, None)

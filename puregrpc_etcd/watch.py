@@ -23,7 +23,7 @@ from puregrpc_etcd._keys import KeyLike
 from puregrpc_etcd._proto import kv_pb2
 from puregrpc_etcd._watch_hub import Subscription, WatchHub
 from puregrpc_etcd._watch_state import WatchSpec
-from puregrpc_etcd.errors import DeadlineExceededError
+from puregrpc_etcd.errors import DeadlineExceededError, EtcdError
 from puregrpc_etcd.grpc import StatusCode
 from puregrpc_etcd.types import KeyValue, key_value
 
@@ -183,7 +183,10 @@ class WatchContext:
         self._entered = True
         hub = self._client._watch_hub_instance()
         subscription = self._subscription
-        hub.add(subscription)
+        try:
+            hub.add(subscription)
+        except RuntimeError as exc:
+            raise EtcdError("the client is closed") from exc
         try:
             with trio.move_on_after(math.inf if self._timeout is None else self._timeout):
                 await subscription.ready.wait()

@@ -400,3 +400,16 @@ async def test_request_progress_timeout_while_the_server_is_down() -> None:
             await trio.to_thread.run_sync(own.stop)
             with trio.fail_after(10), pytest.raises(DeadlineExceededError):
                 await watcher.request_progress(timeout=0.5)
+
+
+async def test_watch_after_the_client_closed(server: EtcdServer) -> None:
+    async with etcd.connect(server.endpoints) as closed:
+        outliving = closed.watch("k")
+        watcher = await outliving.__aenter__()
+    # A watcher still open when its client closes ends with an error, never in silence.
+    with trio.fail_after(5), pytest.raises(etcd.EtcdError, match="closed"):
+        await watcher.__anext__()
+    await outliving.__aexit__(None, None, None)
+    with pytest.raises(etcd.EtcdError, match="closed"):
+        async with closed.watch("k"):
+            raise AssertionError("watched through a closed client")
