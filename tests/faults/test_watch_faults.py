@@ -235,3 +235,35 @@ async def test_frozen_member_is_left_through_keepalive() -> None:
             finally:
                 os.kill(frozen.pid, signal.SIGCONT)
     assert [e.kv.mod_revision for e in events] == written
+
+
+async def test_many_connection_cuts_during_a_burst() -> None:
+    # The client's connection is cut again and again (as a flaky network would) while another
+    # client writes; the watcher resumes every time, mostly in the middle of catch-up batches.
+    prefix = "/faults/watch-cuts/"
+    cuts = 15
+    with EtcdServer() as server:
+        async with (
+            etcd.connect(server.endpoints) as client,
+            etcd.connect(server.endpoints) as writer_client,
+        ):
+            start = (await writer_client.put(prefix + "start", "s")).header.revision + 1
+            async with client.watch(prefix, prefix=True, start_revision=start) as watcher:
+                hub = client._watch_hub
+                assert hub is not None
+
+                async def cut_repeatedly() -> None:
+                    for _ in range(cuts):
+                        await trio.sleep(0.05)
+                        connection = client._channel._connection
+                        if connection is not None:
+                            connection.close()
+
+                async with trio.open_nursery() as nursery:
+                    halfway = trio.Event()
+                    nursery.start_soon(writer, writer_client, prefix, 1000, halfway, 0)
+                    nursery.start_soon(cut_repeatedly)
+                    events = await until_end(watcher, prefix)
+                assert hub.streams_opened >= 3
+        truth = await history(server.endpoints, prefix, start)
+    assert_complete(events, truth)
