@@ -142,3 +142,22 @@ async def test_client_certificate_required(
             mutual_tls_server.endpoints, tls=certificates.context(), connect_timeout=3
         ) as client:
             await client.get("never", timeout=3)
+
+
+async def test_client_certificate_common_name_is_the_auth_user(
+    mutual_tls_server: EtcdServer, certificates: Certificates
+) -> None:
+    # The client certificate's CN is "root": with auth on, etcd takes it as the user, so the
+    # client needs no password and no token.
+    context = certificates.context(with_client_cert=True)
+    async with etcd.connect(mutual_tls_server.endpoints, tls=context) as client:
+        await client.auth.user_add("root", "unused-password-Vb19")
+        await client.auth.user_grant_role("root", "root")
+        await client.auth.enable()
+        try:
+            assert (await client.auth.status()).enabled
+            await client.put("mtls/as-root", "by certificate")
+            assert "root" in await client.auth.user_list()
+        finally:
+            await client.auth.disable()
+        assert not (await client.auth.status()).enabled
