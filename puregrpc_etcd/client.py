@@ -61,6 +61,8 @@ _REAUTH_MESSAGES = frozenset(
 )
 _AUTH_NOT_ENABLED = "etcdserver: authentication is not enabled"
 _UNAVAILABLE = StatusCode.UNAVAILABLE
+# Refused up front by the member (before any proposal), so even a write is safe to repeat.
+_NO_LEADER = "etcdserver: no leader"
 
 
 class Client(KVMixin, WatchMixin, LeaseMixin, ConcurrencyMixin, NamespaceMixin, MirrorMixin):
@@ -186,7 +188,7 @@ class Client(KVMixin, WatchMixin, LeaseMixin, ConcurrencyMixin, NamespaceMixin, 
             elif (
                 error.code == _UNAVAILABLE
                 and attempt < self._retries
-                and (repeatable or error.not_processed)
+                and (repeatable or error.not_processed or error.details == _NO_LEADER)
             ):
                 attempt += 1
                 delay = self._backoff_delay(attempt)
