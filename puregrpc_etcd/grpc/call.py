@@ -11,10 +11,10 @@ from typing import TYPE_CHECKING, AsyncIterator, Generic, Optional, Type, TypeVa
 import trio
 from google.protobuf.message import Message
 
+from .call_state import CallState
 from .connection import Connection, ConnectionUnusable
 from .framing import encode_message
 from .metadata import HeaderList, Metadata, encode_metadata
-from .protocol import CallState
 from .status import RpcError, StatusCode
 
 if TYPE_CHECKING:
@@ -27,6 +27,7 @@ ReplyT = TypeVar("ReplyT", bound=Message)
 # Calls that wait for a slot on a connection that then starts draining move to a fresh one;
 # a bound keeps a server that GOAWAYs every connection from looping us forever.
 _MAX_OPEN_ATTEMPTS = 8
+_TRANSPARENT_RETRIES = 3
 
 
 def _encode(message: Message, limit: int) -> bytes:
@@ -112,18 +113,25 @@ async def _unary(
     deadline: float,
     timeout: float | None,
 ) -> ReplyT:
-    call = CallState(channel.max_receive_message_size)
-    connection = await _open_call(channel, call, method, headers)
-    try:
-        await connection.send(call, payload, end_stream=True)
-        while call.code is None:
-            await connection.wait(call, sending=False)
-    except BaseException:
-        if call.code is None:
-            connection.cancel(call, RpcError(StatusCode.CANCELLED, "call cancelled by the client"))
-        raise
-    if call.error is not None:
-        raise _final_error(call, deadline, timeout)
+    for attempt in range(1 + _TRANSPARENT_RETRIES):
+        call = CallState(channel.max_receive_message_size)
+        connection = await _open_call(channel, call, method, headers)
+        try:
+            await connection.send(call, payload, end_stream=True)
+            while call.code is None:
+                await connection.wait(call, sending=False)
+        except BaseException:
+            if call.code is None:
+                connection.cancel(call, RpcError(StatusCode.CANCELLED, "cancelled by the client"))
+            raise
+        error = call.error
+        if error is None:
+            break
+        if not error.not_processed or attempt == _TRANSPARENT_RETRIES:
+            raise _final_error(call, deadline, timeout)
+        # REFUSED_STREAM or beyond a GOAWAY: the server never saw it, so sending it again is
+        # safe for any method (grpc's "transparent retry").
+        await trio.lowlevel.checkpoint()
     messages = call.messages
     if len(messages) != 1:
         raise RpcError(

@@ -9,8 +9,9 @@ from typing import Any, Optional
 
 import trio
 
+from .call_state import CallState
 from .metadata import HeaderList, RequestHeaderTemplate
-from .protocol import CallState, GrpcProtocol
+from .protocol import GrpcProtocol
 from .status import RpcError, StatusCode
 
 __all__ = ["Connection", "ConnectionUnusable", "KeepalivePolicy"]
@@ -272,6 +273,9 @@ class Connection:
     ) -> None:
         """Wait for a stream slot, then queue the call's HEADERS (not flushed)."""
         protocol = self.protocol
+        if deadline <= trio.current_time():
+            # Already expired: let trio deliver the cancellation rather than send a doomed call.
+            await trio.lowlevel.checkpoint()
         while not protocol.has_free_slot:
             if not self.usable:
                 raise ConnectionUnusable

@@ -28,133 +28,46 @@ every WINDOW_UPDATE on the connection or their stream, and every INITIAL_WINDOW_
 lists them in ``changed`` so the I/O layer wakes them.
 
 GOAWAY. h2 closes its state machine and drops queued output on any GOAWAY; RFC 9113 lets the
-streams up to last-stream-id finish, so the subclass below records the GOAWAY instead. Calls
+streams up to last-stream-id finish, so GrpcH2Connection records the GOAWAY instead. Calls
 above the last stream id fail as UNAVAILABLE and not processed; the connection then drains:
 no new calls, and ``drained`` turns True when the last call is released.
 """
 
 from __future__ import annotations
 
-from collections import deque
-from typing import Any, Callable, Deque, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import h2.config
 import h2.connection
+import h2.errors
 import h2.events
 import h2.exceptions
 import h2.settings
 from h2.errors import ErrorCodes
 
-from .framing import PREFIX_SIZE, FramingError, MessageDecoder
-from .metadata import decode_grpc_message, decode_metadata
+from .call_state import CallState, Headers
+from .framing import PREFIX_SIZE, FramingError
+from .h2_connection import GrpcH2Connection
+from .metadata import decode_metadata
 from .status import (
     CANCEL,
     ENHANCE_YOUR_CALM,
     NO_ERROR,
     RpcError,
     StatusCode,
-    status_from_http_status,
+    scan_response_headers,
     status_from_reset,
-    status_from_wire,
+    status_from_response,
+    status_from_trailers,
 )
 
-__all__ = ["CallState", "GrpcProtocol"]
+__all__ = ["GrpcProtocol"]
 
-Headers = Sequence[Tuple[bytes, bytes]]
 
 DEFAULT_STREAM_WINDOW = 4 * 1024 * 1024
 _MAX_WINDOW = 2**31 - 1
 # Stream ids are 31 bits and never reused; drain the connection a little before they run out.
 _LAST_USABLE_STREAM_ID = 2**31 - 1 - 2 * 1024
-
-
-class _H2Connection(h2.connection.H2Connection):
-    """H2Connection with two changes for a long-lived, busy gRPC client connection."""
-
-    # Counted by GrpcProtocol. h2's own count walks every stream on each new stream, which is
-    # quadratic with thousands of concurrent calls.
-    open_stream_count = 0
-
-    @property
-    def open_outbound_streams(self) -> int:
-        return self.open_stream_count
-
-    def forget_stream(self, stream_id: int) -> None:
-        """Drop a closed stream as h2's own count would have done while walking."""
-        stream = self.streams.get(stream_id)
-        if stream is not None and stream.closed:
-            del self.streams[stream_id]
-            self._closed_streams[stream_id] = stream.closed_by
-
-    def _receive_goaway_frame(self, frame: Any) -> tuple[list[Any], list[h2.events.Event]]:
-        # Keep the state machine open and queued output intact: accepted streams may finish.
-        event = h2.events.ConnectionTerminated()
-        event.error_code = h2.errors._error_code_from_int(frame.error_code)
-        event.last_stream_id = frame.last_stream_id
-        event.additional_data = frame.additional_data or None
-        return [], [event]
-
-
-class CallState:
-    """What one call knows about its stream; read by the trio layer, written here."""
-
-    __slots__ = (
-        "code",
-        "decoder",
-        "details",
-        "error",
-        "local_closed",
-        "messages",
-        "queued_bytes",
-        "recv_waiter",
-        "released",
-        "response_headers",
-        "send_waiter",
-        "stream_id",
-        "trailers",
-        "unacked_bytes",
-    )
-
-    def __init__(self, max_receive_message_size: int) -> None:
-        self.stream_id = 0
-        self.decoder = MessageDecoder(max_receive_message_size)
-        self.messages: Deque[bytes] = deque()
-        self.queued_bytes = 0
-        self.unacked_bytes = 0
-        self.response_headers: Optional[Headers] = None
-        self.trailers: Optional[Headers] = None
-        self.code: Optional[StatusCode] = None
-        self.details = ""
-        self.error: Optional[RpcError] = None
-        self.local_closed = False
-        self.released = False
-        # Owned by the I/O layer: the tasks parked on this call, if any.
-        self.recv_waiter: Any = None
-        self.send_waiter: Any = None
-
-    @property
-    def initial_metadata(self) -> tuple[tuple[str, str | bytes], ...] | None:
-        headers = self.response_headers
-        return None if headers is None else decode_metadata(headers)
-
-    @property
-    def trailing_metadata(self) -> tuple[tuple[str, str | bytes], ...] | None:
-        trailers = self.trailers
-        return None if trailers is None else decode_metadata(trailers)
-
-
-def _scan(headers: Headers) -> tuple[bytes | None, bytes | None, bytes | None, bytes | None]:
-    http_status = content_type = grpc_status = grpc_message = None
-    for name, value in headers:
-        if name == b"grpc-status":
-            grpc_status = value
-        elif name == b"grpc-message":
-            grpc_message = value
-        elif name == b":status":
-            http_status = value
-        elif name == b"content-type":
-            content_type = value
-    return http_status, content_type, grpc_status, grpc_message
 
 
 class GrpcProtocol:
@@ -174,7 +87,7 @@ class GrpcProtocol:
             normalize_outbound_headers=False,
             validate_inbound_headers=validate_inbound_headers,
         )
-        self._h2 = _H2Connection(config=config)
+        self._h2 = GrpcH2Connection(config=config)
         self.max_receive_message_size = max_receive_message_size
         self._stream_window = stream_window
         self.calls: Dict[int, CallState] = {}
@@ -387,40 +300,22 @@ class GrpcProtocol:
         if call is None or call.code is not None:
             return
         headers: Headers = event.headers
-        http_status, content_type, grpc_status, grpc_message = _scan(headers)
+        http_status, content_type, grpc_status, grpc_message = scan_response_headers(headers)
         ended = event.stream_ended is not None
-        if http_status != b"200" or not (content_type or b"").startswith(b"application/grpc"):
-            self._fail_http(call, headers, http_status, content_type, ended)
-            return
-        if ended:
+        not_grpc = status_from_response(http_status, content_type)
+        if not_grpc is not None:
+            error = RpcError(*not_grpc, initial_metadata=decode_metadata(headers))
+            if ended:
+                self._set_error(call, error)
+            else:
+                self.cancel_call(call, error, ErrorCodes.PROTOCOL_ERROR)
+        elif ended:
             # Trailers-Only: the only HEADERS carry the status; there is no initial metadata.
             call.response_headers = ()
             self._finish(call, headers, grpc_status, grpc_message)
         else:
             call.response_headers = headers
             self.changed.append(call)
-
-    def _fail_http(
-        self,
-        call: CallState,
-        headers: Headers,
-        http_status: bytes | None,
-        content_type: bytes | None,
-        ended: bool,
-    ) -> None:
-        if http_status is None or not http_status.isdigit():
-            code, detail = StatusCode.INTERNAL, "response without a valid HTTP :status"
-        elif http_status != b"200":
-            code = status_from_http_status(int(http_status))
-            detail = f"unexpected HTTP status {int(http_status)} from server"
-        else:
-            code = StatusCode.UNKNOWN
-            detail = f"unexpected content-type {content_type!r} from server"
-        error = RpcError(code, detail, initial_metadata=decode_metadata(headers))
-        if ended:
-            self._set_error(call, error)
-        else:
-            self.cancel_call(call, error, ErrorCodes.PROTOCOL_ERROR)
 
     def _finish(
         self,
@@ -430,12 +325,7 @@ class GrpcProtocol:
         grpc_message: bytes | None,
     ) -> None:
         call.trailers = trailers
-        details = decode_grpc_message(grpc_message) if grpc_message else ""
-        if grpc_status is None:
-            code = StatusCode.INTERNAL
-            details = "server sent trailers without grpc-status"
-        else:
-            code = status_from_wire(grpc_status)
+        code, details = status_from_trailers(grpc_status, grpc_message)
         if code is StatusCode.OK:
             call.code = code
             call.details = details
@@ -481,7 +371,7 @@ class GrpcProtocol:
         if call is None or call.code is not None:
             return
         trailers: Headers = event.headers
-        _, _, grpc_status, grpc_message = _scan(trailers)
+        _, _, grpc_status, grpc_message = scan_response_headers(trailers)
         self._finish(call, trailers, grpc_status, grpc_message)
 
     def _on_stream_ended(self, event: h2.events.StreamEnded) -> None:

@@ -7,11 +7,16 @@ from __future__ import annotations
 import enum
 from typing import Sequence, Tuple, Union
 
+from .metadata import decode_grpc_message
+
 __all__ = [
     "RpcError",
     "StatusCode",
+    "scan_response_headers",
     "status_from_http_status",
     "status_from_reset",
+    "status_from_response",
+    "status_from_trailers",
     "status_from_wire",
 ]
 
@@ -137,3 +142,45 @@ def status_from_reset(error_code: int) -> tuple[StatusCode, bool]:
     request provably was not processed (only REFUSED_STREAM says so). NO_ERROR and every
     other code are INTERNAL, as PROTOCOL-HTTP2.md's table says."""
     return _CODE_BY_RESET.get(error_code, StatusCode.INTERNAL), error_code == REFUSED_STREAM
+
+
+def scan_response_headers(
+    headers: Sequence[tuple[bytes, bytes]],
+) -> tuple[bytes | None, bytes | None, bytes | None, bytes | None]:
+    """:status, content-type, grpc-status and grpc-message of a header block (None if absent)."""
+    http_status = content_type = grpc_status = grpc_message = None
+    for name, value in headers:
+        if name == b"grpc-status":
+            grpc_status = value
+        elif name == b"grpc-message":
+            grpc_message = value
+        elif name == b":status":
+            http_status = value
+        elif name == b"content-type":
+            content_type = value
+    return http_status, content_type, grpc_status, grpc_message
+
+
+def status_from_response(
+    http_status: bytes | None, content_type: bytes | None
+) -> tuple[StatusCode, str] | None:
+    """None for a gRPC response (200, application/grpc*); else the status to synthesize
+    for what a broken deployment or a non-gRPC server sent."""
+    if http_status == b"200" and (content_type or b"").startswith(b"application/grpc"):
+        return None
+    if http_status is None or not http_status.isdigit():
+        return StatusCode.INTERNAL, "response without a valid HTTP :status"
+    if http_status != b"200":
+        return (status_from_http_status(int(http_status)),
+                f"unexpected HTTP status {int(http_status)} from server")
+    return StatusCode.UNKNOWN, f"unexpected content-type {content_type!r} from server"
+
+
+def status_from_trailers(
+    grpc_status: bytes | None, grpc_message: bytes | None
+) -> tuple[StatusCode, str]:
+    """The call's status from its trailers' grpc-status and grpc-message."""
+    if grpc_status is None:
+        return StatusCode.INTERNAL, "server sent trailers without grpc-status"
+    details = decode_grpc_message(grpc_message) if grpc_message else ""
+    return status_from_wire(grpc_status), details

@@ -544,3 +544,42 @@ async def test_channel_in_the_callers_nursery() -> None:
         await channel.aclose()
         with pytest.raises(RpcError, match="closed"):
             await channel.unary_unary(METHOD, request(), BytesValue)
+
+
+async def test_an_expired_deadline_sends_nothing(autojump_clock: trio.testing.MockClock) -> None:
+    server = ScriptedServer()
+    async with MemoryChannel(server) as channel:
+        await channel.unary_unary(METHOD, request(), BytesValue)
+        with pytest.raises(RpcError) as caught:
+            await channel.unary_unary(METHOD, request(), BytesValue, timeout=0)
+        assert caught.value.code is StatusCode.DEADLINE_EXCEEDED
+        with trio.CancelScope(deadline=trio.current_time()) as scope:
+            await channel.unary_unary(METHOD, request(), BytesValue)
+        assert scope.cancelled_caught
+        await channel.unary_unary(METHOD, request(), BytesValue)
+    assert sorted(server.requests) == [1, 3]
+
+
+@pytest.mark.parametrize(("refusals", "succeeds"), [(1, True), (3, True), (4, False)])
+async def test_refused_unary_calls_are_retried_transparently(refusals: int, succeeds: bool) -> None:
+    server = ScriptedServer()
+    server.echo = False
+
+    async def refuse_then_echo(server: ScriptedServer, frame: Frame) -> None:
+        if "END_STREAM" in frame.flags:
+            if len(server.requests) <= refusals:
+                await server.send(server.peer.rst(frame.stream_id, 0x7))
+            else:
+                messages = MessageDecoder(1 << 20).feed(frame.data)
+                await server.send(server.peer.reply(frame.stream_id, *messages))
+
+    server.on_frame = refuse_then_echo
+    async with MemoryChannel(server) as channel:
+        if succeeds:
+            assert (await channel.unary_unary(METHOD, request(b"r"), BytesValue)).value == b"r"
+        else:
+            with pytest.raises(RpcError) as caught:
+                await channel.unary_unary(METHOD, request(b"r"), BytesValue)
+            assert caught.value.code is StatusCode.UNAVAILABLE
+            assert caught.value.not_processed
+    assert len(server.requests) == min(refusals + 1, 4)

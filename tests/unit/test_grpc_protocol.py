@@ -20,9 +20,10 @@ from hyperframe.frame import (
 )
 
 from puregrpc_etcd.grpc import RpcError, StatusCode
+from puregrpc_etcd.grpc.call_state import CallState
 from puregrpc_etcd.grpc.framing import encode_message
 from puregrpc_etcd.grpc.metadata import RequestHeaderTemplate
-from puregrpc_etcd.grpc.protocol import CallState, GrpcProtocol
+from puregrpc_etcd.grpc.protocol import GrpcProtocol
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 CANCEL, NO_ERROR, REFUSED_STREAM, ENHANCE_YOUR_CALM = 0x8, 0x0, 0x7, 0xB
