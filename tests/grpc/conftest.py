@@ -6,14 +6,9 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable, Iterator
 
 import pytest
-from interop_support import GRPCIO_AVAILABLE, InteropServer
+from interop_support import InteropServer, require_grpcio
 
 from puregrpc_etcd import grpc as pg
-
-
-def require_grpcio() -> None:
-    if not GRPCIO_AVAILABLE:
-        pytest.skip("grpcio (the interop test server) is CPython-only")
 
 
 @pytest.fixture(scope="module")

@@ -11,6 +11,7 @@ import inspect
 import os
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -235,6 +236,16 @@ def generic_handler() -> grpc.GenericRpcHandler:
     )
 
 
+def tls_credentials(arguments: argparse.Namespace) -> grpc.ServerCredentials | None:
+    if not arguments.tls_cert:
+        return None
+    key_and_chain = [(Path(arguments.tls_key).read_bytes(), Path(arguments.tls_cert).read_bytes())]
+    client_ca = Path(arguments.client_ca).read_bytes() if arguments.client_ca else None
+    return grpc.ssl_server_credentials(
+        key_and_chain, root_certificates=client_ca, require_client_auth=client_ca is not None
+    )
+
+
 async def serve(arguments: argparse.Namespace) -> None:
     options: list[tuple[str, int]] = [
         # A restarted server must get the same port back, and no other process may share it.
@@ -256,7 +267,12 @@ async def serve(arguments: argparse.Namespace) -> None:
         options.append(("grpc.max_metadata_size", arguments.max_metadata_size))
     server = grpc.aio.server(options=options)
     server.add_generic_rpc_handlers((generic_handler(),))
-    port = server.add_insecure_port(f"127.0.0.1:{arguments.port}")
+    address = f"127.0.0.1:{arguments.port}"
+    credentials = tls_credentials(arguments)
+    if credentials is not None:
+        port = server.add_secure_port(address, credentials)
+    else:
+        port = server.add_insecure_port(address)
     if port == 0:
         raise SystemExit(f"cannot bind 127.0.0.1:{arguments.port}")
     await server.start()
@@ -271,6 +287,9 @@ def main() -> None:
     parser.add_argument("--max-concurrent-streams", type=int, default=0)
     parser.add_argument("--max-metadata-size", type=int, default=0)
     parser.add_argument("--max-connection-age-ms", type=int, default=0)
+    parser.add_argument("--tls-cert", help="PEM certificate chain: serve TLS (ALPN h2)")
+    parser.add_argument("--tls-key", help="PEM private key of --tls-cert")
+    parser.add_argument("--client-ca", help="PEM CA: require client certificates it signed")
     parser.add_argument("--max-receive-message-size", type=int, default=4 * 1024 * 1024)
     asyncio.run(serve(parser.parse_args()))
 

@@ -13,6 +13,7 @@ import sys
 import time
 from collections.abc import Sequence
 
+import pytest
 import trio
 from _pb import interop_pb2 as pb
 
@@ -26,6 +27,11 @@ ECHO_TRAILING_KEY = "x-grpc-test-echo-trailing-bin"
 CALL_ID_KEY = "x-call-id"
 PAYLOAD_DIGEST_KEY = "x-payload-sha256"
 SERVER_START_TIMEOUT = 20.0
+
+
+def require_grpcio() -> None:
+    if not GRPCIO_AVAILABLE:
+        pytest.skip("grpcio (the interop test server) is CPython-only")
 
 
 def method(name: str, service: str = SERVICE) -> str:
