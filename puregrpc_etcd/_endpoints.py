@@ -44,6 +44,15 @@ class ConnectSettings:
     key: str | None = None
     insecure_skip_verify: bool = False
 
+    def overridden_by(self, other: ConnectSettings) -> ConnectSettings:
+        """These settings with every field that ``other`` sets taking its value."""
+        changes = {
+            name: getattr(other, name)
+            for name in self.__dataclass_fields__
+            if getattr(other, name) not in (None, False, [])
+        }
+        return replace(self, **changes)
+
     def tls_context(self) -> ssl.SSLContext | None:
         """The TLS context these settings ask for, or None for plaintext."""
         wants_tls = self.tls or any(e.startswith("https://") for e in self.endpoints)

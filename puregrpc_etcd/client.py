@@ -12,7 +12,7 @@ import math
 import random
 import ssl
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Any, AsyncIterator, Sequence, TypeVar
+from typing import TYPE_CHECKING, Any, AsyncContextManager, AsyncIterator, Sequence, TypeVar
 
 import trio
 
@@ -122,7 +122,7 @@ class Client(KVMixin, WatchMixin, LeaseMixin, ConcurrencyMixin, NamespaceMixin, 
         return f"<Client endpoint={endpoint!r}{user}>"
 
     @classmethod
-    def from_env(cls, **options: Any) -> Any:
+    def from_env(cls, **options: Any) -> AsyncContextManager[Client]:
         """``connect()`` configured from etcdctl's ``ETCDCTL_*`` variables."""
         return connect(from_env=True, **options)
 
@@ -234,7 +234,11 @@ class Client(KVMixin, WatchMixin, LeaseMixin, ConcurrencyMixin, NamespaceMixin, 
         channel = self._endpoint_channels.get(endpoint)
         if channel is None:
             channel = await connect_channel(self._nursery, [endpoint], **self._channel_options)
-            self._endpoint_channels[endpoint] = channel
+            # Another call may have opened one meanwhile: keep a single channel per endpoint.
+            kept = self._endpoint_channels.setdefault(endpoint, channel)
+            if kept is not channel:
+                channel.close()
+            channel = kept
         return channel
 
     # Auth.
@@ -308,8 +312,11 @@ async def connect(
     environment apply where the caller left an argument at its default. The client owns one
     nursery; leaving the block runs the clients' close-time jobs and ends every task.
     """
-    settings = settings_from_env() if from_env and endpoints is None else None
-    if settings is None or endpoints is not None:
+    if from_env:
+        settings = settings_from_env()
+        if endpoints is not None:
+            settings = settings.overridden_by(parse_endpoints(endpoints))
+    else:
         settings = parse_endpoints(endpoints)
     if username is None:
         username = settings.username

@@ -140,3 +140,13 @@ def test_tls_context_speaks_h2_and_can_skip_verification() -> None:
     with pytest.raises(ValueError, match="client certificate"):
         make_tls_context(key="/k.pem")
     assert parse_endpoints("https://h:1").tls_context() is not None
+
+
+def test_explicit_settings_override_the_environment() -> None:
+    env = settings_from_env({"ETCDCTL_ENDPOINTS": "a:1", "ETCDCTL_USER": "u:p",
+                             "ETCDCTL_DIAL_TIMEOUT": "3"})
+    merged = env.overridden_by(parse_endpoints("etcd://other:pw@b:2/?command_timeout=4"))
+    assert merged.endpoints == ["http://b:2"]
+    assert (merged.username, merged.password) == ("other", "pw")
+    assert (merged.dial_timeout, merged.command_timeout) == (3.0, 4.0)
+    assert env.overridden_by(parse_endpoints("c:3")).username == "u"
