@@ -34,7 +34,7 @@ from puregrpc_etcd._cli.args import (
     normalize_bool_flags,
     split_exec_command,
 )
-from puregrpc_etcd._cli.session import Context, from_environment
+from puregrpc_etcd._cli.session import Context, Interrupted, from_environment
 from puregrpc_etcd.errors import ConnectionFailedError, EtcdError, RpcError
 
 __all__ = ["build_parser", "run"]
@@ -112,29 +112,31 @@ def _fail(message: str, code: int) -> int:
 
 
 async def _run_command(handler: Handler, context: Context, args: argparse.Namespace) -> int:
-    """Run the handler; SIGINT/SIGTERM cancel it, which is how streaming commands end."""
+    """Run the handler; SIGINT/SIGTERM interrupt it, which is how streaming commands end."""
     streaming = bool(getattr(args, "streaming", False))
-    interrupted = False
     result = 0
-    with trio.CancelScope() as scope:
+    try:
+        with trio.CancelScope() as scope:
 
-        async def watch_signals(
-            task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
-        ) -> None:
-            nonlocal interrupted
-            with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-                task_status.started()
-                async for _ in signals:
-                    interrupted = True
-                    scope.cancel()
-                    return
+            async def watch_signals(
+                task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+            ) -> None:
+                with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+                    task_status.started()
+                    async for _ in signals:
+                        if not context.interrupt():
+                            scope.cancel()
+                        return
 
-        async with trio.open_nursery() as nursery:
-            if threading.current_thread() is threading.main_thread():
-                await nursery.start(watch_signals)
-            result = await handler(context, args)
-            nursery.cancel_scope.cancel()
-    if interrupted:
+            async with trio.open_nursery() as nursery:
+                if threading.current_thread() is threading.main_thread():
+                    await nursery.start(watch_signals)
+                result = await handler(context, args)
+                nursery.cancel_scope.cancel()
+    except BaseException as exc:
+        if not isinstance(_unwrap(exc), Interrupted):
+            raise
+    if context.interrupted:
         if streaming:
             return 0
         raise _Interrupted

@@ -45,6 +45,8 @@ if TYPE_CHECKING:
 
 async def get_command(ctx: Context, args: argparse.Namespace) -> int:
     options = get_options(args)
+    if args.print_value_only and ctx.write_out != "simple":
+        raise UsageError("print-value-only is only for `--write-out=simple`")
 
     def print_simple(reply: GetResponse) -> None:
         if args.count_only:

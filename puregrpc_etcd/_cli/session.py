@@ -14,6 +14,8 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, AsyncIterator, Awaitable, Callable, Mapping, TypeVar
 
+import trio
+
 from puregrpc_etcd._cli.args import (
     EXIT_BAD_FEATURE,
     WRITE_OUT_FORMATS,
@@ -127,12 +129,18 @@ def settings_from(args: argparse.Namespace, environ: Mapping[str, str]) -> Setti
     return settings
 
 
+class Interrupted(Exception):
+    """Ctrl-C (or SIGTERM) ended the command after its clients closed cleanly."""
+
+
 class Context:
     """One command run: its settings, where it prints, and how it connects."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.out = Output(hex_bytes=settings.hex)
+        self.interrupted = False
+        self._scopes: set[trio.CancelScope] = set()
 
     @property
     def write_out(self) -> str:
@@ -172,7 +180,25 @@ class Context:
             connect_timeout=settings.dial_timeout,
             timeout=settings.command_timeout,
         ) as client:
-            yield client
+            # Ctrl-C cancels what runs with the client, not the client itself: its connection
+            # must live on while locks, elections and leases clean up on the way out.
+            with trio.CancelScope() as scope:
+                self._scopes.add(scope)
+                if self.interrupted:
+                    scope.cancel()
+                try:
+                    yield client
+                finally:
+                    self._scopes.discard(scope)
+        if scope.cancelled_caught:
+            raise Interrupted
+
+    def interrupt(self) -> bool:
+        """Ctrl-C: cancel the work of every open client; False when none is open."""
+        self.interrupted = True
+        for scope in self._scopes:
+            scope.cancel()
+        return bool(self._scopes)
 
     async def show(
         self,

@@ -1,0 +1,92 @@
+"""Helpers for the command's tests: our command run in-process, the real etcdctl 3.5 run on the
+same server for output parity, and the normalising of what must differ between two runs."""
+
+from __future__ import annotations
+
+import base64
+import io
+import subprocess
+import sys
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from puregrpc_etcd.cli import run
+from puregrpc_etcd.testing import find_etcd_tool
+
+COMMAND_TIMEOUT = 60
+
+
+@dataclass
+class Result:
+    code: int
+    out: bytes
+    err: bytes
+
+    @property
+    def text(self) -> str:
+        return self.out.decode("utf-8", "replace")
+
+    @property
+    def error(self) -> str:
+        return self.err.decode("utf-8", "replace")
+
+
+class Runner:
+    """Runs ``puregrpc-etcd`` in-process and ``etcdctl`` as a process, against one server."""
+
+    def __init__(
+        self,
+        endpoint: str,
+        capture: pytest.CaptureFixture[bytes],
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        self.endpoint = endpoint
+        self._capture = capture
+        self._monkeypatch = monkeypatch
+
+    def __call__(self, *args: str, stdin: bytes = b"", endpoint: bool = True) -> Result:
+        argv = ([f"--endpoints={self.endpoint}"] if endpoint else []) + list(args)
+        self._capture.readouterr()
+        self._monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(stdin)))
+        code = run(argv)
+        captured = self._capture.readouterr()
+        return Result(code, captured.out, captured.err)
+
+    def etcdctl(self, *args: str, stdin: bytes = b"") -> Result:
+        done = subprocess.run(
+            [find_etcd_tool("etcdctl"), f"--endpoints={self.endpoint}", *args],
+            input=stdin,
+            capture_output=True,
+            timeout=COMMAND_TIMEOUT,
+            check=False,
+        )
+        return Result(done.returncode, done.stdout, done.stderr)
+
+
+def command(*args: str) -> list[str]:
+    """``python -m puregrpc_etcd ...`` for the tests that need a real process."""
+    return [sys.executable, "-m", "puregrpc_etcd", *args]
+
+
+_REVISION_FIELDS = frozenset({"revision", "create_revision", "mod_revision"})
+
+
+def normalized(value: Any, swap: tuple[str, str] = ("", "")) -> Any:
+    """A json reply with the revisions that moved between two runs blanked, and the keys of one
+    run's prefix renamed to the other's (``swap``)."""
+    if isinstance(value, dict):
+        result = {}
+        for name, item in value.items():
+            if name in _REVISION_FIELDS and isinstance(item, int):
+                result[name] = "*"
+            elif name == "key" and isinstance(item, str) and swap[0]:
+                key = base64.b64decode(item).replace(swap[0].encode(), swap[1].encode())
+                result[name] = base64.b64encode(key).decode()
+            else:
+                result[name] = normalized(item, swap)
+        return result
+    if isinstance(value, list):
+        return [normalized(item, swap) for item in value]
+    return value
