@@ -9,10 +9,12 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any, AsyncIterator, Iterable
 
-from puregrpc_etcd import _requests
+import trio
+
+from puregrpc_etcd import _requests, grpc
 from puregrpc_etcd._base import ClientBase
 from puregrpc_etcd._proto import rpc_pb2
-from puregrpc_etcd.errors import RpcError
+from puregrpc_etcd.errors import CompactedError, EtcdError, RpcError
 from puregrpc_etcd.types import (
     CompactResponse,
     DeleteResponse,
@@ -34,6 +36,8 @@ _PUT = "/etcdserverpb.KV/Put"
 _DELETE = "/etcdserverpb.KV/DeleteRange"
 _TXN = "/etcdserverpb.KV/Txn"
 _COMPACT = "/etcdserverpb.KV/Compact"
+_WATCH = "/etcdserverpb.Watch/Watch"
+_COMPACT_PROBE_TIMEOUT = 1.0
 
 _RangeRequest = rpc_pb2.RangeRequest
 _RangeResponse = rpc_pb2.RangeResponse
@@ -87,7 +91,13 @@ class KVMixin(ClientBase):
             min_create_revision=min_create_revision,
             max_create_revision=max_create_revision,
         )
-        reply = await self._unary(_RANGE, request, _RangeResponse, timeout=timeout, repeatable=True)
+        try:
+            reply = await self._unary(
+                _RANGE, request, _RangeResponse, timeout=timeout, repeatable=True
+            )
+        except CompactedError as error:
+            error.compact_revision = await self._compacted_at(request.key, request.revision)
+            raise
         return _requests.get_response(reply, self._namespace)
 
     async def get_value(
@@ -167,11 +177,36 @@ class KVMixin(ClientBase):
                 return await self._unary(
                     _RANGE, request, _RangeResponse, timeout=timeout, repeatable=True
                 )
-            except RpcError as error:  # noqa: PERF203 - the rare path
+            except CompactedError as error:  # noqa: PERF203 - the rare path
+                error.compact_revision = await self._compacted_at(request.key, request.revision)
+                raise
+            except RpcError as error:
                 # A page larger than the receive limit: halve it (down to one key) and retry.
                 if error.code.name != "RESOURCE_EXHAUSTED" or request.limit <= 1:
                     raise
                 request.limit = max(1, request.limit // 2)
+
+    async def _compacted_at(self, key: bytes, revision: int) -> int:
+        """The store's compact revision, or 0 if it cannot be learned within a second.
+
+        A Range error does not say it, but a watch from that revision is cancelled with it.
+        """
+        if not revision:
+            return 0
+        create = rpc_pb2.WatchCreateRequest(key=key, start_revision=revision)
+        with trio.move_on_after(_COMPACT_PROBE_TIMEOUT):
+            try:
+                async with self._stream(_WATCH, rpc_pb2.WatchResponse) as stream:
+                    await stream.send_message(rpc_pb2.WatchRequest(create_request=create))
+                    for _ in range(2):  # "created", then "canceled" with the revision
+                        reply = await stream.receive_message()
+                        if reply is None:
+                            break
+                        if reply.compact_revision:
+                            return reply.compact_revision
+            except (grpc.RpcError, EtcdError):
+                pass
+        return 0
 
     async def put(
         self,

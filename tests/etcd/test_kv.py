@@ -211,6 +211,7 @@ async def test_compaction(client: etcd.Client, p: str) -> None:
         await client.get(p + "k", revision=old)
     assert caught.value.code.name == "OUT_OF_RANGE"
     assert "compacted" in caught.value.details
+    assert caught.value.compact_revision == new
     [kv] = (await client.get(p + "k", revision=new)).kvs
     assert kv.value == b"new"
     with pytest.raises(etcd.CompactedError):

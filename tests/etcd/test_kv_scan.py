@@ -104,9 +104,10 @@ async def test_scan_fails_when_its_revision_is_compacted(client: etcd.Client, p:
     await client.put(p + "later", "x")
     current = (await client.put(p + "later", "y")).header.revision
     await client.compact(current)
-    with pytest.raises(etcd.CompactedError):
+    with pytest.raises(etcd.CompactedError) as caught:
         async for _ in pages:
             pass
+    assert caught.value.compact_revision == current
 
 
 async def test_get_prefix_reads_every_page(client: etcd.Client, p: str) -> None:
