@@ -165,7 +165,7 @@ class Client(KVMixin, WatchMixin, LeaseMixin, ConcurrencyMixin, NamespaceMixin, 
             timeout = self._timeout
         channel = self._channel if endpoint is None else await self._channel_for(endpoint)
         metadata = self._metadata
-        started = trio.current_time()
+        deadline = math.inf if timeout is None else trio.current_time() + timeout
         try:
             return await channel.unary_unary(
                 method, request, reply_type, timeout=timeout, metadata=metadata
@@ -173,7 +173,6 @@ class Client(KVMixin, WatchMixin, LeaseMixin, ConcurrencyMixin, NamespaceMixin, 
         except RpcError as first_error:
             error = first_error
         # The rare path: decide whether to authenticate again or retry, within one deadline.
-        deadline = math.inf if timeout is None else started + timeout
         attempt = 0
         reauthenticated = False
         while True:
