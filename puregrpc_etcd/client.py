@@ -6,8 +6,6 @@ deadline over all attempts, retries as Go's clientv3 does them, and typed errors
 
 from __future__ import annotations
 
-import builtins
-import importlib
 import math
 import random
 import ssl
@@ -23,6 +21,7 @@ from puregrpc_etcd._endpoints import (
     parse_endpoints,
     settings_from_env,
 )
+from puregrpc_etcd._groups import unwrap_group
 from puregrpc_etcd._proto import rpc_pb2
 from puregrpc_etcd.auth import Auth
 from puregrpc_etcd.cluster import Cluster, auto_sync
@@ -43,6 +42,9 @@ if TYPE_CHECKING:
     from puregrpc_etcd.grpc.call import Stream
 
 __all__ = ["Client", "connect"]
+
+# The CLI imports it from here; the helper itself lives in _groups.py.
+_unwrap_group = unwrap_group
 
 M = TypeVar("M", bound="Message")
 
@@ -278,9 +280,8 @@ class Client(KVMixin, WatchMixin, LeaseMixin, ConcurrencyMixin, NamespaceMixin, 
 
 
 async def _rotate(channel: Channel) -> None:
-    rotate = getattr(channel, "rotate", None)
-    if rotate is not None and len(channel.endpoints) > 1:
-        await rotate()
+    if len(channel.endpoints) > 1:
+        await channel.rotate()
 
 
 @asynccontextmanager
@@ -361,7 +362,7 @@ async def connect(
                     channel.close()
                 nursery.cancel_scope.cancel()
     except BaseException as exc:
-        unwrapped = _unwrap_group(exc)
+        unwrapped = unwrap_group(exc)
         if unwrapped is exc:
             raise
         raise unwrapped from unwrapped.__cause__
@@ -379,28 +380,3 @@ def _tls_context(
     if tls is not None and tls is not False:
         raise TypeError("tls must be an ssl.SSLContext, True, or None")
     return settings.tls_context()
-
-
-def _group_types() -> tuple[type[BaseException], ...]:
-    group = getattr(builtins, "BaseExceptionGroup", None)
-    if group is None:
-        try:
-            group = importlib.import_module("exceptiongroup").BaseExceptionGroup
-        except ImportError:
-            return ()
-    return (group,)
-
-
-_GROUP_TYPES = _group_types()
-
-
-def _unwrap_group(exc: BaseException) -> BaseException:
-    """The one real exception inside nested exception groups (cancellations left out)."""
-    while isinstance(exc, _GROUP_TYPES):
-        inner = [e for e in exc.exceptions if not isinstance(e, trio.Cancelled)]  # type: ignore[attr-defined]
-        if len(inner) != 1:
-            if not inner and exc.exceptions:  # type: ignore[attr-defined]
-                return exc.exceptions[0]  # type: ignore[attr-defined,no-any-return]
-            return exc
-        exc = inner[0]
-    return exc
