@@ -35,6 +35,7 @@ from puregrpc_etcd._cli.args import (
     split_exec_command,
 )
 from puregrpc_etcd._cli.session import Context, Interrupted, from_environment
+from puregrpc_etcd._groups import unwrap_group
 from puregrpc_etcd.errors import ConnectionFailedError, EtcdError, RpcError
 
 __all__ = ["build_parser", "run"]
@@ -62,7 +63,7 @@ def run(argv: Sequence[str] | None = None) -> int:
     tree = build_parser()
     argv, watch_command = split_exec_command(argv, "watch", tree.command_names)
     try:
-        args = tree.root.parse_args(normalize_bool_flags(argv, bool_flags_of(tree.root)))
+        args = tree.root.parse_args(normalize_bool_flags(argv, bool_flags_of(tree.root, argv)))
         if watch_command:
             args.exec_command = watch_command
     except UsageError as exc:
@@ -71,9 +72,14 @@ def run(argv: Sequence[str] | None = None) -> int:
         return exc.code if isinstance(exc.code, int) else 0
     handler: Handler | None = getattr(args, "handler", None)
     if handler is None:
-        parser = getattr(args, "group_parser", tree.root)
-        parser.print_help(sys.stderr if args.command else sys.stdout)
-        return EXIT_BAD_ARGS if args.command else 0
+        if not args.command:
+            tree.root.print_help()
+            return 0
+        choices = ", ".join(tree.subcommands(args.command))
+        return _fail(
+            f"{args.command} needs a subcommand: {choices} (see '{PROG} {args.command} --help')",
+            EXIT_BAD_ARGS,
+        )
     try:
         context = from_environment(args)
         return trio.run(_run_command, handler, context, args)
@@ -82,7 +88,7 @@ def run(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return _fail("interrupted", EXIT_INTERRUPTED)
     except BaseException as exc:
-        return _report(_unwrap(exc))
+        return _report(unwrap_group(exc))
 
 
 def _report(exc: BaseException) -> int:
@@ -134,17 +140,10 @@ async def _run_command(handler: Handler, context: Context, args: argparse.Namesp
                 result = await handler(context, args)
                 nursery.cancel_scope.cancel()
     except BaseException as exc:
-        if not isinstance(_unwrap(exc), Interrupted):
+        if not isinstance(unwrap_group(exc), Interrupted):
             raise
     if context.interrupted:
         if streaming:
             return 0
         raise _Interrupted
     return result
-
-
-def _unwrap(exc: BaseException) -> BaseException:
-    """The one meaningful exception inside (nested) exception groups."""
-    from puregrpc_etcd.client import _unwrap_group
-
-    return _unwrap_group(exc)

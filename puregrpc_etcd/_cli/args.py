@@ -132,9 +132,12 @@ class CommandTree:
         """A command with subcommands (``lease``, ``member``, ...)."""
         parser = self._root_commands.add_parser(name, help=help, description=help)
         children = parser.add_subparsers(dest=f"{name}_command", metavar="SUBCOMMAND")
-        parser.set_defaults(handler=None, group_parser=parser)
+        parser.set_defaults(handler=None)
         self._groups[name] = children
         return children
+
+    def subcommands(self, group: str) -> list[str]:
+        return list(self._groups[group].choices)
 
     def command(
         self, name: str, help: str, handler: Handler, *, group: str | None = None
@@ -166,16 +169,26 @@ def normalize_bool_flags(argv: Sequence[str], bool_flags: set[str]) -> list[str]
     return result
 
 
-def bool_flags_of(parser: argparse.ArgumentParser) -> set[str]:
-    """Every ``store_true`` option string of a parser tree."""
+def bool_flags_of(parser: argparse.ArgumentParser, argv: Sequence[str]) -> set[str]:
+    """The ``store_true`` options of the command ``argv`` runs (the same name can be a
+    boolean in one command and take a value in another)."""
     found: set[str] = set()
-    for action in parser._actions:
-        if isinstance(action, argparse._StoreTrueAction):
-            found.update(s for s in action.option_strings if s.startswith("--"))
-        if isinstance(action, argparse._SubParsersAction):
-            for child in action.choices.values():
-                found |= bool_flags_of(child)
-    return found
+    words = iter(argv)
+    while True:
+        children: dict[str, argparse.ArgumentParser] = {}
+        for action in parser._actions:
+            if isinstance(action, argparse._StoreTrueAction):
+                found.update(s for s in action.option_strings if s.startswith("--"))
+            if isinstance(action, argparse._SubParsersAction):
+                children = action.choices
+        if not children:
+            return found
+        for word in words:
+            if word in children:
+                parser = children[word]
+                break
+        else:
+            return found
 
 
 def split_exec_command(

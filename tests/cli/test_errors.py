@@ -1,0 +1,165 @@
+"""Expected failures print one line on stderr and exit non-zero, with etcdctl's exit codes;
+``dev-server`` and the end-to-end command (``python -m puregrpc_etcd``)."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+from typing import Iterator
+
+import pytest
+from cli_support import COMMAND_TIMEOUT, Runner, command
+
+
+def one_line(text: str) -> bool:
+    return text.startswith("Error: ") and text.count("\n") == 1 and "Traceback" not in text
+
+
+@pytest.fixture
+def silent_endpoint() -> Iterator[str]:
+    """A loopback port that accepts connections and never answers."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(8)
+        yield f"127.0.0.1:{listener.getsockname()[1]}"
+
+
+@pytest.fixture
+def closed_endpoint() -> str:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return f"127.0.0.1:{probe.getsockname()[1]}"
+
+
+@pytest.mark.parametrize(
+    ("args", "code"),
+    [
+        (["get"], 128),  # missing key
+        (["get", "k", "--no-such-flag"], 128),
+        (["no-such-command"], 128),
+        (["lease"], 128),  # a group without its subcommand
+        (["get", "k", "-w", "table"], 4),  # etcdctl: table is not supported for get
+        (["get", "k", "--prefix", "--from-key"], 128),
+        (["get", "k", "-w", "json", "--print-value-only"], 128),
+        (["--dial-timeout=soon", "get", "k"], 128),
+        (["elect", "name"], 128),  # neither a proposal nor -l
+        (["compaction", "0"], 128),
+        (["put", "", "v"], 128),  # the library refuses an empty key before any I/O
+    ],
+)
+def test_bad_command_lines(cli: Runner, args: list[str], code: int) -> None:
+    result = cli(*args)
+    assert result.code == code
+    assert one_line(result.error), result.error
+    assert result.out == b""
+
+
+def test_help_goes_to_stdout_and_succeeds(cli: Runner) -> None:
+    result = cli("--help")
+    assert result.code == 0
+    assert "dev-server" in result.text
+    assert cli("get", "--help").code == 0
+
+
+@pytest.mark.parametrize(
+    ("stdin", "message"),
+    [
+        (b'value("k") = \n\n\n', 'Error: malformed comparison: value("k") ='),
+        (b'size("k") = "1"\n\n\n', "Error: malformed comparison: size"),
+        (b'version("k") = "x"\n\n\n', "Error: invalid txn compare request"),
+        (b"\nfrobnicate k\n\n", "Error: invalid txn request: frobnicate k"),
+        (b"\nput k\n\n", "Error: invalid txn request: put k"),
+    ],
+)
+def test_txn_input_errors(cli: Runner, stdin: bytes, message: str) -> None:
+    result = cli("txn", stdin=stdin)
+    assert result.code == 3
+    assert result.error.startswith(message)
+    assert one_line(result.error)
+
+
+def test_no_server(cli: Runner, closed_endpoint: str) -> None:
+    result = cli(f"--endpoints={closed_endpoint}", "get", "k", endpoint=False)
+    assert result.code == 2
+    assert one_line(result.error)
+    assert closed_endpoint in result.error
+
+
+def test_a_server_that_never_answers_times_out(cli: Runner, silent_endpoint: str) -> None:
+    result = cli(
+        f"--endpoints={silent_endpoint}",
+        "--dial-timeout=300ms",
+        "--command-timeout=500ms",
+        "get",
+        "k",
+        endpoint=False,
+    )
+    assert result.code in (1, 2)
+    assert one_line(result.error), result.error
+
+
+def test_environment_variables_configure_the_command(
+    cli: Runner, monkeypatch: pytest.MonkeyPatch, closed_endpoint: str, prefix: str
+) -> None:
+    monkeypatch.setenv("ETCDCTL_ENDPOINTS", cli.endpoint)
+    monkeypatch.setenv("ETCDCTL_WRITE_OUT", "json")
+    assert cli("put", prefix + "k", "v", endpoint=False).code == 0
+    assert cli("get", prefix + "k", endpoint=False).text.startswith('{"header":')
+    monkeypatch.setenv("ETCDCTL_ENDPOINTS", closed_endpoint)
+    assert cli("get", prefix + "k", endpoint=False).code == 2
+    # A flag wins over the variable.
+    assert cli(f"--endpoints={cli.endpoint}", "get", prefix + "k", endpoint=False).code == 0
+    monkeypatch.setenv("ETCDCTL_DIAL_TIMEOUT", "forever")
+    assert cli("get", prefix + "k").code == 128
+
+
+def test_the_installed_command_fails_cleanly_end_to_end(closed_endpoint: str) -> None:
+    for args, code in (
+        (["get", "--bogus"], 128),
+        ([f"--endpoints={closed_endpoint}", "get", "k"], 2),
+    ):
+        done = subprocess.run(
+            command(*args), capture_output=True, timeout=COMMAND_TIMEOUT, check=False
+        )
+        assert done.returncode == code
+        assert one_line(done.stderr.decode())
+
+
+def test_dev_server_serves_until_ctrl_c_and_removes_its_data() -> None:
+    process = subprocess.Popen(
+        command("dev-server", "--port", "0"), stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    try:
+        assert process.stdout is not None
+        first = process.stdout.readline().decode()
+        match = re.match(r"etcd \d+\.\d+ serving at (127\.0\.0\.1:\d+)\n$", first)
+        assert match is not None, first + process.stderr.read().decode()  # type: ignore[union-attr]
+        data = re.match(r"data in (\S+) ", process.stdout.readline().decode())
+        assert data is not None
+        assert os.path.isdir(data.group(1))
+        endpoint = match.group(1)
+        put = subprocess.run(
+            command(f"--endpoints={endpoint}", "put", "hello", "world"),
+            capture_output=True,
+            timeout=COMMAND_TIMEOUT,
+            check=False,
+        )
+        assert put.stdout == b"OK\n"
+        process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=COMMAND_TIMEOUT)
+        assert (process.returncode, err) == (0, b"")
+        assert not os.path.exists(data.group(1))
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate(timeout=COMMAND_TIMEOUT)
+
+
+def test_dev_server_refuses_a_busy_port(cli: Runner, silent_endpoint: str) -> None:
+    result = cli("dev-server", "--port", silent_endpoint.rsplit(":", 1)[1], endpoint=False)
+    assert result.code == 1
+    assert one_line(result.error)
+    assert "in use" in result.error
