@@ -59,6 +59,9 @@ _REAUTH_MESSAGES = frozenset(
         "etcdserver: invalid auth token",
         "etcdserver: revision of auth store is old",
         "etcdserver: user name is empty",
+        # The auth store's own wording, passed through by the maintenance calls.
+        "auth: invalid auth token",
+        "auth: revision in header is old",
     }
 )
 _AUTH_NOT_ENABLED = "etcdserver: authentication is not enabled"

@@ -164,7 +164,7 @@ class LockLostError(EtcdError):
 
 
 # etcd's messages are "etcdserver: ..." on the wire; older servers and proxies drop the
-# prefix, so the table is keyed by the text after it.
+# prefix, so the table is keyed by the text after it (see _PREFIXES).
 _BY_MESSAGE: dict[str, type[RpcError]] = {
     "request is too large": RequestTooLargeError,
     "mvcc: required revision has been compacted": CompactedError,
@@ -188,7 +188,9 @@ _BY_CODE: dict[str, type[RpcError]] = {
     "UNAUTHENTICATED": InvalidAuthTokenError,
 }
 
-_SERVER_PREFIX = "etcdserver: "
+# The v3 API layer says "etcdserver: ..."; a few calls (maintenance) pass the auth store's own
+# "auth: ..." errors through with code UNKNOWN.
+_PREFIXES = ("etcdserver: ", "auth: ")
 # How the transports (ours and grpc-go) word a request above the client's own send limit.
 _SEND_TOO_LARGE = "trying to send message larger than max"
 # How the transport words "no endpoint could be reached" (grpc/channel.py).
@@ -197,7 +199,11 @@ _CONNECT_FAILURE = "cannot connect to any endpoint"
 
 def error_class(code_name: str, details: str) -> type[RpcError]:
     """The exception class for a gRPC status given by code name and message."""
-    message = details[len(_SERVER_PREFIX) :] if details.startswith(_SERVER_PREFIX) else details
+    message = details
+    for prefix in _PREFIXES:
+        if details.startswith(prefix):
+            message = details[len(prefix) :]
+            break
     by_message = _BY_MESSAGE.get(message)
     if by_message is not None:
         return by_message

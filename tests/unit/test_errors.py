@@ -124,3 +124,19 @@ def test_a_request_above_the_send_limit_is_too_large() -> None:
         )
     )
     assert type(error) is errors.RequestTooLargeError
+
+
+@pytest.mark.parametrize(
+    ("message", "expected"),
+    [
+        ("auth: permission denied", errors.PermissionDeniedError),
+        ("auth: invalid auth token", errors.InvalidAuthTokenError),
+        ("auth: authentication failed, invalid user ID or password", errors.AuthFailedError),
+    ],
+)
+def test_the_auth_stores_own_messages_map_too(
+    message: str, expected: type[errors.RpcError]
+) -> None:
+    # The maintenance service passes these through unconverted, with code UNKNOWN.
+    error = errors.from_rpc_error(TransportError(StatusCode.UNKNOWN, message))
+    assert type(error) is expected
