@@ -8,15 +8,13 @@ import sys
 from typing import TYPE_CHECKING
 
 from puregrpc_etcd._cli.args import EXIT_ERROR, UsageError, hex_id
-from puregrpc_etcd.auth import Auth
-from puregrpc_etcd.cluster import Cluster
 from puregrpc_etcd.errors import EtcdError
-from puregrpc_etcd.maintenance import Maintenance
 
 if TYPE_CHECKING:
     from puregrpc_etcd._cli.args import CommandTree
     from puregrpc_etcd._cli.session import Context
     from puregrpc_etcd.auth import Permission
+    from puregrpc_etcd.maintenance import Maintenance
 
 
 class ProgressBar:
@@ -51,7 +49,7 @@ async def snapshot_save_command(ctx: Context, args: argparse.Namespace) -> int:
     progress = ProgressBar()
     try:
         async with ctx.connect() as client:
-            await Maintenance(client).snapshot(args.filename, progress=progress)
+            await client.maintenance.snapshot(args.filename, progress=progress)
     finally:
         progress.finish()
     ctx.out.line(f"Snapshot saved at {args.filename}")
@@ -60,10 +58,10 @@ async def snapshot_save_command(ctx: Context, args: argparse.Namespace) -> int:
 
 async def defrag_command(ctx: Context, args: argparse.Namespace) -> int:
     async with ctx.connect() as client:
-        maintenance = Maintenance(client)
+        maintenance = client.maintenance
         endpoints = list(ctx.settings.endpoints)
         if args.cluster:
-            endpoints = [url for m in await Cluster(client).members() for url in m.client_urls]
+            endpoints = [url for m in await client.cluster.members() for url in m.client_urls]
         failed = False
         for endpoint in endpoints:
             failed |= not await _defragment(ctx, maintenance, endpoint)
@@ -84,9 +82,9 @@ async def _defragment(ctx: Context, maintenance: Maintenance, endpoint: str) -> 
 async def alarm_command(ctx: Context, args: argparse.Namespace) -> int:
     async with ctx.connect() as client:
         if args.alarm_command == "disarm":
-            alarms = await Maintenance(client).disarm()
+            alarms = await client.maintenance.disarm()
         else:
-            alarms = await Maintenance(client).alarms()
+            alarms = await client.maintenance.alarms()
     for alarm in alarms:
         ctx.out.line(f"memberID:{alarm.member_id} alarm:{alarm.alarm.upper()} ")
     return 0
@@ -94,7 +92,7 @@ async def alarm_command(ctx: Context, args: argparse.Namespace) -> int:
 
 async def move_leader_command(ctx: Context, args: argparse.Namespace) -> int:
     async with ctx.connect() as client:
-        maintenance = Maintenance(client)
+        maintenance = client.maintenance
         before = await maintenance.status()
         await maintenance.move_leader(args.member_id)
     ctx.out.line(f"Leadership transferred from {before.leader:x} to {args.member_id:x}")
@@ -120,7 +118,7 @@ async def user_command(ctx: Context, args: argparse.Namespace) -> int:
     action = args.user_command
     out = ctx.out
     async with ctx.connect() as client:
-        auth = Auth(client)
+        auth = client.auth
         if action == "add":
             name, _, password = args.name.partition(":")
             if args.no_password:
@@ -187,7 +185,7 @@ async def role_command(ctx: Context, args: argparse.Namespace) -> int:
     action = args.role_command
     out = ctx.out
     async with ctx.connect() as client:
-        auth = Auth(client)
+        auth = client.auth
         if action == "add":
             await auth.role_add(args.name)
             out.line(f"Role {args.name} created")
@@ -226,7 +224,7 @@ async def role_command(ctx: Context, args: argparse.Namespace) -> int:
 
 async def auth_command(ctx: Context, args: argparse.Namespace) -> int:
     async with ctx.connect() as client:
-        auth = Auth(client)
+        auth = client.auth
         if args.auth_command == "enable":
             await auth.enable()
             ctx.out.line("Authentication Enabled")

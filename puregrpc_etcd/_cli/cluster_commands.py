@@ -17,8 +17,6 @@ from puregrpc_etcd._cli.formats import (
     human_bytes,
     omit_empty,
 )
-from puregrpc_etcd.cluster import Cluster
-from puregrpc_etcd.maintenance import Maintenance
 
 if TYPE_CHECKING:
     from puregrpc_etcd._cli.args import CommandTree
@@ -67,7 +65,7 @@ async def _header(client: Client) -> ResponseHeader:
 
 async def member_list_command(ctx: Context, args: argparse.Namespace) -> int:
     async with ctx.connect() as client:
-        members = await Cluster(client).members()
+        members = await client.cluster.members()
         header = await _header(client) if ctx.write_out == "json" else None
     if header is not None:
         ctx.out.json(_members_reply_json(header, members))
@@ -90,7 +88,7 @@ async def member_add_command(ctx: Context, args: argparse.Namespace) -> int:
     ctx.require_format("simple", "json")
     urls = _peer_urls(args.peer_urls)
     async with ctx.connect() as client:
-        reply = await Cluster(client).add_member(urls, learner=args.learner)
+        reply = await client.cluster.add_member(urls, learner=args.learner)
     if ctx.write_out == "json":
         result = _members_reply_json(reply.header, reply.members)
         ctx.out.json(
@@ -120,13 +118,13 @@ async def member_change_command(ctx: Context, args: argparse.Namespace) -> int:
     action = args.member_command
     async with ctx.connect() as client:
         if action == "remove":
-            members = await Cluster(client).remove_member(args.member_id)
+            members = await client.cluster.remove_member(args.member_id)
         elif action == "update":
-            members = await Cluster(client).update_member(
+            members = await client.cluster.update_member(
                 args.member_id, _peer_urls(args.peer_urls)
             )
         else:
-            members = await Cluster(client).promote_member(args.member_id)
+            members = await client.cluster.promote_member(args.member_id)
         header = await _header(client)
     if ctx.write_out == "json":
         ctx.out.json(_members_reply_json(header, members))
@@ -139,7 +137,7 @@ async def member_change_command(ctx: Context, args: argparse.Namespace) -> int:
 async def _target_endpoints(ctx: Context, client: Client, cluster: bool) -> list[str]:
     if not cluster:
         return list(ctx.settings.endpoints)
-    urls = [url for m in await Cluster(client).members() for url in m.client_urls]
+    urls = [url for m in await client.cluster.members() for url in m.client_urls]
     if not urls:
         raise UsageError("no member publishes a client URL", EXIT_ERROR)
     return urls
@@ -150,7 +148,7 @@ async def endpoint_status_command(ctx: Context, args: argparse.Namespace) -> int
         rows: list[list[str]] = []
         encoded: list[JsonObject] = []
         for endpoint in await _target_endpoints(ctx, client, args.cluster):
-            status = await Maintenance(client).status(endpoint)
+            status = await client.maintenance.status(endpoint)
             rows.append(
                 [
                     endpoint,
@@ -204,7 +202,7 @@ async def _health(ctx: Context, endpoint: str) -> tuple[bool, float, str]:
                 await client.get("health")
             except PermissionDeniedError:
                 pass
-            alarms = await Maintenance(client).alarms()
+            alarms = await client.maintenance.alarms()
     except (EtcdError, OSError) as exc:
         return False, time.monotonic() - started, str(exc) or type(exc).__name__
     took = time.monotonic() - started
@@ -262,7 +260,7 @@ async def endpoint_hashkv_command(ctx: Context, args: argparse.Namespace) -> int
         rows: list[list[str]] = []
         encoded: list[JsonObject] = []
         for endpoint in await _target_endpoints(ctx, client, args.cluster):
-            reply = await Maintenance(client).hash_kv(args.rev, endpoint)
+            reply = await client.maintenance.hash_kv(args.rev, endpoint)
             rows.append([endpoint, str(reply.hash)])
             body = omit_empty([("header", header_json(reply.header)), ("hash", reply.hash),
                                ("compact_revision", reply.compact_revision)])  # fmt: skip
