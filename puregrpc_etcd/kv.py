@@ -116,9 +116,10 @@ class KVMixin(ClientBase):
         return reply.count > 0
 
     async def get_prefix(
-        self, prefix: object, *, page_size: int = 1000, timeout: float | None = None
+        self, prefix: object, *, page_size: int = 10_000, timeout: float | None = None
     ) -> dict[bytes, KeyValue]:
-        """Every key under ``prefix``, read at one revision (in pages, see ``scan``)."""
+        """Every key under ``prefix``, read at one revision (in pages, see ``scan``; larger
+        pages than ``scan``'s default because the whole result is kept anyway)."""
         return {
             kv.key: kv
             async for kv in self.scan(prefix, page_size=page_size, timeout=timeout)
