@@ -69,24 +69,17 @@ def range_request(
     max_create_revision: int = 0,
 ) -> rpc_pb2.RangeRequest:
     """The RangeRequest of ``get()`` (see API.md for the options)."""
-    start, end = client._range(key, prefix=prefix, from_key=from_key, range_end=range_end)
-    request = _RangeRequest(key=start, range_end=end)
+    if prefix or from_key or range_end is not None:
+        start, end = client._range(key, prefix=prefix, from_key=from_key, range_end=range_end)
+        request = _RangeRequest(key=start, range_end=end)
+    else:
+        request = _RangeRequest(key=client._key(key))
     if limit:
         request.limit = check_int(limit, "limit")
     if revision:
         request.revision = check_int(revision, "revision")
-    order = SORT_ORDERS.get(sort_order) if isinstance(sort_order, str) else None
-    if order is None:
-        raise ValueError(f"sort_order must be one of {sorted(SORT_ORDERS)}, not {sort_order!r}")
-    target = SORT_TARGETS.get(sort_target) if isinstance(sort_target, str) else None
-    if target is None:
-        raise ValueError(f"sort_target must be one of {sorted(SORT_TARGETS)}, not {sort_target!r}")
-    if target and not order:
-        # As Go's clientv3.WithSort: sorting by anything but the key implies ascending order.
-        order = 1
-    if order:
-        request.sort_order = order  # type: ignore[assignment]
-        request.sort_target = target  # type: ignore[assignment]
+    if sort_order != "none" or sort_target != "key":
+        _set_sort(request, sort_order, sort_target)
     if serializable:
         request.serializable = check_bool(serializable, "serializable")
     if keys_only:
@@ -102,6 +95,21 @@ def range_request(
     if max_create_revision:
         request.max_create_revision = check_int(max_create_revision, "max_create_revision")
     return request
+
+
+def _set_sort(request: rpc_pb2.RangeRequest, sort_order: object, sort_target: object) -> None:
+    order = SORT_ORDERS.get(sort_order) if isinstance(sort_order, str) else None
+    if order is None:
+        raise ValueError(f"sort_order must be one of {sorted(SORT_ORDERS)}, not {sort_order!r}")
+    target = SORT_TARGETS.get(sort_target) if isinstance(sort_target, str) else None
+    if target is None:
+        raise ValueError(f"sort_target must be one of {sorted(SORT_TARGETS)}, not {sort_target!r}")
+    if target and not order:
+        # As Go's clientv3.WithSort: sorting by anything but the key implies ascending order.
+        order = 1
+    if order:
+        request.sort_order = order  # type: ignore[assignment]
+        request.sort_target = target  # type: ignore[assignment]
 
 
 def put_request(
