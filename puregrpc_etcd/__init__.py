@@ -5,7 +5,10 @@ The public names of ../shared/design/API.md live here and nowhere else.
 
 from __future__ import annotations
 
+from puregrpc_etcd.auth import Auth, AuthStatus, Permission, Role, User
 from puregrpc_etcd.client import Client, connect
+from puregrpc_etcd.cluster import Cluster, Member, MemberAddResponse
+from puregrpc_etcd.election import Election, LeaderKey, LeaderObserver
 from puregrpc_etcd.errors import (
     AuthFailedError,
     AuthNotEnabledError,
@@ -28,6 +31,16 @@ from puregrpc_etcd.errors import (
     TooManyOpsError,
     UnavailableError,
 )
+from puregrpc_etcd.lease import (
+    Lease,
+    LeaseGrantResponse,
+    LeaseKeepAliveResponse,
+    LeaseRevokeResponse,
+    LeaseTimeToLiveResponse,
+)
+from puregrpc_etcd.lock import Lock
+from puregrpc_etcd.maintenance import Alarm, HashKVResponse, Maintenance, StatusResponse
+from puregrpc_etcd.mirror import Mirror, MirrorChange
 from puregrpc_etcd.txn import Compare, Op
 from puregrpc_etcd.types import (
     CompactResponse,
@@ -38,13 +51,18 @@ from puregrpc_etcd.types import (
     ResponseHeader,
     TxnResponse,
 )
+from puregrpc_etcd.watch import Event, Watcher
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "Alarm",
+    "Auth",
     "AuthFailedError",
     "AuthNotEnabledError",
+    "AuthStatus",
     "Client",
+    "Cluster",
     "CompactResponse",
     "CompactedError",
     "Compare",
@@ -52,25 +70,46 @@ __all__ = [
     "DeadlineExceededError",
     "DeleteResponse",
     "DuplicateKeyError",
+    "Election",
     "EtcdError",
+    "Event",
     "FutureRevisionError",
     "GetResponse",
+    "HashKVResponse",
     "InvalidAuthTokenError",
     "KeyValue",
+    "LeaderKey",
+    "LeaderObserver",
+    "Lease",
     "LeaseExpiredError",
+    "LeaseGrantResponse",
+    "LeaseKeepAliveResponse",
     "LeaseNotFoundError",
+    "LeaseRevokeResponse",
+    "LeaseTimeToLiveResponse",
+    "Lock",
     "LockLostError",
+    "Maintenance",
+    "Member",
+    "MemberAddResponse",
+    "Mirror",
+    "MirrorChange",
     "NoLeaderError",
     "NoSpaceError",
     "NotLeaderError",
     "Op",
+    "Permission",
     "PermissionDeniedError",
     "PutResponse",
     "RequestTooLargeError",
     "ResponseHeader",
+    "Role",
     "RpcError",
+    "StatusResponse",
     "TooManyOpsError",
     "TxnResponse",
     "UnavailableError",
+    "User",
+    "Watcher",
     "connect",
 ]
