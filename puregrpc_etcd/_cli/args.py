@@ -10,7 +10,7 @@ import argparse
 import os
 from typing import TYPE_CHECKING, Any, Awaitable, Callable, NoReturn, Sequence
 
-from puregrpc_etcd._cli.formats import parse_duration
+from puregrpc_etcd._endpoints import parse_duration
 
 if TYPE_CHECKING:
     from puregrpc_etcd._cli.session import Context

@@ -166,32 +166,3 @@ def _trim(amount: int, unit: int) -> str:
         return str(whole)
     digits = len(str(unit)) - 1
     return f"{whole}." + f"{fraction:0{digits}d}".rstrip("0")
-
-
-_DURATION_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
-
-
-def parse_duration(text: str) -> float:
-    """Seconds from a Go duration (``"5s"``, ``"1m30s"``, ``"250ms"``) or a bare number."""
-    text = text.strip()
-    try:
-        return float(text)
-    except ValueError:
-        pass
-    total = 0.0
-    rest = text
-    if not rest:
-        raise ValueError("empty duration")
-    while rest:
-        number_end = 0
-        while number_end < len(rest) and (rest[number_end].isdigit() or rest[number_end] == "."):
-            number_end += 1
-        unit_end = number_end
-        while unit_end < len(rest) and not (rest[unit_end].isdigit() or rest[unit_end] == "."):
-            unit_end += 1
-        number, unit = rest[:number_end], rest[number_end:unit_end]
-        if not number or unit not in _DURATION_UNITS:
-            raise ValueError(f"invalid duration {text!r}")
-        total += float(number) * _DURATION_UNITS[unit]
-        rest = rest[unit_end:]
-    return total

@@ -3,18 +3,13 @@ the command-line rewriting."""
 
 from __future__ import annotations
 
+import argparse
 import io
 
 import pytest
 
-from puregrpc_etcd._cli.args import UsageError, normalize_bool_flags, split_exec_command
-from puregrpc_etcd._cli.formats import (
-    go_duration,
-    go_json,
-    human_bytes,
-    parse_duration,
-    render_table,
-)
+from puregrpc_etcd._cli.args import UsageError, duration, normalize_bool_flags, split_exec_command
+from puregrpc_etcd._cli.formats import go_duration, go_json, human_bytes, render_table
 from puregrpc_etcd._cli.session import settings_from
 from puregrpc_etcd._cli.txn_input import argify, go_unquote, parse_compare, parse_op, read_txn
 from puregrpc_etcd.cli import build_parser
@@ -43,14 +38,14 @@ def test_go_duration(seconds: float, text: str) -> None:
     ("text", "seconds"),
     [("5s", 5.0), ("250ms", 0.25), ("1m30s", 90.0), ("2", 2.0), ("1.5h", 5400.0)],
 )
-def test_parse_duration(text: str, seconds: float) -> None:
-    assert parse_duration(text) == pytest.approx(seconds)
+def test_durations_of_flags(text: str, seconds: float) -> None:
+    assert duration(text) == pytest.approx(seconds)
 
 
-@pytest.mark.parametrize("text", ["", "5x", "s", "1s5"])
-def test_parse_duration_refuses(text: str) -> None:
-    with pytest.raises(ValueError, match="duration"):
-        parse_duration(text)
+@pytest.mark.parametrize("text", ["", "5x", "s", "1s5", "0s"])
+def test_durations_of_flags_refused(text: str) -> None:
+    with pytest.raises(argparse.ArgumentTypeError, match="duration"):
+        duration(text)
 
 
 def test_go_json_escapes_html_as_go_does() -> None:
