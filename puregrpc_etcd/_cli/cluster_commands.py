@@ -120,9 +120,7 @@ async def member_change_command(ctx: Context, args: argparse.Namespace) -> int:
         if action == "remove":
             members = await client.cluster.remove_member(args.member_id)
         elif action == "update":
-            members = await client.cluster.update_member(
-                args.member_id, _peer_urls(args.peer_urls)
-            )
+            members = await client.cluster.update_member(args.member_id, _peer_urls(args.peer_urls))
         else:
             members = await client.cluster.promote_member(args.member_id)
         header = await _header(client)
