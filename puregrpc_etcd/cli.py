@@ -34,9 +34,9 @@ from puregrpc_etcd._cli.args import (
     normalize_bool_flags,
     split_exec_command,
 )
-from puregrpc_etcd._cli.session import Context, Interrupted, from_environment
+from puregrpc_etcd._cli.session import Context, Interrupted, error_text, from_environment
 from puregrpc_etcd._groups import unwrap_group
-from puregrpc_etcd.errors import ConnectionFailedError, EtcdError, RpcError
+from puregrpc_etcd.errors import ConnectionFailedError, EtcdError
 
 __all__ = ["build_parser", "run"]
 
@@ -95,13 +95,9 @@ def _report(exc: BaseException) -> int:
     if isinstance(exc, UsageError):
         return _fail(str(exc), exc.exit_code)
     if isinstance(exc, ConnectionFailedError):
-        return _fail(exc.details or str(exc), EXIT_BAD_CONNECTION)
-    if isinstance(exc, RpcError):
-        return _fail(exc.details or str(exc), EXIT_ERROR)
-    if isinstance(exc, EtcdError):
-        return _fail(str(exc) or type(exc).__name__, EXIT_ERROR)
-    if isinstance(exc, OSError):
-        return _fail(str(exc) or type(exc).__name__, EXIT_ERROR)
+        return _fail(error_text(exc), EXIT_BAD_CONNECTION)
+    if isinstance(exc, (EtcdError, OSError)):
+        return _fail(error_text(exc), EXIT_ERROR)
     if isinstance(exc, (ValueError, TypeError)):
         # The library checks arguments before any I/O; these are the user's input.
         return _fail(str(exc), EXIT_BAD_ARGS)

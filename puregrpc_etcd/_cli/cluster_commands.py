@@ -17,6 +17,7 @@ from puregrpc_etcd._cli.formats import (
     human_bytes,
     omit_empty,
 )
+from puregrpc_etcd._cli.session import error_text
 
 if TYPE_CHECKING:
     from puregrpc_etcd._cli.args import CommandTree
@@ -202,7 +203,7 @@ async def _health(ctx: Context, endpoint: str) -> tuple[bool, float, str]:
                 pass
             alarms = await client.maintenance.alarms()
     except (EtcdError, OSError) as exc:
-        return False, time.monotonic() - started, str(exc) or type(exc).__name__
+        return False, time.monotonic() - started, error_text(exc)
     took = time.monotonic() - started
     if alarms:
         names = ", ".join(f"memberID:{a.member_id} alarm:{a.alarm.upper()} " for a in alarms)

@@ -129,6 +129,14 @@ def settings_from(args: argparse.Namespace, environ: Mapping[str, str]) -> Setti
     return settings
 
 
+def error_text(exc: BaseException) -> str:
+    """An error as one line: etcd's own message for gRPC failures, as etcdctl prints them."""
+    from puregrpc_etcd.errors import RpcError
+
+    text = (exc.details if isinstance(exc, RpcError) else "") or str(exc) or type(exc).__name__
+    return " ".join(text.split("\n")).strip()
+
+
 class Interrupted(Exception):
     """Ctrl-C (or SIGTERM) ended the command after its clients closed cleanly."""
 

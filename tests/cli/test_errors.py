@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -99,6 +100,28 @@ def test_a_server_that_never_answers_times_out(cli: Runner, silent_endpoint: str
     )
     assert result.code in (1, 2)
     assert one_line(result.error), result.error
+
+
+def test_watch_from_a_compacted_revision(cli: Runner, prefix: str) -> None:
+    revision = json.loads(cli("put", "-w", "json", prefix + "k", "v").out)["header"]["revision"]
+    assert cli("compaction", str(revision)).code == 0
+    result = cli("watch", prefix + "k", "--rev", "1")
+    assert result.code == 1
+    assert result.error == (
+        "Error: etcdserver: mvcc: required revision has been compacted "
+        f"(compact revision {revision})\n"
+    )
+
+
+def test_endpoint_health_with_a_dead_endpoint(cli: Runner, closed_endpoint: str) -> None:
+    result = cli(
+        f"--endpoints={cli.endpoint},{closed_endpoint}", "endpoint", "health", endpoint=False
+    )
+    assert result.code == 1
+    assert result.text.startswith(f"{cli.endpoint} is healthy: ")
+    unhealthy, summary = result.error.splitlines()
+    assert unhealthy.startswith(f"{closed_endpoint} is unhealthy: failed to commit proposal: ")
+    assert summary == "Error: unhealthy cluster"
 
 
 def test_environment_variables_configure_the_command(
