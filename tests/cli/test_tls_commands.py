@@ -1,0 +1,60 @@
+"""The command over TLS: --cacert (and ETCDCTL_CACERT), --insecure-skip-tls-verify, and an
+untrusted server as one error line; etcdctl on the same HTTPS server for comparison."""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+import pytest
+import trustme
+from cli_support import Runner
+
+from puregrpc_etcd.testing import EtcdServer
+
+
+@pytest.fixture(scope="module")
+def ca_file(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, list[str]]:
+    directory = tmp_path_factory.mktemp("cli-tls")
+    ca = trustme.CA()
+    server_cert = ca.issue_cert("127.0.0.1", "localhost")
+    paths = {name: directory / name for name in ("ca.pem", "server.pem", "server-key.pem")}
+    ca.cert_pem.write_to_path(paths["ca.pem"])
+    server_cert.cert_chain_pems[0].write_to_path(paths["server.pem"])
+    server_cert.private_key_pem.write_to_path(paths["server-key.pem"])
+    args = ["--cert-file", str(paths["server.pem"]), "--key-file", str(paths["server-key.pem"])]
+    return str(paths["ca.pem"]), args
+
+
+@pytest.fixture(scope="module")
+def server(ca_file: tuple[str, list[str]]) -> Iterator[EtcdServer]:
+    with EtcdServer(scheme="https", args=ca_file[1]) as etcd_server:
+        yield etcd_server
+
+
+def test_tls_with_a_ca_bundle(
+    cli: Runner, server: EtcdServer, ca_file: tuple[str, list[str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = server.endpoints[0]
+    ca = ca_file[0]
+    assert cli(f"--endpoints={url}", f"--cacert={ca}", "put", "k", "v", endpoint=False).code == 0
+    ours = cli(f"--endpoints={url}", f"--cacert={ca}", "get", "k", "-w", "json", endpoint=False)
+    cli.endpoint = url
+    theirs = cli.etcdctl(f"--cacert={ca}", "get", "k", "-w", "json")
+    assert ours.code == theirs.code == 0
+    assert ours.out == theirs.out
+    skip = cli(f"--endpoints={url}", "--insecure-skip-tls-verify", "get", "k", "--print-value-only",
+               endpoint=False)  # fmt: skip
+    assert skip.out == b"v\n"
+    monkeypatch.setenv("ETCDCTL_CACERT", ca)
+    assert cli(f"--endpoints={url}", "get", "k", "--print-value-only", endpoint=False).out == b"v\n"
+
+
+def test_an_untrusted_server_is_one_error_line(cli: Runner, server: EtcdServer) -> None:
+    result = cli(f"--endpoints={server.endpoints[0]}", "get", "k", endpoint=False)
+    assert result.code in (1, 2)
+    assert result.error.startswith("Error: ")
+    assert result.error.count("\n") == 1
+    missing = cli(f"--endpoints={server.endpoints[0]}", "--cacert=/no/such/ca.pem", "get", "k",
+                  endpoint=False)  # fmt: skip
+    assert missing.code == 128
+    assert missing.error.startswith("Error: cannot load TLS files: ")
