@@ -186,3 +186,26 @@ def test_dev_server_refuses_a_busy_port(cli: Runner, silent_endpoint: str) -> No
     assert result.code == 1
     assert one_line(result.error)
     assert "in use" in result.error
+
+
+def test_ctrl_c_during_a_short_command_is_one_line_and_130() -> None:
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(8)
+        listener.settimeout(COMMAND_TIMEOUT)
+        endpoint = f"127.0.0.1:{listener.getsockname()[1]}"
+        process = subprocess.Popen(
+            command(f"--endpoints={endpoint}", "--dial-timeout=60s", "get", "k"),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        try:
+            connection, _ = listener.accept()  # the command is waiting for the server now
+            with connection:
+                process.send_signal(signal.SIGINT)
+                out, err = process.communicate(timeout=COMMAND_TIMEOUT)
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.communicate(timeout=COMMAND_TIMEOUT)
+    assert (process.returncode, out, err) == (130, b"", b"Error: interrupted\n")
