@@ -282,6 +282,15 @@ class Client(KVMixin, WatchMixin, LeaseMixin, ConcurrencyMixin, NamespaceMixin, 
         self._closers.clear()
 
 
+async def _run_system_nursery(
+    scope: trio.CancelScope, *, task_status: trio.TaskStatus[trio.Nursery]
+) -> None:
+    with scope:
+        async with trio.open_nursery() as nursery:
+            task_status.started(nursery)
+            await trio.sleep_forever()
+
+
 async def _rotate(channel: Channel) -> None:
     if len(channel.endpoints) > 1:
         await channel.rotate()
@@ -349,7 +358,12 @@ async def connect(
         require_leader=require_leader,
     )
     try:
-        async with trio.open_nursery() as nursery:
+        async with trio.open_nursery() as outer:
+            # Background tasks live behind a shield that only the client lifts, after the
+            # close-time jobs: a caller's cancelled scope around the block must not kill the
+            # connection that revoking leases and deleting lock keys still needs.
+            system_scope = trio.CancelScope(shield=True)
+            nursery: trio.Nursery = await outer.start(_run_system_nursery, system_scope)
             client._nursery = nursery
             client._channel_options = channel_options
             client._channel = await connect_channel(nursery, settings.endpoints, **channel_options)
@@ -363,7 +377,7 @@ async def connect(
                 await client._run_closers()
                 for channel in (*client._endpoint_channels.values(), client._channel):
                     channel.close()
-                nursery.cancel_scope.cancel()
+                system_scope.cancel()
     except BaseException as exc:
         unwrapped = unwrap_group(exc)
         if unwrapped is exc:

@@ -191,3 +191,19 @@ async def test_auth_token_on_every_call_and_reauthentication() -> None:
                     reply = await s.receive_message()
                 assert reply is not None
                 assert reply.created
+
+
+async def test_a_cancelled_scope_around_the_client_still_releases_locks_and_leases(
+    server: EtcdServer,
+) -> None:
+    # The caller's scope is cancelled while the client holds a lock and a lease: the close-time
+    # work (delete the lock key, revoke the lease) still needs a live connection.
+    with trio.move_on_after(0.5) as scope:
+        async with etcd.connect(server.endpoints) as client:  # noqa: SIM117 - 3.9 syntax
+            async with client.lock("cancelled-scope/lock"), client.lease(60) as lease:
+                await client.put("cancelled-scope/held", "1", lease=lease.id)
+                await trio.sleep_forever()
+    assert scope.cancelled_caught
+    async with etcd.connect(server.endpoints) as client:
+        assert (await client.get("cancelled-scope/", prefix=True)).kvs == []
+        assert lease.id not in await client.leases()
