@@ -176,7 +176,12 @@ def _parse_etcd_url(url: str) -> ConnectSettings:
     endpoints = [url_scheme + "{}:{}".format(*split_host_port(host.strip())) for host in hosts]
     options = {name: values[-1] for name, values in parse_qs(query, keep_blank_values=True).items()}
     known = {
-        "dial_timeout", "command_timeout", "cacert", "cert", "key", "insecure_skip_tls_verify",
+        "dial_timeout",
+        "command_timeout",
+        "cacert",
+        "cert",
+        "key",
+        "insecure_skip_tls_verify",
     }
     unknown = sorted(set(options) - known)
     if unknown:
@@ -227,7 +232,13 @@ def settings_from_env(environ: Mapping[str, str] | None = None) -> ConnectSettin
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
 _UNIT_SECONDS = {
-    "ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0,
+    "ns": 1e-9,
+    "us": 1e-6,
+    "µs": 1e-6,
+    "ms": 1e-3,
+    "s": 1.0,
+    "m": 60.0,
+    "h": 3600.0,
 }
 
 

@@ -176,8 +176,10 @@ def txn_request(
         if not isinstance(item, Compare):
             raise TypeError(f"compare items must be Compare, not {type(item).__name__}")
         request.compare.append(item._to_pb(client))
-    for ops, branch, name in ((success, request.success, "success"),
-                              (failure, request.failure, "failure")):
+    for ops, branch, name in (
+        (success, request.success, "success"),
+        (failure, request.failure, "failure"),
+    ):
         for op in _sequence(ops, name):
             if not isinstance(op, Op):
                 raise TypeError(f"{name} items must be Op, not {type(op).__name__}")
@@ -204,9 +206,7 @@ def put_response(pb: rpc_pb2.PutResponse, namespace: bytes) -> PutResponse:
 
 
 def delete_response(pb: rpc_pb2.DeleteRangeResponse, namespace: bytes) -> DeleteResponse:
-    return DeleteResponse(
-        response_header(pb.header), pb.deleted, KeyValues(pb.prev_kvs, namespace)
-    )
+    return DeleteResponse(response_header(pb.header), pb.deleted, KeyValues(pb.prev_kvs, namespace))
 
 
 def txn_response(pb: rpc_pb2.TxnResponse, namespace: bytes) -> TxnResponse:

@@ -52,9 +52,7 @@ class RpcError(EtcdError):
     details: str
     not_processed: bool
 
-    def __init__(
-        self, code: StatusCode, details: str = "", *, not_processed: bool = False
-    ) -> None:
+    def __init__(self, code: StatusCode, details: str = "", *, not_processed: bool = False) -> None:
         super().__init__(code, details)
         self.code = code
         self.details = details

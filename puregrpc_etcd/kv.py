@@ -120,10 +120,7 @@ class KVMixin(ClientBase):
     ) -> dict[bytes, KeyValue]:
         """Every key under ``prefix``, read at one revision (in pages, see ``scan``; larger
         pages than ``scan``'s default because the whole result is kept anyway)."""
-        return {
-            kv.key: kv
-            async for kv in self.scan(prefix, page_size=page_size, timeout=timeout)
-        }
+        return {kv.key: kv async for kv in self.scan(prefix, page_size=page_size, timeout=timeout)}
 
     async def scan(
         self,
@@ -269,9 +266,7 @@ class KVMixin(ClientBase):
         request = _requests.delete_request(
             self, key, prefix=prefix, from_key=from_key, range_end=range_end, prev_kv=prev_kv
         )
-        reply = await self._unary(
-            _DELETE, request, rpc_pb2.DeleteRangeResponse, timeout=timeout
-        )
+        reply = await self._unary(_DELETE, request, rpc_pb2.DeleteRangeResponse, timeout=timeout)
         return _requests.delete_response(reply, self._namespace)
 
     async def txn(
@@ -305,7 +300,5 @@ class KVMixin(ClientBase):
         request = rpc_pb2.CompactionRequest(revision=_requests.check_int(revision, "revision"))
         if physical:
             request.physical = _requests.check_bool(physical, "physical")
-        reply = await self._unary(
-            _COMPACT, request, rpc_pb2.CompactionResponse, timeout=timeout
-        )
+        reply = await self._unary(_COMPACT, request, rpc_pb2.CompactionResponse, timeout=timeout)
         return CompactResponse(response_header(reply.header))

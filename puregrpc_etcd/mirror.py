@@ -110,9 +110,7 @@ class Mirror:
     error rather than serve a copy that has stopped following the server.
     """
 
-    def __init__(
-        self, client: ClientBase, prefix: bytes, page_size: int, max_backlog: int
-    ) -> None:
+    def __init__(self, client: ClientBase, prefix: bytes, page_size: int, max_backlog: int) -> None:
         self._client = cast("Client", client)
         self.prefix = prefix
         self._page_size = page_size

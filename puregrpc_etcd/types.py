@@ -55,14 +55,18 @@ class KeyValue:
     ) -> None:
         from puregrpc_etcd._proto import kv_pb2
 
-        _set(self, "_pb", kv_pb2.KeyValue(
-            key=key,
-            value=value,
-            create_revision=create_revision,
-            mod_revision=mod_revision,
-            version=version,
-            lease=lease,
-        ))
+        _set(
+            self,
+            "_pb",
+            kv_pb2.KeyValue(
+                key=key,
+                value=value,
+                create_revision=create_revision,
+                mod_revision=mod_revision,
+                version=version,
+                lease=lease,
+            ),
+        )
 
     @property
     def key(self) -> bytes:

@@ -71,8 +71,9 @@ async def test_require_leader_and_user_metadata(server: EtcdServer) -> None:
 
 
 async def test_nothing_reachable(server: EtcdServer) -> None:
-    async with etcd.connect("127.0.0.1:1", connect_timeout=1, retries=2,
-                            retry_backoff=(0.01, 0.02)) as client:
+    async with etcd.connect(
+        "127.0.0.1:1", connect_timeout=1, retries=2, retry_backoff=(0.01, 0.02)
+    ) as client:
         with pytest.raises(etcd.ConnectionFailedError) as caught:
             await client.get("k")
         assert "127.0.0.1:1" in str(caught.value)
@@ -149,12 +150,19 @@ ROOT_PASSWORD = "r00t-s3cret"
 async def enable_auth(endpoints: list[str]) -> None:
     async with etcd.connect(endpoints) as client:
         auth = "/etcdserverpb.Auth/"
-        await client._unary(auth + "UserAdd", rpc_pb2.AuthUserAddRequest(
-            name="root", password=ROOT_PASSWORD), rpc_pb2.AuthUserAddResponse)
-        await client._unary(auth + "UserGrantRole", rpc_pb2.AuthUserGrantRoleRequest(
-            user="root", role="root"), rpc_pb2.AuthUserGrantRoleResponse)
-        await client._unary(auth + "AuthEnable", rpc_pb2.AuthEnableRequest(),
-                            rpc_pb2.AuthEnableResponse)
+        await client._unary(
+            auth + "UserAdd",
+            rpc_pb2.AuthUserAddRequest(name="root", password=ROOT_PASSWORD),
+            rpc_pb2.AuthUserAddResponse,
+        )
+        await client._unary(
+            auth + "UserGrantRole",
+            rpc_pb2.AuthUserGrantRoleRequest(user="root", role="root"),
+            rpc_pb2.AuthUserGrantRoleResponse,
+        )
+        await client._unary(
+            auth + "AuthEnable", rpc_pb2.AuthEnableRequest(), rpc_pb2.AuthEnableResponse
+        )
 
 
 async def test_auth_token_on_every_call_and_reauthentication() -> None:
@@ -171,9 +179,7 @@ async def test_auth_token_on_every_call_and_reauthentication() -> None:
             async with etcd.connect(secured.endpoints, username="root", password="wrong"):
                 pass
         assert "wrong" not in repr(caught.value)
-        async with etcd.connect(
-            f"etcd://root:{ROOT_PASSWORD}@{secured.endpoint}/"
-        ) as client:
+        async with etcd.connect(f"etcd://root:{ROOT_PASSWORD}@{secured.endpoint}/") as client:
             token = client._token
             assert token
             assert token not in repr(client)
@@ -185,8 +191,9 @@ async def test_auth_token_on_every_call_and_reauthentication() -> None:
             assert client._token != token
             assert await client.get_value("auth/k") == b"after"
             async with client._stream("/etcdserverpb.Watch/Watch", rpc_pb2.WatchResponse) as s:
-                await s.send_message(rpc_pb2.WatchRequest(
-                    create_request=rpc_pb2.WatchCreateRequest(key=b"auth/k")))
+                await s.send_message(
+                    rpc_pb2.WatchRequest(create_request=rpc_pb2.WatchCreateRequest(key=b"auth/k"))
+                )
                 with trio.fail_after(10):
                     reply = await s.receive_message()
                 assert reply is not None

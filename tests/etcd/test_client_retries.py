@@ -30,8 +30,9 @@ class ScriptedChannel:
         self.rotations = 0
         self.endpoints = ["a:1", "b:2"]
 
-    async def unary_unary(self, method: str, request: Any, reply_type: Any, *,
-                          timeout: float | None, metadata: Any) -> Any:
+    async def unary_unary(
+        self, method: str, request: Any, reply_type: Any, *, timeout: float | None, metadata: Any
+    ) -> Any:
         self.calls.append((method, timeout, metadata))
         outcome = self.script.pop(0)
         if isinstance(outcome, tuple):
@@ -47,8 +48,13 @@ class ScriptedChannel:
 
 def make_client(channel: ScriptedChannel, **options: Any) -> Client:
     settings: dict[str, Any] = {
-        "username": None, "password": None, "timeout": None, "retries": 3,
-        "retry_backoff": (0.1, 1.0), "metadata": None, "require_leader": False,
+        "username": None,
+        "password": None,
+        "timeout": None,
+        "retries": 3,
+        "retry_backoff": (0.1, 1.0),
+        "metadata": None,
+        "require_leader": False,
     }
     settings.update(options)
     client = Client(**settings)
@@ -70,8 +76,9 @@ async def test_reads_retry_on_unavailable_with_growing_backoff(
     channel = ScriptedChannel(unavailable(), unavailable("etcdserver: leader changed"), REPLY)
     client = make_client(channel)
     started = trio.current_time()
-    reply = await client._unary(RANGE, rpc_pb2.RangeRequest(), rpc_pb2.RangeResponse,
-                                repeatable=True)
+    reply = await client._unary(
+        RANGE, rpc_pb2.RangeRequest(), rpc_pb2.RangeResponse, repeatable=True
+    )
     assert reply.count == 1
     assert len(channel.calls) == 3
     # Two backoffs, each between half and all of 0.1 and then 0.2 seconds.
@@ -86,8 +93,9 @@ async def test_writes_are_not_repeated_unless_never_sent(autojump_clock: trio.ab
         await client._unary(PUT, rpc_pb2.PutRequest(), rpc_pb2.PutResponse)
     assert caught.value.not_processed is False
     assert len(channel.calls) == 1
-    never_sent = ScriptedChannel(unavailable(not_processed=True),
-                                 unavailable("etcdserver: no leader"), PUT_REPLY)
+    never_sent = ScriptedChannel(
+        unavailable(not_processed=True), unavailable("etcdserver: no leader"), PUT_REPLY
+    )
     client = make_client(never_sent)
     await client._unary(PUT, rpc_pb2.PutRequest(), rpc_pb2.PutResponse)
     assert len(never_sent.calls) == 3
@@ -97,28 +105,35 @@ async def test_retries_run_out(autojump_clock: trio.abc.Clock) -> None:
     channel = ScriptedChannel(*[unavailable(not_processed=True)] * 3)
     client = make_client(channel, retries=2)
     with pytest.raises(etcd.UnavailableError):
-        await client._unary(RANGE, rpc_pb2.RangeRequest(), rpc_pb2.RangeResponse,
-                            repeatable=True)
+        await client._unary(RANGE, rpc_pb2.RangeRequest(), rpc_pb2.RangeResponse, repeatable=True)
     assert len(channel.calls) == 3
     disabled = ScriptedChannel(unavailable(not_processed=True))
     with pytest.raises(etcd.UnavailableError):
         await make_client(disabled, retries=0)._unary(
-            RANGE, rpc_pb2.RangeRequest(), rpc_pb2.RangeResponse, repeatable=True)
+            RANGE, rpc_pb2.RangeRequest(), rpc_pb2.RangeResponse, repeatable=True
+        )
     assert len(disabled.calls) == 1
 
 
 async def test_other_errors_are_never_retried(autojump_clock: trio.abc.Clock) -> None:
     for error, expected in (
-        (RpcError(StatusCode.OUT_OF_RANGE, "etcdserver: mvcc: required revision is a future "
-                  "revision"), etcd.FutureRevisionError),
-        (RpcError(StatusCode.INVALID_ARGUMENT, "etcdserver: request is too large"),
-         etcd.RequestTooLargeError),
+        (
+            RpcError(
+                StatusCode.OUT_OF_RANGE, "etcdserver: mvcc: required revision is a future revision"
+            ),
+            etcd.FutureRevisionError,
+        ),
+        (
+            RpcError(StatusCode.INVALID_ARGUMENT, "etcdserver: request is too large"),
+            etcd.RequestTooLargeError,
+        ),
         (RpcError(StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded"), etcd.DeadlineExceededError),
     ):
         channel = ScriptedChannel(error)
         with pytest.raises(expected):
-            await make_client(channel)._unary(RANGE, rpc_pb2.RangeRequest(),
-                                              rpc_pb2.RangeResponse, repeatable=True)
+            await make_client(channel)._unary(
+                RANGE, rpc_pb2.RangeRequest(), rpc_pb2.RangeResponse, repeatable=True
+            )
         assert len(channel.calls) == 1
 
 
@@ -126,16 +141,18 @@ async def test_one_deadline_bounds_every_attempt(autojump_clock: trio.abc.Clock)
     channel = ScriptedChannel((0.45, unavailable()), (0.45, unavailable()), REPLY)
     client = make_client(channel, retry_backoff=(0.1, 0.1))
     with pytest.raises(etcd.UnavailableError):
-        await client._unary(RANGE, rpc_pb2.RangeRequest(), rpc_pb2.RangeResponse,
-                            repeatable=True, timeout=1.0)
+        await client._unary(
+            RANGE, rpc_pb2.RangeRequest(), rpc_pb2.RangeResponse, repeatable=True, timeout=1.0
+        )
     first, second = channel.calls[0][1], channel.calls[1][1]
     assert first == 1.0
     assert second is not None
     assert 0.45 <= second <= 0.5  # what was left of the one second after a backoff
     assert len(channel.calls) == 2  # no time was left for a third attempt's backoff + call
     default = ScriptedChannel(REPLY)
-    await make_client(default, timeout=2.5)._unary(RANGE, rpc_pb2.RangeRequest(),
-                                                   rpc_pb2.RangeResponse)
+    await make_client(default, timeout=2.5)._unary(
+        RANGE, rpc_pb2.RangeRequest(), rpc_pb2.RangeResponse
+    )
     assert default.calls[0][1] == 2.5
 
 

@@ -35,7 +35,8 @@ def p() -> str:
 
 async def grant(client: etcd.Client, ttl: int = 60) -> int:
     reply = await client._unary(
-        "/etcdserverpb.Lease/LeaseGrant", rpc_pb2.LeaseGrantRequest(TTL=ttl),
+        "/etcdserverpb.Lease/LeaseGrant",
+        rpc_pb2.LeaseGrantRequest(TTL=ttl),
         rpc_pb2.LeaseGrantResponse,
     )
     return reply.ID
@@ -65,7 +66,7 @@ async def test_put_then_get(client: etcd.Client, p: str) -> None:
 async def test_get_ranges(client: etcd.Client, p: str) -> None:
     for name in ("a", "b", "c", "d"):
         await client.put(p + name, name)
-    keys = lambda reply: [kv.key[len(p):] for kv in reply.kvs]  # noqa: E731
+    keys = lambda reply: [kv.key[len(p) :] for kv in reply.kvs]  # noqa: E731
     assert keys(await client.get(p, prefix=True)) == [b"a", b"b", b"c", b"d"]
     assert keys(await client.get(p + "b", range_end=p + "d")) == [b"b", b"c"]
     assert keys(await client.get(p + "c", from_key=True, limit=2)) == [b"c", b"d"]
@@ -88,14 +89,17 @@ async def test_get_sorting(client: etcd.Client, p: str) -> None:
     await client.put(p + "b", "1")
     await client.put(p + "c", "2")
     await client.put(p + "b", "1 again")
-    keys = lambda reply: [kv.key[len(p):] for kv in reply.kvs]  # noqa: E731
+    keys = lambda reply: [kv.key[len(p) :] for kv in reply.kvs]  # noqa: E731
     assert keys(await client.get(p, prefix=True, sort_order="descend")) == [b"c", b"b", b"a"]
     assert keys(await client.get(p, prefix=True, sort_target="value")) == [b"b", b"c", b"a"]
     by_value_desc = await client.get(p, prefix=True, sort_target="value", sort_order="descend")
     assert keys(by_value_desc) == [b"a", b"c", b"b"]
     assert keys(await client.get(p, prefix=True, sort_target="mod")) == [b"a", b"c", b"b"]
-    assert keys(await client.get(p, prefix=True, sort_target="create",
-                                 sort_order="descend")) == [b"c", b"b", b"a"]
+    assert keys(await client.get(p, prefix=True, sort_target="create", sort_order="descend")) == [
+        b"c",
+        b"b",
+        b"a",
+    ]
     by_version = await client.get(p, prefix=True, sort_target="version", sort_order="descend")
     assert keys(by_version)[0] == b"b"
 
@@ -104,7 +108,7 @@ async def test_get_revision_filters(client: etcd.Client, p: str) -> None:
     first = (await client.put(p + "a", "1")).header.revision
     second = (await client.put(p + "b", "1")).header.revision
     third = (await client.put(p + "a", "2")).header.revision
-    keys = lambda reply: [kv.key[len(p):] for kv in reply.kvs]  # noqa: E731
+    keys = lambda reply: [kv.key[len(p) :] for kv in reply.kvs]  # noqa: E731
     assert keys(await client.get(p, prefix=True, min_mod_revision=third)) == [b"a"]
     assert keys(await client.get(p, prefix=True, max_mod_revision=second)) == [b"b"]
     assert keys(await client.get(p, prefix=True, min_create_revision=second)) == [b"b"]

@@ -55,7 +55,8 @@ async def test_every_compare_target_and_operator(client: etcd.Client, p: str) ->
     await client.put(key, "b")  # version 2
     lease = (
         await client._unary(
-            "/etcdserverpb.Lease/LeaseGrant", rpc_pb2.LeaseGrantRequest(TTL=60),
+            "/etcdserverpb.Lease/LeaseGrant",
+            rpc_pb2.LeaseGrantRequest(TTL=60),
             rpc_pb2.LeaseGrantResponse,
         )
     ).ID

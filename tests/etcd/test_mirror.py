@@ -170,7 +170,10 @@ async def test_changes_in_order_with_previous_values(client: etcd.Client, p: byt
         await client.put(p + b"b", "3")
         got = await take(changes, 4)
         assert [(c.kind, c.key) for c in got] == [
-            ("put", p + b"a"), ("put", p + b"a"), ("delete", p + b"old"), ("put", p + b"b")
+            ("put", p + b"a"),
+            ("put", p + b"a"),
+            ("delete", p + b"old"),
+            ("put", p + b"b"),
         ]
         assert got[0].prev_kv is None
         assert got[0].kv is not None

@@ -93,12 +93,17 @@ async def test_ranges_end_at_the_end_of_the_namespace(client: etcd.Client, ns: b
         assert [kv.key for kv in (await view.get("b/", prefix=True)).kvs] == [b"b/1", b"b/2"]
         assert [kv.key for kv in (await view.get("b/2", from_key=True)).kvs] == [b"b/2", b"c"]
         assert [kv.key for kv in (await view.get("", from_key=True)).kvs] == [
-            b"a", b"b/1", b"b/2", b"c"
+            b"a",
+            b"b/1",
+            b"b/2",
+            b"c",
         ]
         assert [kv.key for kv in (await view.get("a", range_end="b/2")).kvs] == [b"a", b"b/1"]
         # Go's rule: a range end of "\0" means the end of the namespace, not of the keyspace.
         assert [kv.key for kv in (await view.get("b", range_end=b"\0")).kvs] == [
-            b"b/1", b"b/2", b"c"
+            b"b/1",
+            b"b/2",
+            b"c",
         ]
         assert (await view.get("", prefix=True, count_only=True)).count == 4
         assert [kv.key async for kv in view.scan("", page_size=1)] == [b"a", b"b/1", b"b/2", b"c"]
@@ -173,19 +178,29 @@ async def test_watch_events_are_unprefixed_and_limited(client: etcd.Client, ns: 
         await view.delete("k")
         first = await take(everything, 5)
         assert [(e.type, e.kv.key) for e in first] == [
-            ("put", b"k"), ("put", b"k"), ("put", b"z"), ("put", b"sibling/s"), ("delete", b"k")
+            ("put", b"k"),
+            ("put", b"k"),
+            ("put", b"z"),
+            ("put", b"sibling/s"),
+            ("delete", b"k"),
         ]
         assert first[1].prev_kv is not None
         assert first[1].prev_kv.key == b"k"
         assert first[4].prev_kv is not None
         assert (first[4].prev_kv.key, first[4].prev_kv.value) == (b"k", b"2")
         assert [(e.type, e.kv.key) for e in await take(one, 3)] == [
-            ("put", b"k"), ("put", b"k"), ("delete", b"k")
+            ("put", b"k"),
+            ("put", b"k"),
+            ("delete", b"k"),
         ]
         # from_key stops at the end of the namespace: the key after it never shows up.
         assert [e.kv.key for e in await take(tail, 2)] == [b"z", b"sibling/s"]
         assert [e.kv.key for e in await take(plain, 5)] == [
-            ns + b"k", ns + b"k", ns + b"z", ns + b"sibling/s", ns + b"k"
+            ns + b"k",
+            ns + b"k",
+            ns + b"z",
+            ns + b"sibling/s",
+            ns + b"k",
         ]
     async with sibling.watch("", prefix=True, start_revision=1) as replay:
         [only] = await take(replay, 1)

@@ -46,8 +46,9 @@ async def puts_until_ok(client: etcd.Client, key: str, rounds: int) -> list[str]
 
 
 async def test_reads_fail_over_when_the_member_in_use_dies(cluster: EtcdCluster) -> None:
-    async with etcd.connect(cluster.endpoints, connect_timeout=2,
-                            retry_backoff=(0.05, 0.5)) as client:
+    async with etcd.connect(
+        cluster.endpoints, connect_timeout=2, retry_backoff=(0.05, 0.5)
+    ) as client:
         await client.put("failover/k", "before")
         victim = member_at(cluster, client._channel.current_endpoint)
         victim.kill()
@@ -58,8 +59,9 @@ async def test_reads_fail_over_when_the_member_in_use_dies(cluster: EtcdCluster)
 
 async def test_writes_move_on_when_a_follower_in_use_dies(cluster: EtcdCluster) -> None:
     follower = cluster.followers()[0]
-    async with etcd.connect(first(follower, cluster), connect_timeout=2,
-                            retry_backoff=(0.05, 0.5)) as client:
+    async with etcd.connect(
+        first(follower, cluster), connect_timeout=2, retry_backoff=(0.05, 0.5)
+    ) as client:
         await client.put("failover/f", "start")
         assert client._channel.current_endpoint == follower.endpoint
         follower.kill()
@@ -71,8 +73,9 @@ async def test_writes_move_on_when_a_follower_in_use_dies(cluster: EtcdCluster) 
 
 async def test_writes_recover_when_the_leader_in_use_dies(cluster: EtcdCluster) -> None:
     leader = cluster.leader()
-    async with etcd.connect(first(leader, cluster), connect_timeout=2,
-                            retry_backoff=(0.05, 0.5)) as client:
+    async with etcd.connect(
+        first(leader, cluster), connect_timeout=2, retry_backoff=(0.05, 0.5)
+    ) as client:
         await client.put("failover/l", "start")
         assert client._channel.current_endpoint == leader.endpoint
         leader.kill()
@@ -82,8 +85,9 @@ async def test_writes_recover_when_the_leader_in_use_dies(cluster: EtcdCluster) 
 
 
 async def test_no_reachable_member_fails_clearly(cluster: EtcdCluster) -> None:
-    async with etcd.connect(cluster.endpoints, connect_timeout=0.5, retries=3,
-                            retry_backoff=(0.05, 0.1)) as client:
+    async with etcd.connect(
+        cluster.endpoints, connect_timeout=0.5, retries=3, retry_backoff=(0.05, 0.1)
+    ) as client:
         await client.put("failover/gone", "v")
         cluster.kill()
         with trio.fail_after(30):

@@ -31,8 +31,19 @@ def test_endpoint_forms(given: str, expected: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "bad", ["", "host:0", "host:99999", "host:port", "::1:2379", "ftp://h:1", "unix://sock",
-            "[::1", "h:1/path", "[::1]x"],
+    "bad",
+    [
+        "",
+        "host:0",
+        "host:99999",
+        "host:port",
+        "::1:2379",
+        "ftp://h:1",
+        "unix://sock",
+        "[::1",
+        "h:1/path",
+        "[::1]x",
+    ],
 )
 def test_bad_endpoints(bad: str) -> None:
     with pytest.raises(ValueError):
@@ -118,8 +129,15 @@ def test_etcdctl_password_variable_and_defaults() -> None:
 
 @pytest.mark.parametrize(
     ("text", "seconds"),
-    [("5", 5.0), ("2.5", 2.5), ("1m30s", 90.0), ("250ms", 0.25), ("1h", 3600.0),
-     ("10us", 1e-5), ("0", 0.0)],
+    [
+        ("5", 5.0),
+        ("2.5", 2.5),
+        ("1m30s", 90.0),
+        ("250ms", 0.25),
+        ("1h", 3600.0),
+        ("10us", 1e-5),
+        ("0", 0.0),
+    ],
 )
 def test_durations(text: str, seconds: float) -> None:
     assert parse_duration(text) == pytest.approx(seconds)
@@ -143,8 +161,9 @@ def test_tls_context_speaks_h2_and_can_skip_verification() -> None:
 
 
 def test_explicit_settings_override_the_environment() -> None:
-    env = settings_from_env({"ETCDCTL_ENDPOINTS": "a:1", "ETCDCTL_USER": "u:p",
-                             "ETCDCTL_DIAL_TIMEOUT": "3"})
+    env = settings_from_env(
+        {"ETCDCTL_ENDPOINTS": "a:1", "ETCDCTL_USER": "u:p", "ETCDCTL_DIAL_TIMEOUT": "3"}
+    )
     merged = env.overridden_by(parse_endpoints("etcd://other:pw@b:2/?command_timeout=4"))
     assert merged.endpoints == ["http://b:2"]
     assert (merged.username, merged.password) == ("other", "pw")

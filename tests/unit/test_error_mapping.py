@@ -13,25 +13,46 @@ from puregrpc_etcd.grpc.status import StatusCode
 # (code, message exactly as etcd 3.5 sends it, expected class)
 ETCD_ERRORS = [
     (StatusCode.INVALID_ARGUMENT, "etcdserver: request is too large", errors.RequestTooLargeError),
-    (StatusCode.OUT_OF_RANGE, "etcdserver: mvcc: required revision has been compacted",
-     errors.CompactedError),
-    (StatusCode.OUT_OF_RANGE, "etcdserver: mvcc: required revision is a future revision",
-     errors.FutureRevisionError),
-    (StatusCode.RESOURCE_EXHAUSTED, "etcdserver: mvcc: database space exceeded",
-     errors.NoSpaceError),
+    (
+        StatusCode.OUT_OF_RANGE,
+        "etcdserver: mvcc: required revision has been compacted",
+        errors.CompactedError,
+    ),
+    (
+        StatusCode.OUT_OF_RANGE,
+        "etcdserver: mvcc: required revision is a future revision",
+        errors.FutureRevisionError,
+    ),
+    (
+        StatusCode.RESOURCE_EXHAUSTED,
+        "etcdserver: mvcc: database space exceeded",
+        errors.NoSpaceError,
+    ),
     (StatusCode.NOT_FOUND, "etcdserver: requested lease not found", errors.LeaseNotFoundError),
-    (StatusCode.INVALID_ARGUMENT, "etcdserver: too many operations in txn request",
-     errors.TooManyOpsError),
-    (StatusCode.INVALID_ARGUMENT, "etcdserver: duplicate key given in txn request",
-     errors.DuplicateKeyError),
+    (
+        StatusCode.INVALID_ARGUMENT,
+        "etcdserver: too many operations in txn request",
+        errors.TooManyOpsError,
+    ),
+    (
+        StatusCode.INVALID_ARGUMENT,
+        "etcdserver: duplicate key given in txn request",
+        errors.DuplicateKeyError,
+    ),
     (StatusCode.UNAVAILABLE, "etcdserver: no leader", errors.NoLeaderError),
     (StatusCode.FAILED_PRECONDITION, "etcdserver: not leader", errors.NotLeaderError),
     (StatusCode.PERMISSION_DENIED, "etcdserver: permission denied", errors.PermissionDeniedError),
     (StatusCode.UNAUTHENTICATED, "etcdserver: invalid auth token", errors.InvalidAuthTokenError),
-    (StatusCode.INVALID_ARGUMENT, "etcdserver: authentication failed, invalid user ID or password",
-     errors.AuthFailedError),
-    (StatusCode.FAILED_PRECONDITION, "etcdserver: authentication is not enabled",
-     errors.AuthNotEnabledError),
+    (
+        StatusCode.INVALID_ARGUMENT,
+        "etcdserver: authentication failed, invalid user ID or password",
+        errors.AuthFailedError,
+    ),
+    (
+        StatusCode.FAILED_PRECONDITION,
+        "etcdserver: authentication is not enabled",
+        errors.AuthNotEnabledError,
+    ),
 ]
 
 

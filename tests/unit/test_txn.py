@@ -31,8 +31,9 @@ C = rpc_pb2.Compare
         (Compare.lease("k") == 0x55, C.LEASE, C.EQUAL, "lease", 0x55),
     ],
 )
-def test_compare_builders(compare: Compare, target: int, result: int, field: str,
-                          operand: object) -> None:
+def test_compare_builders(
+    compare: Compare, target: int, result: int, field: str, operand: object
+) -> None:
     pb = compare._to_pb(PLAIN)
     assert pb.target == target
     assert pb.result == result
@@ -49,7 +50,8 @@ def test_compare_ranges_and_namespaces() -> None:
     assert (pb.key, pb.range_end) == (b"app/cfg/", b"app/cfg0")
     ranged = Compare.mod_revision("a", range_end="c") < 5
     assert (ranged._to_pb(NAMESPACED).key, ranged._to_pb(NAMESPACED).range_end) == (
-        b"app/a", b"app/c"
+        b"app/a",
+        b"app/c",
     )
     assert repr(compare) == "Compare.version(b'cfg/', prefix=True) > 0"
 
@@ -117,8 +119,16 @@ def test_ops_reject_bad_input_at_once() -> None:
 
 def test_range_request_options() -> None:
     request = _requests.range_request(
-        PLAIN, "a", range_end="b", revision=4, serializable=True, count_only=True,
-        min_mod_revision=1, max_mod_revision=2, min_create_revision=3, max_create_revision=4,
+        PLAIN,
+        "a",
+        range_end="b",
+        revision=4,
+        serializable=True,
+        count_only=True,
+        min_mod_revision=1,
+        max_mod_revision=2,
+        min_create_revision=3,
+        max_create_revision=4,
     )
     assert (request.key, request.range_end, request.revision) == (b"a", b"b", 4)
     assert request.serializable
@@ -145,8 +155,9 @@ def test_range_request_options() -> None:
         ({"prefix": True, "from_key": True}, ValueError),
     ],
 )
-def test_range_request_rejects_bad_options(options: dict[str, object],
-                                           error: type[Exception]) -> None:
+def test_range_request_rejects_bad_options(
+    options: dict[str, object], error: type[Exception]
+) -> None:
     with pytest.raises(error):
         _requests.range_request(PLAIN, "k", **options)  # type: ignore[arg-type]
 

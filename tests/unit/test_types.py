@@ -20,7 +20,11 @@ from puregrpc_etcd.types import (
 
 def make_pb(key: bytes, value: bytes = b"v", revision: int = 5) -> kv_pb2.KeyValue:
     return kv_pb2.KeyValue(
-        key=key, value=value, create_revision=revision, mod_revision=revision + 1, version=2,
+        key=key,
+        value=value,
+        create_revision=revision,
+        mod_revision=revision + 1,
+        version=2,
         lease=7,
     )
 
@@ -28,7 +32,12 @@ def make_pb(key: bytes, value: bytes = b"v", revision: int = 5) -> kv_pb2.KeyVal
 def test_key_value_reads_every_field() -> None:
     kv = key_value(make_pb(b"a/b"))
     assert (kv.key, kv.value, kv.create_revision, kv.mod_revision, kv.version, kv.lease) == (
-        b"a/b", b"v", 5, 6, 2, 7
+        b"a/b",
+        b"v",
+        5,
+        6,
+        2,
+        7,
     )
     assert kv == KeyValue(b"a/b", b"v", 5, 6, 2, 7)
     assert hash(kv) == hash(KeyValue(b"a/b", b"v", 5, 6, 2, 7))
@@ -77,8 +86,9 @@ def test_key_values_is_a_lazy_read_only_list() -> None:
 
 
 def test_response_types_are_frozen_and_slotted() -> None:
-    header = response_header(rpc_pb2.ResponseHeader(cluster_id=1, member_id=2, revision=3,
-                                                    raft_term=4))
+    header = response_header(
+        rpc_pb2.ResponseHeader(cluster_id=1, member_id=2, revision=3, raft_term=4)
+    )
     assert header == ResponseHeader(cluster_id=1, member_id=2, revision=3, raft_term=4)
     response = GetResponse(header, KeyValues([]), False, 0)
     with pytest.raises(dataclasses.FrozenInstanceError):
