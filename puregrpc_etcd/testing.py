@@ -28,6 +28,7 @@ import socket
 import subprocess
 import tempfile
 import time
+import uuid
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -46,6 +47,7 @@ __all__ = [
 ]
 
 _STOP_TIMEOUT = 10.0
+_PORT_RETRIES = 3
 _LOG_TAIL_LINES = 60
 _live: set[EtcdServer] = set()
 _Self = TypeVar("_Self", bound="_Managed")
@@ -205,6 +207,7 @@ class EtcdServer(_Managed):
         self._workdir = _workdir
         self.client_port = _free_port()
         self.peer_port = _peer_port or _free_port()
+        self.metrics_port = _free_port()
         self.process: subprocess.Popen[bytes] | None = None
         self._started_once = False
 
@@ -277,6 +280,8 @@ class EtcdServer(_Managed):
             "--advertise-client-urls", self.client_url,
             "--listen-peer-urls", self.peer_url,
             "--initial-advertise-peer-urls", self.peer_url,
+            # /health on a plain-HTTP metrics port works whatever TLS the client port demands.
+            "--listen-metrics-urls", f"http://127.0.0.1:{self.metrics_port}",
             "--logger", "zap",
             "--log-level", "warn",
         ]  # fmt: skip
@@ -307,10 +312,29 @@ class EtcdServer(_Managed):
         _live.add(self)
 
     def start(self) -> EtcdServer:
-        """Start etcd and wait until it serves requests (with a leader)."""
-        self.spawn()
-        self.wait_ready()
-        return self
+        """Start etcd and wait until it serves requests (with a leader).
+
+        A free port can be taken by another process between our probe and etcd's bind; a server
+        of its own (not a cluster member) then retries on new ports.
+        """
+        for attempt in range(_PORT_RETRIES):
+            self.spawn()
+            try:
+                self.wait_ready()
+                return self
+            except EtcdStartError:
+                if self._cluster is not None or attempt + 1 == _PORT_RETRIES:
+                    raise
+                if not self._lost_a_port():
+                    raise
+                self.kill()
+                shutil.rmtree(self.data_dir, ignore_errors=True)
+                self.client_port, self.peer_port = _free_port(), _free_port()
+                self.metrics_port = _free_port()
+        raise AssertionError("unreachable")
+
+    def _lost_a_port(self) -> bool:
+        return "address already in use" in self.log_tail(200)
 
     def wait_ready(self, timeout: float | None = None) -> None:
         """Wait until ``/health`` says healthy; raise ``EtcdStartError`` with the log otherwise."""
@@ -354,10 +378,14 @@ class EtcdServer(_Managed):
 
     def healthy(self) -> bool:
         """True when the member answers ``/health`` with a leader."""
+        conn = http.client.HTTPConnection("127.0.0.1", self.metrics_port, timeout=2)
         try:
-            return bool(self._http("GET", "/health").get("health") == "true")
+            conn.request("GET", "/health")
+            return bool(json.loads(conn.getresponse().read() or b"{}").get("health") == "true")
         except (OSError, ValueError, http.client.HTTPException):
             return False
+        finally:
+            conn.close()
 
     def status(self) -> dict[str, Any]:
         """The member's Maintenance.Status through etcd's JSON gateway (no client needed)."""
@@ -405,7 +433,7 @@ class EtcdCluster(_Managed):
 
     ``members`` are ``EtcdServer`` objects with their own ``stop()``, ``kill()`` and
     ``restart()``; ``endpoints`` lists every member's client endpoint; ``leader()`` returns the
-    member that currently leads.
+    member that currently leads; ``restart()``, ``stop()`` and ``kill()`` act on every member.
     """
 
     def __init__(
@@ -418,22 +446,33 @@ class EtcdCluster(_Managed):
     ) -> None:
         if size < 1:
             raise ValueError("a cluster needs at least one member")
-        self.workdir = tempfile.mkdtemp(prefix="puregrpc-etcd-cluster-", dir=_temp_root())
-        names = [f"m{index}" for index in range(size)]
+        self.size = size
+        self._options: dict[str, Any] = {
+            "binary": binary,
+            "args": args,
+            "startup_timeout": startup_timeout,
+        }
+        # The directory is made when the first member starts, so an unused cluster leaves none.
+        self.workdir = os.path.join(
+            _temp_root() or tempfile.gettempdir(), f"puregrpc-etcd-cluster-{uuid.uuid4().hex[:12]}"
+        )
+        self.members: list[EtcdServer] = []
+        self._build()
+
+    def _build(self) -> None:
+        names = [f"m{index}" for index in range(self.size)]
         peer_ports = [_free_port() for _ in names]
         initial = ",".join(
             f"{name}=http://127.0.0.1:{port}" for name, port in zip(names, peer_ports)
         )
-        token = os.path.basename(self.workdir)
+        token = os.path.basename(self.workdir) + f"-{uuid.uuid4().hex[:6]}"
         self.members = [
             EtcdServer(
-                binary=binary,
-                args=args,
                 name=name,
-                startup_timeout=startup_timeout,
                 _cluster=(initial, token, "new"),
                 _peer_port=port,
                 _workdir=self.workdir,
+                **self._options,
             )
             for name, port in zip(names, peer_ports)
         ]
@@ -455,12 +494,34 @@ class EtcdCluster(_Managed):
         return f"<EtcdCluster {len(self.members)} members {self.endpoints}>"
 
     def start(self) -> EtcdCluster:
-        """Start every member at once and wait until all are healthy."""
+        """Start every member at once and wait until all are healthy.
+
+        If another process took one of the probed ports first, the whole cluster starts again
+        on new ports (members must agree on each other's peer URLs).
+        """
+        for attempt in range(_PORT_RETRIES):
+            for member in self.members:
+                member.spawn()
+            try:
+                for member in self.members:
+                    member.wait_ready()
+                return self
+            except EtcdStartError:
+                lost = any(member._lost_a_port() for member in self.members)
+                if not lost or attempt + 1 == _PORT_RETRIES:
+                    raise
+                self.kill()
+                shutil.rmtree(self.workdir, ignore_errors=True)
+                self._build()
+        raise AssertionError("unreachable")
+
+    def restart(self) -> None:
+        """Stop every member, then start them all again with their data; wait until healthy."""
+        self.stop()
         for member in self.members:
             member.spawn()
         for member in self.members:
             member.wait_ready()
-        return self
 
     def leader(self, timeout: float = 10.0) -> EtcdServer:
         """The running member that leads, waiting up to ``timeout`` for an election."""

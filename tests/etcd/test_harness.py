@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 
@@ -79,6 +80,29 @@ def test_three_member_cluster_has_a_leader_and_serves_on_every_member() -> None:
         workdir = cluster.workdir
     assert not any(pid_alive(pid) for pid in pids if pid is not None)
     assert not os.path.exists(workdir)
+
+
+def test_whole_cluster_restart_keeps_the_data() -> None:
+    cluster = EtcdCluster(3)
+    assert not os.path.exists(cluster.workdir)  # nothing on disk until it starts
+    with cluster:
+        etcdctl(cluster.endpoints, "put", "k", "v")
+        cluster.restart()
+        assert all(member.running for member in cluster)
+        assert etcdctl(cluster.endpoints, "get", "k", "--print-value-only").strip() == "v"
+    assert not os.path.exists(cluster.workdir)
+
+
+def test_a_port_taken_before_etcd_binds_is_retried() -> None:
+    server = EtcdServer()
+    with socket.socket() as squatter:
+        squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        squatter.bind(("127.0.0.1", server.client_port))
+        squatter.listen()
+        taken = server.client_port
+        with server:
+            assert server.client_port != taken
+            etcdctl(server.endpoints, "put", "k", "v")
 
 
 async def test_async_form_keeps_trio_running() -> None:
