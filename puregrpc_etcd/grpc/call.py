@@ -14,7 +14,7 @@ from google.protobuf.message import Message
 from .call_state import CallState
 from .connection import Connection, ConnectionUnusable
 from .framing import encode_message
-from .metadata import HeaderList, Metadata, encode_metadata
+from .metadata import Metadata, metadata_block
 from .status import RpcError, StatusCode
 
 if TYPE_CHECKING:
@@ -67,7 +67,7 @@ def _final_error(call: CallState, deadline: float, timeout: float | None) -> Rpc
 
 
 async def _open_call(
-    channel: Channel, call: CallState, method: str, metadata: HeaderList | None
+    channel: Channel, call: CallState, method: str, metadata: bytes
 ) -> Connection:
     for _attempt in range(_MAX_OPEN_ATTEMPTS):
         connection = await channel.get_connection()
@@ -91,7 +91,7 @@ async def unary_unary(
     metadata: Metadata | None,
 ) -> ReplyT:
     payload = _encode(request, channel.max_send_message_size)
-    headers = encode_metadata(metadata) if metadata else None
+    headers = metadata_block(metadata)
     if timeout is None:
         return await _unary(channel, method=method, payload=payload, reply_type=reply_type,
                             headers=headers, deadline=math.inf, timeout=None)
@@ -109,7 +109,7 @@ async def _unary(
     method: str,
     payload: bytes,
     reply_type: Type[ReplyT],
-    headers: HeaderList | None,
+    headers: bytes,
     deadline: float,
     timeout: float | None,
 ) -> ReplyT:
@@ -299,7 +299,7 @@ class StreamContext(Generic[ReplyT]):
         self._method = method
         self._reply_type = reply_type
         self._timeout = timeout
-        self._headers = encode_metadata(metadata) if metadata else None
+        self._headers = metadata_block(metadata)
         self._stream: Optional[Stream[ReplyT]] = None
 
     async def __aenter__(self) -> Stream[ReplyT]:

@@ -21,16 +21,20 @@ class CallState:
 
     __slots__ = (
         "code",
+        "credit",
         "decoder",
         "details",
         "error",
+        "headers_seen",
         "local_closed",
         "messages",
         "queued_bytes",
         "recv_waiter",
+        "recv_window",
         "released",
         "response_headers",
         "send_waiter",
+        "send_window",
         "stream_id",
         "trailers",
         "unacked_bytes",
@@ -49,6 +53,12 @@ class CallState:
         self.error: Optional[RpcError] = None
         self.local_closed = False
         self.released = False
+        # HTTP/2 stream state: header blocks received (response headers, then trailers), our
+        # sending window, the receiving window we advertised and credit not yet handed back.
+        self.headers_seen = 0
+        self.send_window = 0
+        self.recv_window = 0
+        self.credit = 0
         # Owned by the I/O layer: the tasks parked on this call, if any.
         self.recv_waiter: Any = None
         self.send_waiter: Any = None

@@ -10,7 +10,7 @@ from typing import Any, Optional
 import trio
 
 from .call_state import CallState
-from .metadata import HeaderList, RequestHeaderTemplate
+from .metadata import RequestHeaderTemplate
 from .protocol import GrpcProtocol
 from .status import RpcError, StatusCode
 
@@ -267,11 +267,12 @@ class Connection:
         call: CallState,
         method: str,
         deadline: float,
-        metadata: HeaderList | None,
+        metadata: bytes,
         *,
         end_stream: bool = False,
     ) -> None:
-        """Wait for a stream slot, then queue the call's HEADERS (not flushed)."""
+        """Wait for a stream slot, then queue the call's HEADERS (not flushed); ``metadata``
+        is an HPACK block from ``metadata.metadata_block``."""
         protocol = self.protocol
         if deadline <= trio.current_time():
             # Already expired: let trio deliver the cancellation rather than send a doomed call.
@@ -285,8 +286,9 @@ class Connection:
         timeout = None
         if deadline != math.inf:
             timeout = max(deadline - trio.current_time(), 1e-9)
-        headers = self.headers.build(method, timeout, metadata)
-        protocol.start_call(call, headers, end_stream=end_stream)
+        protocol.start_call(
+            call, self.headers.block(method, timeout, metadata), end_stream=end_stream
+        )
 
     async def send(self, call: CallState, data: bytes, *, end_stream: bool) -> None:
         """Send one encoded message (or none, to half-close), waiting for window as needed.

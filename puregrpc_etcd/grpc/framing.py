@@ -46,7 +46,7 @@ class MessageDecoder:
         """Bytes of a message not yet complete."""
         return len(self._buffer)
 
-    def feed(self, data: bytes) -> list[bytes]:
+    def feed(self, data: bytes | memoryview) -> list[bytes]:
         """Messages completed by ``data``; FramingError if the stream is invalid."""
         buffer = self._buffer
         if not buffer and len(data) >= PREFIX_SIZE:
@@ -54,7 +54,7 @@ class MessageDecoder:
             flag, length = _PREFIX.unpack_from(data)
             if len(data) == PREFIX_SIZE + length:
                 self._check(flag, length)
-                return [data[PREFIX_SIZE:]]
+                return [bytes(data[PREFIX_SIZE:])]
         buffer += data
         messages: list[bytes] = []
         offset = 0

@@ -12,6 +12,8 @@ from typing import List, Sequence, Tuple, Union
 
 from hpack import NeverIndexedHeaderTuple
 
+from .http2 import encode_header_list, encode_literal
+
 __all__ = [
     "Metadata",
     "RequestHeaderTemplate",
@@ -21,6 +23,7 @@ __all__ = [
     "encode_grpc_message",
     "encode_metadata",
     "encode_timeout",
+    "metadata_block",
 ]
 
 Metadata = Sequence[Tuple[str, Union[str, bytes]]]
@@ -99,6 +102,27 @@ def encode_metadata(metadata: Metadata) -> HeaderList:
     return headers
 
 
+_BLOCK_CACHE_LIMIT = 64
+_metadata_blocks: dict[object, bytes] = {}
+
+
+def metadata_block(metadata: Metadata | None) -> bytes:
+    """Custom metadata as an HPACK header block (see encode_metadata), cached by value: a
+    client sends the same few metadata tuples on every call."""
+    if not metadata:
+        return b""
+    try:
+        block = _metadata_blocks.get(metadata)
+    except TypeError:  # a list: not hashable, not cached
+        return encode_header_list(encode_metadata(metadata))
+    if block is None:
+        block = encode_header_list(encode_metadata(metadata))
+        if len(_metadata_blocks) >= _BLOCK_CACHE_LIMIT:
+            _metadata_blocks.clear()
+        _metadata_blocks[metadata] = block
+    return block
+
+
 def _decode_binary(value: bytes) -> bytes:
     # Duplicate -bin headers may arrive joined with "," (PROTOCOL-HTTP2.md).
     parts = value.split(b",")
@@ -156,11 +180,14 @@ def decode_grpc_message(value: bytes) -> str:
     return unescaped.decode("utf-8", "replace")
 
 
+_TIMEOUT_FIELD = encode_literal(b"grpc-timeout", b"", never_indexed=True)[:-1]
+
+
 class RequestHeaderTemplate:
     """The request headers of one connection, built once: per method, the reserved headers
     are cached, and only grpc-timeout and custom metadata change from call to call."""
 
-    __slots__ = ("_authority", "_by_method", "_scheme", "_tail")
+    __slots__ = ("_authority", "_block_by_method", "_by_method", "_scheme", "_tail", "_tail_block")
 
     def __init__(self, *, scheme: str, authority: str, user_agent: str) -> None:
         self._scheme = scheme.encode("ascii")
@@ -173,6 +200,8 @@ class RequestHeaderTemplate:
             (b"user-agent", user_agent.encode("ascii", "replace")),
         ]
         self._by_method: dict[str, HeaderList] = {}
+        self._tail_block = encode_header_list(self._tail)
+        self._block_by_method: dict[str, bytes] = {}
 
     def build(self, method: str, timeout: float | None, metadata: HeaderList | None) -> HeaderList:
         """Headers for one call; ``metadata`` is already encoded by encode_metadata."""
@@ -195,3 +224,19 @@ class RequestHeaderTemplate:
         if metadata:
             headers += metadata
         return headers
+
+    def block(self, method: str, timeout: float | None, metadata: bytes) -> bytes:
+        """The HPACK header block of one call, in ``build``'s order; ``metadata`` comes from
+        ``metadata_block``. Only grpc-timeout is encoded per call (never indexed: each value
+        differs and would churn the server's table)."""
+        reserved = self._block_by_method.get(method)
+        if reserved is None:
+            reserved = encode_header_list(self.build(method, None, None)[:4])
+            self._block_by_method[method] = reserved
+        if timeout is None:
+            return reserved + self._tail_block + metadata
+        value = encode_timeout(timeout)
+        # A grpc-timeout value is at most 9 bytes: its length fits the 7-bit prefix.
+        return b"".join(
+            (reserved, _TIMEOUT_FIELD, bytes((len(value),)), value, self._tail_block, metadata)
+        )
