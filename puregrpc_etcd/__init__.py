@@ -51,7 +51,7 @@ from puregrpc_etcd.types import (
     ResponseHeader,
     TxnResponse,
 )
-from puregrpc_etcd.watch import Event, Watcher
+from puregrpc_etcd.watch import Event, Watcher, WatchOverflowError
 
 __version__ = "0.1.0"
 
@@ -110,6 +110,7 @@ __all__ = [
     "TxnResponse",
     "UnavailableError",
     "User",
+    "WatchOverflowError",
     "Watcher",
     "connect",
 ]

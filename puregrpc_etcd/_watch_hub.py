@@ -1,19 +1,20 @@
 """The one shared Watch stream of a client: the task that keeps it open, resumes every watcher
 after a break, and routes replies into each watcher's bounded backlog without ever blocking.
 
-A ``Subscription`` is one watcher's state as the hub sees it; ``watch.Watcher`` is its public face.
+A ``Subscription`` (``_watch_backlog``) is one watcher's state as the hub sees it; ``watch.Watcher``
+is its public face.
 """
 
 from __future__ import annotations
 
 import random
-from collections import deque
-from typing import TYPE_CHECKING, Deque, Dict, List, Optional, Union
+from typing import TYPE_CHECKING, Dict, List, Optional
 
 import trio
 
 from puregrpc_etcd import errors
-from puregrpc_etcd._proto import kv_pb2, rpc_pb2
+from puregrpc_etcd._proto import rpc_pb2
+from puregrpc_etcd._watch_backlog import Subscription
 from puregrpc_etcd._watch_state import (
     BROADCAST_ID,
     CANCELED,
@@ -21,9 +22,7 @@ from puregrpc_etcd._watch_state import (
     EVENTS,
     PROGRESS,
     PROGRESS_ALL,
-    Cursor,
     Router,
-    WatchSpec,
     cancel_error,
 )
 from puregrpc_etcd.grpc import RpcError, StatusCode
@@ -49,95 +48,6 @@ _PERMANENT_CODES = frozenset(
         StatusCode.UNAUTHENTICATED,
     }
 )
-
-BacklogItem = Union[kv_pb2.Event, int]  # an event, or the revision of a progress notification
-
-
-class Subscription:
-    """One watcher: what it asks for, where it resumes, and what its consumer has not read yet.
-
-    ``backlog`` holds received events (and, between them, progress revisions) in order. When it
-    reaches ``max_backlog`` the watcher is paused: cancelled on the server, its cursor kept; once
-    the consumer has read it down to half, it is re-created from the cursor. Memory stays bounded
-    and nothing is dropped; a slow consumer only costs a re-read of history from the server.
-    """
-
-    def __init__(self, spec: WatchSpec, start_revision: int, max_backlog: int) -> None:
-        self.spec = spec
-        self.cursor = Cursor(start_revision)
-        self.max_backlog = max_backlog
-        self.backlog: Deque[BacklogItem] = deque()
-        #: Every event up to this revision has been handed to the consumer.
-        self.delivered_revision = 0
-        self.error: Optional[BaseException] = None
-        self.closed = False
-        self.paused = False
-        self.pauses = 0
-        #: Whether a refusal of this watcher already led to an access check (see WatchHub).
-        self.access_checked = False
-        self.watch_id: Optional[int] = None
-        self.ready = trio.Event()
-        self._changed = trio.lowlevel.ParkingLot()
-
-    @property
-    def active(self) -> bool:
-        """Whether it belongs on the stream (not failed, closed or paused)."""
-        return self.error is None and not self.closed and not self.paused
-
-    def fail(self, error: BaseException) -> None:
-        if self.error is None:
-            self.error = error
-        self.watch_id = None
-        self.ready.set()
-        self._changed.unpark_all()
-
-    def close(self) -> None:
-        self.closed = True
-        self.watch_id = None
-        self.backlog.clear()
-        self._changed.unpark_all()
-
-    async def wait_changed(self) -> None:
-        await self._changed.park()
-
-    def on_created(self, revision: int) -> None:
-        self.access_checked = False
-        self.cursor.on_created(revision)
-        if not self.ready.is_set():
-            self.delivered_revision = self.cursor.revision
-            self.ready.set()
-
-    def on_events(self, events: List[kv_pb2.Event]) -> None:
-        self.cursor.on_events(events)
-        self.backlog.extend(events)
-        self._changed.unpark_all()
-
-    def on_progress(self, revision: int, *, resumable: bool) -> None:
-        """A progress notification; only one ``resumable`` from moves the cursor (see
-        ``_watch_state``), every one advances the consumer's revision in order."""
-        if resumable:
-            self.cursor.on_progress(revision)
-        backlog = self.backlog
-        if not backlog:
-            self.delivered_revision = max(self.delivered_revision, revision)
-        elif isinstance(backlog[-1], int):
-            backlog[-1] = revision
-        else:
-            backlog.append(revision)
-
-    def pop(self) -> Optional[kv_pb2.Event]:
-        """The next unread event (None when only progress was pending); the backlog is not empty."""
-        item = self.backlog.popleft()
-        if isinstance(item, int):
-            self.delivered_revision = max(self.delivered_revision, item)
-            return None
-        revision = item.kv.mod_revision
-        following = self.backlog[0] if self.backlog else None
-        # One revision can hold several events (a txn); it is delivered when its last one is.
-        if isinstance(following, kv_pb2.Event) and following.kv.mod_revision == revision:
-            revision -= 1
-        self.delivered_revision = max(self.delivered_revision, revision)
-        return item
 
 
 class _StreamOutcome:
@@ -219,7 +129,9 @@ class WatchHub:
 
     def consumed(self, subscription: Subscription) -> None:
         """The consumer read from the backlog: re-create a paused watcher once half is free."""
-        if subscription.paused and len(subscription.backlog) <= subscription.max_backlog // 2:
+        if subscription.paused and subscription.limits.resumable(
+            subscription.pending_events, subscription.pending_bytes
+        ):
             subscription.paused = False
             self._request_create(subscription)
 
@@ -372,11 +284,9 @@ class WatchHub:
             subscription = delivery.target
             kind = delivery.kind
             if kind == EVENTS:
-                subscription.on_events(list(delivery.events))
-                if len(subscription.backlog) >= subscription.max_backlog:
-                    subscription.paused = True
-                    subscription.pauses += 1
-                    self._detach(subscription)
+                bound = subscription.on_events(delivery.events)
+                if bound is not None:
+                    self._overflow(subscription, bound)
             elif kind == PROGRESS:
                 subscription.on_progress(delivery.revision, resumable=True)
             elif kind == PROGRESS_ALL:
@@ -399,6 +309,15 @@ class WatchHub:
             self._progress_wanted = False
             self._progress_sent = False
             self._wake_progress_waiters()
+
+    def _overflow(self, subscription: Subscription, bound: str) -> None:
+        """Stop a watcher whose consumer fell behind: paused to be resumed, or failed."""
+        self._detach(subscription)  # before fail(), which forgets the watch id to cancel
+        if subscription.limits.on_overflow == "pause":
+            subscription.paused = True
+            subscription.pauses += 1
+        else:
+            subscription.fail(subscription.overflow_error(bound))
 
     def _wake_progress_waiters(self) -> None:
         arrived, self._progress_arrived = self._progress_arrived, trio.Event()

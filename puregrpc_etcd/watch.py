@@ -21,7 +21,14 @@ import trio
 from puregrpc_etcd._base import ClientBase
 from puregrpc_etcd._keys import KeyLike
 from puregrpc_etcd._proto import kv_pb2
-from puregrpc_etcd._watch_hub import Subscription, WatchHub
+from puregrpc_etcd._watch_backlog import (
+    DEFAULT_MAX_BACKLOG,
+    DEFAULT_MAX_BACKLOG_BYTES,
+    BacklogLimits,
+    Subscription,
+    WatchOverflowError,
+)
+from puregrpc_etcd._watch_hub import WatchHub
 from puregrpc_etcd._watch_state import WatchSpec
 from puregrpc_etcd.errors import DeadlineExceededError, EtcdError
 from puregrpc_etcd.grpc import StatusCode
@@ -31,11 +38,17 @@ if TYPE_CHECKING:
     from types import TracebackType
 
 EventType = Literal["put", "delete"]
+OverflowMode = Literal["raise", "pause"]
 
-__all__ = ["DEFAULT_MAX_BACKLOG", "Event", "WatchContext", "WatchMixin", "Watcher"]
-
-#: Events a watcher buffers for a slow consumer before it is paused on the server (see Watcher).
-DEFAULT_MAX_BACKLOG = 10_000
+__all__ = [
+    "DEFAULT_MAX_BACKLOG",
+    "DEFAULT_MAX_BACKLOG_BYTES",
+    "Event",
+    "WatchContext",
+    "WatchMixin",
+    "WatchOverflowError",
+    "Watcher",
+]
 
 EventHandler = Callable[["Event"], Optional[Awaitable[None]]]
 
@@ -92,11 +105,18 @@ class Watcher:
     compacted, another ``EtcdError`` if the server refused the watch, and stops when the ``async
     with`` block that made it has been left.
 
-    Backpressure: a consumer slower than the server never holds up the client's other watchers.
-    Once ``max_backlog`` unread events have piled up, this watcher is cancelled on the server and
-    re-created from where it stopped when the consumer has read half of them: memory stays
-    bounded, nothing is skipped (if the server compacts that history meanwhile, the iterator
-    raises ``CompactedError`` once the buffered events have been read).
+    Backpressure: a consumer slower than the server never holds up the client's other watchers,
+    and what it has not read is bounded by ``max_backlog`` events and ``max_backlog_bytes`` bytes
+    of keys and values (previous ones included). When a batch of events arrives while the
+    consumer is still behind and takes it over a bound (one revision larger than a bound, read
+    promptly, is let through), this watcher is cancelled on the server, and then:
+
+    - ``on_overflow="raise"`` (the default): the iterator hands out every event it had received,
+      then raises ``WatchOverflowError``, whose ``revision`` says where to watch again from.
+    - ``on_overflow="pause"``: the watcher is re-created from where it stopped once the consumer
+      has read its backlog down to half of both bounds. Nothing is skipped and nothing fails; the
+      cost is a re-read of history from the server (if that history is compacted meanwhile, the
+      iterator raises ``CompactedError`` once the buffered events have been read).
     """
 
     __slots__ = ("_hub", "_namespace", "_subscription")
@@ -114,7 +134,7 @@ class Watcher:
     @property
     def pending(self) -> int:
         """Events received and not read yet."""
-        return sum(1 for item in self._subscription.backlog if not isinstance(item, int))
+        return self._subscription.pending_events
 
     def __aiter__(self) -> Watcher:
         return self
@@ -247,6 +267,8 @@ class WatchMixin(ClientBase):
         no_put: bool = False,
         no_delete: bool = False,
         max_backlog: int = DEFAULT_MAX_BACKLOG,
+        max_backlog_bytes: int = DEFAULT_MAX_BACKLOG_BYTES,
+        on_overflow: OverflowMode = "raise",
         timeout: Optional[float] = None,
     ) -> WatchContext:
         """Watch a key, a prefix (``prefix=True``), every key from ``key`` (``from_key=True``) or
@@ -256,7 +278,10 @@ class WatchMixin(ClientBase):
         history from there. ``prev_kv`` adds each key's previous value to its events,
         ``progress_notify`` asks the server for periodic progress notifications (they advance
         ``Watcher.revision``), ``no_put``/``no_delete`` filter events out on the server.
-        ``max_backlog`` bounds the unread events kept for a slow consumer (see ``Watcher``).
+        ``max_backlog`` (events) and ``max_backlog_bytes`` (keys and values) bound what is kept
+        for a slow consumer; going over either one raises ``WatchOverflowError`` after the
+        buffered events, or with ``on_overflow="pause"`` pauses the watch on the server until
+        the consumer catches up (see ``Watcher``).
         ``timeout`` (else the client's default timeout) bounds the wait for the server to create
         the watch on entry (``DeadlineExceededError``); once created, a watch has no deadline and
         rides out outages, resuming as soon as an endpoint answers.
@@ -266,10 +291,7 @@ class WatchMixin(ClientBase):
             raise TypeError("start_revision must be an int")
         if start_revision < 0:
             raise ValueError("start_revision must be >= 0")
-        if isinstance(max_backlog, bool) or not isinstance(max_backlog, int):
-            raise TypeError("max_backlog must be an int")
-        if max_backlog < 1:
-            raise ValueError("max_backlog must be >= 1")
+        limits = BacklogLimits(max_backlog, max_backlog_bytes, on_overflow)
         spec = WatchSpec(
             key=start,
             range_end=end,
@@ -280,7 +302,8 @@ class WatchMixin(ClientBase):
         )
         if timeout is None:
             timeout = self._timeout
-        return WatchContext(self, Subscription(spec, start_revision, max_backlog), timeout)
+        subscription = Subscription(spec, start_revision, limits, key=self._unkey(start))
+        return WatchContext(self, subscription, timeout)
 
     async def watch_callback(
         self, nursery: trio.Nursery, key: KeyLike, handler: EventHandler, **options: Any

@@ -1,5 +1,6 @@
 """Watch against a real etcd: event types and options, filters, history replay, compaction,
-progress, one shared stream for many watchers, backpressure, cancellation, the callback form."""
+progress, one shared stream for many watchers, backpressure (overflow errors and pauses),
+cancellation, the callback form."""
 
 from __future__ import annotations
 
@@ -243,9 +244,67 @@ async def test_a_watch_context_is_entered_once(client: etcd.Client, prefix: str)
                 raise AssertionError("entered twice")
 
 
-async def test_slow_watcher_does_not_delay_others(client: etcd.Client, prefix: str) -> None:
+async def test_slow_watcher_overflows_alone(
+    server: EtcdServer, client: etcd.Client, prefix: str
+) -> None:
     count = 60
+    before = await trio.to_thread.run_sync(server_watchers, server)
     idle_ = client.watch(prefix, prefix=True, max_backlog=8)
+    async with idle_ as idle, client.watch(prefix, prefix=True) as busy:
+        for index in range(count):
+            await client.put(f"{prefix}{index:03}", str(index))
+        events = await take(busy, count)
+        assert [e.kv.value for e in events] == [str(i).encode() for i in range(count)]
+        # The idle watcher was cancelled on the server; its buffer stopped growing.
+        await wait_server_watchers(server, before + 1)
+        assert 8 < idle.pending < count
+        buffered: list[Event] = []
+        with pytest.raises(etcd.WatchOverflowError) as caught:
+            await take(idle, count, events=buffered)
+    error = caught.value
+    assert (error.key, error.bound, error.limit) == (prefix.encode(), "max_backlog", 8)
+    assert buffered == events[: len(buffered)]
+    assert error.revision == buffered[-1].kv.mod_revision
+    # Watching again from the revision after it misses nothing.
+    async with client.watch(prefix, prefix=True, start_revision=error.revision + 1) as again:
+        rest = await take(again, count - len(buffered))
+    assert buffered + rest == events
+
+
+async def test_byte_bound_overflows_with_large_values(client: etcd.Client, prefix: str) -> None:
+    value = "x" * 16384
+    async with client.watch(prefix, prefix=True, max_backlog_bytes=65536) as idle:
+        written = []
+        for index in range(20):
+            written.append((await client.put(f"{prefix}{index:02}", value)).header.revision)
+        buffered: list[Event] = []
+        with pytest.raises(etcd.WatchOverflowError) as caught:
+            await take(idle, 20, events=buffered)
+    error = caught.value
+    assert (error.bound, error.limit) == ("max_backlog_bytes", 65536)
+    assert 4 <= len(buffered) < 20  # about 64 KiB of keys and values, then it stopped
+    assert [e.kv.mod_revision for e in buffered] == written[: len(buffered)]
+    assert error.revision == buffered[-1].kv.mod_revision
+    assert "max_backlog_bytes=65536" in str(error)
+
+
+async def test_one_revision_larger_than_the_bound_reaches_a_prompt_consumer(
+    client: etcd.Client, prefix: str
+) -> None:
+    for index in range(20):
+        await client.put(f"{prefix}{index:02}", "v")
+    async with client.watch(prefix, prefix=True, max_backlog=5) as watcher:
+        deleted = await client.delete(prefix, prefix=True)
+        events = await take(watcher, 20)
+        assert {e.kv.mod_revision for e in events} == {deleted.header.revision}
+        # Still watching: being caught up, it was not behind.
+        await client.put(prefix + "after", "v")
+        assert [e.kv.key for e in await take(watcher, 1)] == [(prefix + "after").encode()]
+
+
+async def test_pause_mode_delivers_every_event_in_order(client: etcd.Client, prefix: str) -> None:
+    count = 60
+    idle_ = client.watch(prefix, prefix=True, max_backlog=8, on_overflow="pause")
     async with idle_ as idle, client.watch(prefix, prefix=True) as busy:
         for index in range(count):
             await client.put(f"{prefix}{index:03}", str(index))
@@ -273,7 +332,8 @@ async def test_compacted_start_revision_raises(client: etcd.Client, prefix: str)
 async def test_compaction_while_paused_raises_after_buffered_events(
     client: etcd.Client, prefix: str
 ) -> None:
-    async with client.watch(prefix, prefix=True, max_backlog=4) as watcher:
+    paused = client.watch(prefix, prefix=True, max_backlog=4, on_overflow="pause")
+    async with paused as watcher:
         for index in range(12):
             await client.put(f"{prefix}{index:02}", "v")
         for _ in range(1000):
@@ -358,6 +418,10 @@ async def test_errors_before_io(client: etcd.Client) -> None:
         client.watch("k", start_revision=-1)
     with pytest.raises(ValueError, match="max_backlog"):
         client.watch("k", max_backlog=0)
+    with pytest.raises(ValueError, match="max_backlog_bytes"):
+        client.watch("k", max_backlog_bytes=0)
+    with pytest.raises(ValueError, match="on_overflow"):
+        client.watch("k", on_overflow="drop")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="at most one"):
         client.watch("k", prefix=True, range_end="z")
     assert client._watch_hub is None  # nothing was started

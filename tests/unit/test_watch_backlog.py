@@ -1,21 +1,39 @@
 """A watcher's backlog and revisions without a network: what the consumer has been handed, in
-order, and what the watcher would resume from after a break."""
+order, what the watcher would resume from after a break, and when a slow consumer overflows."""
 
 from __future__ import annotations
 
+import pytest
+
+import puregrpc_etcd as etcd
 from puregrpc_etcd._proto import kv_pb2
-from puregrpc_etcd._watch_hub import Subscription
+from puregrpc_etcd._watch_backlog import BacklogLimits, Subscription, WatchOverflowError
 from puregrpc_etcd._watch_state import WatchSpec
 
 
-def put(key: bytes, revision: int) -> kv_pb2.Event:
-    kv = kv_pb2.KeyValue(key=key, mod_revision=revision, create_revision=revision, version=1)
-    return kv_pb2.Event(type=kv_pb2.Event.PUT, kv=kv)
+def put(key: bytes, revision: int, value: bytes = b"", prev: bytes | None = None) -> kv_pb2.Event:
+    kv = kv_pb2.KeyValue(
+        key=key, value=value, mod_revision=revision, create_revision=revision, version=1
+    )
+    event = kv_pb2.Event(type=kv_pb2.Event.PUT, kv=kv)
+    if prev is not None:
+        event.prev_kv.CopyFrom(kv_pb2.KeyValue(key=key, value=prev))
+    return event
 
 
-def subscription(start_revision: int = 0) -> Subscription:
-    spec = WatchSpec(b"k", b"", prev_kv=False, progress_notify=False, no_put=False, no_delete=False)
-    return Subscription(spec, start_revision, max_backlog=100)
+def subscription(
+    start_revision: int = 0,
+    *,
+    max_events: int = 100,
+    max_bytes: int = 1 << 20,
+    on_overflow: str = "raise",
+    prev_kv: bool = False,
+) -> Subscription:
+    spec = WatchSpec(
+        b"k", b"", prev_kv=prev_kv, progress_notify=False, no_put=False, no_delete=False
+    )
+    limits = BacklogLimits(max_events, max_bytes, on_overflow)
+    return Subscription(spec, start_revision, limits, key=b"k")
 
 
 def drain(sub: Subscription) -> list[tuple[int, int]]:
@@ -87,3 +105,81 @@ def test_fail_and_close_wake_the_consumer_state() -> None:
     other.close()
     assert other.closed
     assert not other.active
+
+
+def test_overflow_counts_events_once_the_consumer_is_behind() -> None:
+    sub = subscription(max_events=3)
+    sub.on_created(10)
+    assert sub.on_events([put(b"a", 11), put(b"b", 12)]) is None
+    assert sub.on_events([put(b"c", 13)]) is None  # at the bound, not over it
+    assert sub.on_events([put(b"d", 14)]) == "max_backlog"
+    assert (sub.pending_events, sub.pending_bytes) == (4, 4)
+    error = sub.overflow_error("max_backlog")
+    assert (error.key, error.bound, error.limit, error.revision) == (b"k", "max_backlog", 3, 14)
+    assert "watch again from revision 15" in str(error)
+
+
+def test_one_big_revision_for_a_consumer_that_is_not_behind_is_let_through() -> None:
+    sub = subscription(max_events=3)
+    sub.on_created(10)
+    # Say a delete of a whole prefix: one revision, more events than the bound.
+    assert sub.on_events([put(bytes([97 + i]), 11) for i in range(5)]) is None
+    assert sub.on_events([put(b"z", 12)]) == "max_backlog"  # now the consumer is behind
+
+
+def test_overflow_counts_keys_values_and_previous_values() -> None:
+    sub = subscription(max_bytes=100, prev_kv=True)
+    sub.on_created(10)
+    assert sub.on_events([put(b"k1", 11, b"x" * 40, prev=b"y" * 10)]) is None
+    assert sub.pending_bytes == 2 + 40 + 2 + 10
+    assert sub.on_events([put(b"k2", 12, b"x" * 44)]) is None  # 100: at the bound
+    assert sub.on_events([put(b"k3", 13, b"x")]) == "max_backlog_bytes"
+    error = sub.overflow_error("max_backlog_bytes")
+    assert (error.bound, error.limit, error.revision) == ("max_backlog_bytes", 100, 13)
+    assert "bytes" in str(error)
+
+
+def test_reading_releases_the_counts_and_allows_a_resume_at_half() -> None:
+    sub = subscription(max_events=4, max_bytes=1000, on_overflow="pause", prev_kv=True)
+    sub.on_created(10)
+    for revision in range(11, 17):
+        sub.on_events([put(b"key", revision, b"v" * 10, prev=b"p" * 5)])
+    sub.on_progress(20, resumable=True)
+    assert (sub.pending_events, sub.pending_bytes) == (6, 6 * 21)
+    limits = sub.limits
+    assert not limits.resumable(sub.pending_events, sub.pending_bytes)
+    for _ in range(4):
+        sub.pop()
+    assert (sub.pending_events, sub.pending_bytes) == (2, 2 * 21)
+    assert limits.resumable(sub.pending_events, sub.pending_bytes)
+    assert limits.resumable(2, 500)
+    assert not limits.resumable(2, 501)
+    assert drain(sub) == [(15, 15), (16, 16)]
+    # The progress notification behind them is not an event.
+    assert (sub.pending_events, sub.pending_bytes, sub.delivered_revision) == (0, 0, 20)
+
+
+def test_close_forgets_the_backlog_and_its_counts() -> None:
+    sub = subscription()
+    sub.on_created(10)
+    sub.on_events([put(b"a", 11, b"v")])
+    sub.close()
+    assert (len(sub.backlog), sub.pending_events, sub.pending_bytes) == (0, 0, 0)
+
+
+def test_limits_are_checked() -> None:
+    with pytest.raises(ValueError, match="max_backlog must"):
+        BacklogLimits(0, 1, "raise")
+    with pytest.raises(ValueError, match="max_backlog_bytes"):
+        BacklogLimits(1, 0, "pause")
+    with pytest.raises(TypeError, match="max_backlog_bytes"):
+        BacklogLimits(1, 1.5, "raise")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="max_backlog"):
+        BacklogLimits(True, 1, "raise")
+    with pytest.raises(ValueError, match="on_overflow"):
+        BacklogLimits(1, 1, "drop")
+
+
+def test_the_overflow_error_is_public_and_an_etcd_error() -> None:
+    assert etcd.WatchOverflowError is WatchOverflowError
+    assert issubclass(WatchOverflowError, etcd.EtcdError)
