@@ -323,6 +323,8 @@ class GrpcProtocol:
             return
         if self._unparsed:
             data = self._unparsed + data
+        elif type(data) is not bytes:
+            data = bytes(data)  # received messages may keep views of it: it must not change
         try:
             used = self._receive_frames(data)
         except Http2Error as exc:
