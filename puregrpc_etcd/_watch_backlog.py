@@ -98,6 +98,8 @@ class Subscription:
         self.backlog: Deque[BacklogItem] = deque()
         self.pending_events = 0
         self.pending_bytes = 0
+        # The size of each unread event, in order: measured once, on arrival.
+        self._sizes: Deque[int] = deque()
         #: Every event up to this revision has been handed to the consumer.
         self.delivered_revision = 0
         self.error: Optional[BaseException] = None
@@ -126,6 +128,7 @@ class Subscription:
         self.closed = True
         self.watch_id = None
         self.backlog.clear()
+        self._sizes.clear()
         self.pending_events = self.pending_bytes = 0
         self._changed.unpark_all()
 
@@ -146,7 +149,9 @@ class Subscription:
         self.backlog.extend(events)
         self.pending_events += len(events)
         with_prev = self.spec.prev_kv
-        self.pending_bytes += sum(_size(event, with_prev) for event in events)
+        sizes = [_size(event, with_prev) for event in events]
+        self._sizes.extend(sizes)
+        self.pending_bytes += sum(sizes)
         self._changed.unpark_all()
         if not behind:
             return None
@@ -177,7 +182,7 @@ class Subscription:
             self.delivered_revision = max(self.delivered_revision, item)
             return None
         self.pending_events -= 1
-        self.pending_bytes -= _size(item, self.spec.prev_kv)
+        self.pending_bytes -= self._sizes.popleft()
         revision = item.kv.mod_revision
         following = self.backlog[0] if self.backlog else None
         # One revision can hold several events (a txn); it is delivered when its last one is.
