@@ -7,11 +7,11 @@ etcd's KV service (API.md, section KV).
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any, AsyncIterator, Iterable
+from typing import TYPE_CHECKING, Any, AsyncIterator, Iterable, cast
 
 import trio
 
-from puregrpc_etcd import _requests, grpc
+from puregrpc_etcd import _fastpb, _requests, grpc
 from puregrpc_etcd._base import ClientBase
 from puregrpc_etcd._proto import rpc_pb2
 from puregrpc_etcd.errors import CompactedError, EtcdError, RpcError
@@ -40,7 +40,12 @@ _WATCH = "/etcdserverpb.Watch/Watch"
 _COMPACT_PROBE_TIMEOUT = 1.0
 
 _RangeRequest = rpc_pb2.RangeRequest
-_RangeResponse = rpc_pb2.RangeResponse
+# Pure-Python protobuf (PyPy) parses big replies slowly; _fastpb reads the same fields.
+_RangeResponse = (
+    cast("type[rpc_pb2.RangeResponse]", _fastpb.RangeResponse)
+    if _fastpb.PURE_PYTHON_PROTOBUF
+    else rpc_pb2.RangeResponse
+)
 _PutRequest = rpc_pb2.PutRequest
 _PutResponse = rpc_pb2.PutResponse
 

@@ -1,0 +1,115 @@
+"""The specialised RangeResponse decoder reads exactly what protobuf reads, and hands anything
+unusual to protobuf itself."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from google.protobuf.message import DecodeError
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from puregrpc_etcd import _fastpb
+from puregrpc_etcd._proto import kv_pb2, rpc_pb2
+
+INT64 = st.integers(min_value=-(2**63), max_value=2**63 - 1)
+UINT64 = st.integers(min_value=0, max_value=2**64 - 1)
+
+key_values = st.builds(
+    kv_pb2.KeyValue,
+    key=st.binary(max_size=40),
+    value=st.binary(max_size=300),
+    create_revision=INT64,
+    mod_revision=INT64,
+    version=INT64,
+    lease=INT64,
+)
+range_responses = st.builds(
+    rpc_pb2.RangeResponse,
+    header=st.one_of(
+        st.none(),
+        st.builds(
+            rpc_pb2.ResponseHeader,
+            cluster_id=UINT64,
+            member_id=UINT64,
+            revision=INT64,
+            raft_term=UINT64,
+        ),
+    ),
+    kvs=st.lists(key_values, max_size=6),
+    more=st.booleans(),
+    count=INT64,
+)
+
+KV_FIELDS = ("key", "value", "create_revision", "mod_revision", "version", "lease")
+HEADER_FIELDS = ("cluster_id", "member_id", "revision", "raft_term")
+
+
+def fields(reply: Any) -> tuple[Any, ...]:
+    """Everything the client reads of a RangeResponse, from either decoder's result."""
+    header = tuple(getattr(reply.header, name) for name in HEADER_FIELDS)
+    kvs = tuple(tuple(getattr(kv, name) for name in KV_FIELDS) for kv in reply.kvs)
+    return header, kvs, reply.more, reply.count
+
+
+@settings(max_examples=200, deadline=None)
+@given(reply=range_responses)
+def test_decodes_what_protobuf_encodes(reply: rpc_pb2.RangeResponse) -> None:
+    data = reply.SerializeToString()
+    fast = _fastpb.decode_range_response(data)
+    assert isinstance(fast, _fastpb.RangeResponse)
+    assert fields(fast) == fields(rpc_pb2.RangeResponse.FromString(data))
+
+
+@settings(max_examples=200, deadline=None)
+@given(first=range_responses, second=range_responses)
+def test_concatenated_messages_merge_as_protobuf_merges(
+    first: rpc_pb2.RangeResponse, second: rpc_pb2.RangeResponse
+) -> None:
+    # Concatenation is protobuf's merge: repeated fields append, scalars take the last value,
+    # a sub-message seen twice merges (that case goes to protobuf).
+    data = first.SerializeToString() + second.SerializeToString()
+    assert fields(_fastpb.RangeResponse.FromString(data)) == fields(
+        rpc_pb2.RangeResponse.FromString(data)
+    )
+
+
+@settings(max_examples=200, deadline=None)
+@given(reply=range_responses, data=st.data())
+def test_damaged_input_decodes_as_protobuf_or_fails_as_protobuf(
+    reply: rpc_pb2.RangeResponse, data: st.DataObject
+) -> None:
+    raw = bytearray(reply.SerializeToString())
+    if raw:
+        for _ in range(data.draw(st.integers(min_value=1, max_value=3))):
+            raw[data.draw(st.integers(min_value=0, max_value=len(raw) - 1))] = data.draw(
+                st.integers(min_value=0, max_value=255)
+            )
+    cut = data.draw(st.integers(min_value=0, max_value=len(raw)))
+    damaged = bytes(raw[:cut])
+    try:
+        expected = fields(rpc_pb2.RangeResponse.FromString(damaged))
+    except DecodeError:
+        with pytest.raises(DecodeError):
+            _fastpb.RangeResponse.FromString(damaged)
+    else:
+        assert fields(_fastpb.RangeResponse.FromString(damaged)) == expected
+
+
+def test_unknown_fields_and_explicit_defaults() -> None:
+    known = rpc_pb2.RangeResponse(count=3).SerializeToString()
+    unknown_field = b"\xa8\x06\x01"  # field 101, varint 1
+    data = known + unknown_field
+    # Left to protobuf, which keeps the unknown field: the result is protobuf's own message.
+    assert isinstance(_fastpb.RangeResponse.FromString(data), rpc_pb2.RangeResponse)
+    explicit_zeros = b"\x18\x00\x20\x00\x12\x04\x0a\x00\x2a\x00"  # more=0, count=0, one empty kv
+    fast = _fastpb.decode_range_response(explicit_zeros)
+    assert fields(fast) == fields(rpc_pb2.RangeResponse.FromString(explicit_zeros))
+
+
+def test_a_ten_byte_negative_revision() -> None:
+    kv = kv_pb2.KeyValue(key=b"k", mod_revision=-1, lease=-(2**63))
+    data = rpc_pb2.RangeResponse(kvs=[kv]).SerializeToString()
+    (fast_kv,) = _fastpb.decode_range_response(data).kvs
+    assert (fast_kv.mod_revision, fast_kv.lease) == (-1, -(2**63))
