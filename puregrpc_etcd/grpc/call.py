@@ -81,6 +81,15 @@ async def _open_call(
     raise RpcError(StatusCode.UNAVAILABLE, "no connection would take the call", not_processed=True)
 
 
+async def _open_call_within(
+    channel: Channel, call: CallState, method: str, metadata: bytes, deadline: float
+) -> Connection | None:
+    """``_open_call`` bounded by ``deadline``; None when it passed first."""
+    with trio.CancelScope(deadline=deadline):
+        return await _open_call(channel, call, method, metadata)
+    return None
+
+
 async def unary_unary(
     channel: Channel,
     *,
@@ -92,31 +101,20 @@ async def unary_unary(
 ) -> ReplyT:
     payload = _encode(request, channel.max_send_message_size)
     headers = metadata_block(metadata)
-    if timeout is None:
-        return await _unary(channel, method=method, payload=payload, reply_type=reply_type,
-                            headers=headers, deadline=math.inf, timeout=None)
-    deadline = trio.current_time() + timeout
-    with trio.CancelScope(deadline=deadline) as scope:
-        return await _unary(channel, method=method, payload=payload, reply_type=reply_type,
-                            headers=headers, deadline=deadline, timeout=timeout)
-    assert scope.cancelled_caught
-    raise _deadline_error(timeout)
-
-
-async def _unary(
-    channel: Channel,
-    *,
-    method: str,
-    payload: bytes,
-    reply_type: Type[ReplyT],
-    headers: bytes,
-    deadline: float,
-    timeout: float | None,
-) -> ReplyT:
+    deadline = math.inf if timeout is None else trio.current_time() + timeout
     for attempt in range(1 + _TRANSPARENT_RETRIES):
         call = CallState(channel.max_receive_message_size)
-        connection = await _open_call(channel, call, method, headers)
+        connection = channel.ready_connection()
+        if connection is None or not connection.try_start_call(
+            call, method, min(deadline, trio.current_effective_deadline()), headers
+        ):
+            # Connecting, or waiting for a stream slot: the slow path, under a cancel scope.
+            connection = await _open_call_within(channel, call, method, headers, deadline)
+            if connection is None:
+                raise _deadline_error(timeout)
         try:
+            if timeout is not None:
+                connection.expire_at(call, deadline, timeout)
             await connection.send(call, payload, end_stream=True)
             while call.code is None:
                 await connection.wait(call, sending=False)

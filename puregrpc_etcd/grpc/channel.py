@@ -196,6 +196,11 @@ class Channel:
 
     # -- connecting ---------------------------------------------------------------------------
 
+    def ready_connection(self) -> Connection | None:
+        """The live connection if there is one, without waiting."""
+        connection = self._connection
+        return connection if connection is not None and connection.usable else None
+
     async def get_connection(self) -> Connection:
         """The live connection, connecting first if there is none."""
         connection = self._connection

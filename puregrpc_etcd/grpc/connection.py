@@ -10,6 +10,7 @@ from typing import Any, Optional
 import trio
 
 from .call_state import CallState
+from .deadlines import DeadlineQueue
 from .metadata import RequestHeaderTemplate
 from .protocol import GrpcProtocol
 from .status import RpcError, StatusCode
@@ -75,6 +76,8 @@ class Connection:
         self._ping_payload = b""
         self._ping_acknowledged = trio.Event()
         self._pings_sent = 0
+        self._deadlines = DeadlineQueue()
+        self._deadlines_changed = trio.Event()
 
     @property
     def usable(self) -> bool:
@@ -110,6 +113,7 @@ class Connection:
                     nursery.cancel_scope.cancel()
                 nursery.start_soon(self._reader)
                 nursery.start_soon(self._writer)
+                nursery.start_soon(self._expirer)
                 if self._keepalive is not None:
                     nursery.start_soon(self._pinger, self._keepalive)
         finally:
@@ -201,6 +205,19 @@ class Connection:
                 return
             self._last_activity = trio.current_time()
 
+    async def _expirer(self) -> None:
+        """End the calls whose deadline (``expire_at``) has passed, as DEADLINE_EXCEEDED."""
+        deadlines = self._deadlines
+        while True:
+            for call, timeout in deadlines.expired(trio.current_time()):
+                error = RpcError(
+                    StatusCode.DEADLINE_EXCEEDED, f"deadline exceeded after {timeout:g} s"
+                )
+                self.cancel(call, error)
+            self._deadlines_changed = trio.Event()
+            with trio.move_on_at(deadlines.next):
+                await self._deadlines_changed.wait()
+
     def _dispatch(self) -> None:
         """Wake the tasks whose calls changed and act on connection-level news."""
         protocol = self.protocol
@@ -261,6 +278,28 @@ class Connection:
         self._write_requested.set()
 
     # -- calls --------------------------------------------------------------------------------
+
+    def try_start_call(
+        self, call: CallState, method: str, deadline: float, metadata: bytes
+    ) -> bool:
+        """Queue the call's HEADERS now if that needs no waiting (a free slot, a usable
+        connection, time left); else False, and ``start_call`` is the way."""
+        protocol = self.protocol
+        if not (protocol.has_free_slot and self.usable):
+            return False
+        timeout = None
+        if deadline != math.inf:
+            timeout = deadline - trio.current_time()
+            if timeout <= 0:
+                return False
+        protocol.start_call(call, self.headers.block(method, timeout, metadata))
+        return True
+
+    def expire_at(self, call: CallState, deadline: float, timeout: float) -> None:
+        """End ``call`` with DEADLINE_EXCEEDED (and reset its stream) once ``deadline`` passes:
+        a unary call's timeout without a cancel scope of its own."""
+        if self._deadlines.add(call, deadline, timeout, self.protocol.open_streams):
+            self._deadlines_changed.set()
 
     async def start_call(
         self,
