@@ -34,8 +34,12 @@ class Contender:
             return True
         return workload.startswith(("get_", "put_")) or workload in ("prefix_10k", "watch_replay")
 
-    def command(self, workload: str, endpoint: str, seconds: float, first: int) -> list[str]:
-        return [self.python, "-m", *self.module, workload, endpoint, str(seconds), str(first)]
+    def command(
+        self, workload: str, endpoint: str, seconds: float, first: int, warmup: float | None
+    ) -> list[str]:
+        extra = [] if warmup is None else [str(warmup)]
+        args = [workload, endpoint, str(seconds), str(first), *extra]
+        return [self.python, "-m", *self.module, *args]
 
 
 def _has(python: str, *modules: str) -> bool:
@@ -76,9 +80,15 @@ def prepare(endpoint: str, python: str) -> int:
 
 
 def run_one(
-    contender: Contender, workload: str, endpoint: str, seconds: float, first: int
+    contender: Contender,
+    workload: str,
+    endpoint: str,
+    *,
+    seconds: float,
+    first: int,
+    warmup: float | None,
 ) -> dict[str, float] | None:
-    cmd = contender.command(workload, endpoint, seconds, first)
+    cmd = contender.command(workload, endpoint, seconds, first, warmup)
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=600, check=False)
     if proc.returncode != 0:
         tail = (proc.stderr.strip().splitlines() or ["?"])[-1]
@@ -88,31 +98,84 @@ def run_one(
     return result
 
 
+# (ours, peer) pairs whose ratio the table shows, when both ran: each peer on its own
+# interpreter, and ours on PyPy against the CPython peers (the issue's "aim" row).
+RATIOS = [
+    ("puregrpc_etcd (CPython)", "aetcd (CPython)"),
+    ("puregrpc_etcd (CPython)", "grpclib (CPython)"),
+    ("puregrpc_etcd (PyPy)", "grpclib (PyPy)"),
+    ("puregrpc_etcd (PyPy)", "aetcd (CPython)"),
+]
+
+
+def _short(name: str) -> str:
+    client, interpreter = name.split(" (")
+    return f"{'ours' if client == 'puregrpc_etcd' else client} {interpreter.rstrip(')')}"
+
+
 def table(found: list[Contender], workload_names: list[str]) -> str:
-    ours = found[0]
-    peers = [c for c in found[1:] if not c.name.startswith("puregrpc_etcd")]
-    header = ["workload", "unit", *(c.name for c in found), *(f"ours / {p.name}" for p in peers)]
+    """Medians per contender, then ours/peer ratios (above 1 means we are better)."""
+    names = [c.name for c in found]
+    pairs = [(a, b) for a, b in RATIOS if a in names and b in names]
+    header = ["workload", "unit", *(_short(n) for n in names)]
+    header += [f"{_short(a)} vs {_short(b)}" for a, b in pairs]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for workload in workload_names:
         unit, higher_better, _ = w.WORKLOADS[workload]
-        medians = {}
+        medians: dict[str, float | None] = {}
         for c in found:
             values = c.results.get(workload)
             medians[c.name] = statistics.median(values) if values else None
         cells = [workload, unit]
-        for c in found:
-            m = medians[c.name]
+        for name in names:
+            m = medians[name]
             cells.append("—" if m is None else (f"{m:,.0f}" if m >= 100 else f"{m:,.2f}"))
-        for p in peers:
-            ours_m, peer_m = medians[ours.name], medians[p.name]
+        for ours_name, peer_name in pairs:
+            ours_m, peer_m = medians[ours_name], medians[peer_name]
             if not ours_m or not peer_m:
                 cells.append("—")
             else:
                 ratio = ours_m / peer_m if higher_better else peer_m / ours_m
                 cells.append(f"{ratio:.2f}x")
         lines.append("| " + " | ".join(cells) + " |")
-    # Our other interpreter against the CPython peers, when both ran.
     return "\n".join(lines)
+
+
+def spread(found: list[Contender], workload_names: list[str]) -> str:
+    """How noisy the rounds were: (max - min) / median of each contender's runs, worst case."""
+    worst = 0.0
+    where = ""
+    for c in found:
+        for workload in workload_names:
+            values = c.results.get(workload) or []
+            if len(values) > 1:
+                noise = (max(values) - min(values)) / statistics.median(values)
+                if noise > worst:
+                    worst, where = noise, f"{c.name} {workload}"
+    return f"largest spread between rounds: {worst:.0%} ({where})" if where else ""
+
+
+def profile(args: argparse.Namespace, endpoint: str, first: int) -> None:
+    """Run one workload of ours under pyinstrument: an HTML profile, and the text tree."""
+    out = f"bench-{args.profile}.pyisession"
+    worker = ["-m", "bench.worker_ours", args.profile, endpoint, str(args.seconds), str(first)]
+    if args.warmup is not None:
+        worker.append(str(args.warmup))
+    subprocess.run(
+        [args.python, "-m", "pyinstrument", "-r", "pyisession", "-o", out, *worker],
+        cwd=ROOT,
+        check=True,
+    )
+    for renderer, suffix in (("html", ".html"), ("text", ".txt")):
+        # The text tree, without colour codes, is for reading in a terminal or a diff.
+        subprocess.run(
+            [args.python, "-m", "pyinstrument", f"--load={out}", "-r", renderer, "-o", out + suffix],
+            cwd=ROOT,
+            check=True,
+        )
+    with open(os.path.join(ROOT, out + ".txt")) as text:
+        print(text.read())
+    print(f"profile written to {out}.html and {out}.txt")
 
 
 def main() -> None:
@@ -121,11 +184,20 @@ def main() -> None:
     parser.add_argument("--main", action="store_true", help=f"only {', '.join(w.MAIN)}")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=2.0, help="duration of a timed run")
+    parser.add_argument(
+        "--warmup",
+        type=float,
+        help="seconds of each workload run before measuring (default 0.5 on CPython, 4 on PyPy)",
+    )
     parser.add_argument("--python", default=sys.executable)
     parser.add_argument("--pypy", default=os.path.join(ROOT, ".venv-pypy", "bin", "python"))
     parser.add_argument("--ours-only", action="store_true")
     parser.add_argument("--endpoint", help="use this etcd instead of starting one")
-    parser.add_argument("--profile", metavar="WORKLOAD", help="write a pyinstrument profile")
+    parser.add_argument(
+        "--profile",
+        metavar="WORKLOAD",
+        help="profile our client on one workload (pyinstrument: HTML file and text summary)",
+    )
     args = parser.parse_args()
     names = w.MAIN if args.main else (args.workloads or w.DEFAULT)
     unknown = [n for n in names if n not in w.WORKLOADS]
@@ -143,13 +215,7 @@ def main() -> None:
     try:
         first = prepare(endpoint, args.python)
         if args.profile:
-            out = f"bench-{args.profile}.prof.html"
-            subprocess.run(
-                [args.python, "-m", "pyinstrument", "-r", "html", "-o", out, "-m",
-                 "bench.worker_ours", args.profile, endpoint, str(args.seconds), str(first)],
-                cwd=ROOT, check=True,
-            )  # fmt: skip
-            print(f"profile written to {out}")
+            profile(args, endpoint, first)
             return
         found = contenders(args)
         print(
@@ -161,7 +227,9 @@ def main() -> None:
                     if not c.supports(workload):
                         continue
                     started = time.perf_counter()
-                    result = run_one(c, workload, endpoint, args.seconds, first)
+                    result = run_one(
+                        c, workload, endpoint, seconds=args.seconds, first=first, warmup=args.warmup
+                    )
                     if result is not None:
                         c.results.setdefault(workload, []).append(result["value"])
                         c.extra.setdefault(workload, []).append(result)
@@ -172,6 +240,7 @@ def main() -> None:
                         file=sys.stderr,
                     )
         print(table(found, names))
+        print(f"\n{spread(found, names)}")
         for c in found:
             for workload in ("get_seq", "put_seq"):
                 runs = c.extra.get(workload) or []

@@ -1,6 +1,7 @@
 """Benchmark worker for puregrpc_etcd (trio).
 
-``python -m bench.worker_ours WORKLOAD ENDPOINT SECONDS [FIRST_REVISION]`` prints one JSON object:
+``python -m bench.worker_ours WORKLOAD ENDPOINT SECONDS [FIRST_REVISION [WARMUP]]`` prints one
+JSON object:
 ``{"value": ..., "p50_ms": ..., "p99_ms": ...}``. The workload ``prepare`` stores the keys the
 prefix and replay workloads read, and prints the replay's first revision.
 """
@@ -63,7 +64,7 @@ async def prepare(client: etcd.Client) -> int:
     return first
 
 
-async def run(workload: str, endpoint: str, seconds: float) -> dict[str, float]:
+async def run(workload: str, endpoint: str, seconds: float, warmup: float) -> dict[str, float]:
     async with etcd.connect(endpoint, timeout=120) as client:
         if workload == "prepare":
             return {"value": await prepare(client)}
@@ -80,7 +81,7 @@ async def run(workload: str, endpoint: str, seconds: float) -> dict[str, float]:
                     await client.put(key, value)
 
             tasks = w.concurrency(workload)
-            await _loop(op, 0.3, tasks, None)  # warm up
+            await _loop(op, warmup, tasks, None)
             latencies: list[float] | None = [] if tasks == 1 else None
             start = time.perf_counter()
             done = await _loop(op, seconds, tasks, latencies)
@@ -90,7 +91,9 @@ async def run(workload: str, endpoint: str, seconds: float) -> dict[str, float]:
                 result["p99_ms"] = _percentile(latencies, 0.99)
             return result
         if workload == "prefix_10k":
-            await client.get(b"bench/prefix/", prefix=True, count_only=True)
+            warm_until = time.perf_counter() + warmup
+            while time.perf_counter() < warm_until:
+                await client.get(b"bench/prefix/", prefix=True)
             times = []
             deadline = time.perf_counter() + seconds
             while len(times) < 3 or (time.perf_counter() < deadline and len(times) < 50):
@@ -186,7 +189,7 @@ async def _mem_watchers(client: etcd.Client) -> float:
 
 def main() -> None:
     workload, endpoint, seconds = sys.argv[1], sys.argv[2], float(sys.argv[3])
-    print(json.dumps(trio.run(run, workload, endpoint, seconds)))
+    print(json.dumps(trio.run(run, workload, endpoint, seconds, w.warmup_arg(sys.argv, 5))))
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """Benchmark workers for the peer clients (asyncio): aetcd (grpcio) and grpclib (pure Python).
 
-``python -m bench.worker_peers CLIENT WORKLOAD ENDPOINT SECONDS [FIRST_REVISION]`` prints one
-JSON object like the puregrpc_etcd worker. The grpclib peer sends etcd's requests with the
+``python -m bench.worker_peers CLIENT WORKLOAD ENDPOINT SECONDS [FIRST_REVISION [WARMUP]]`` prints
+one JSON object like the puregrpc_etcd worker. The grpclib peer sends etcd's requests with the
 protobuf message classes generated for this package (``puregrpc_etcd._proto``), so both pure-Python
 stacks pay the same protobuf cost; it imports nothing else of ours.
 """
@@ -118,7 +118,9 @@ async def _loop(op: Any, seconds: float, tasks: int, latencies: list[float] | No
     return done
 
 
-async def run(client_name: str, workload: str, endpoint: str, seconds: float) -> dict[str, float]:
+async def run(
+    client_name: str, workload: str, endpoint: str, seconds: float, warmup: float
+) -> dict[str, float]:
     kv: Any = AetcdKV(endpoint) if client_name == "aetcd" else GrpclibKV(endpoint)
     if client_name == "aetcd":
         await kv.client.connect()
@@ -132,7 +134,7 @@ async def run(client_name: str, workload: str, endpoint: str, seconds: float) ->
                 else (lambda: kv.put(key, value))
             )
             tasks = w.concurrency(workload)
-            await _loop(op, 0.3, tasks, None)
+            await _loop(op, warmup, tasks, None)
             latencies: list[float] | None = [] if tasks == 1 else None
             start = time.perf_counter()
             done = await _loop(op, seconds, tasks, latencies)
@@ -143,6 +145,9 @@ async def run(client_name: str, workload: str, endpoint: str, seconds: float) ->
                 result["p99_ms"] = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] * 1000
             return result
         if workload == "prefix_10k":
+            warm_until = time.perf_counter() + warmup
+            while time.perf_counter() < warm_until:
+                await kv.get_prefix(b"bench/prefix/")
             times = []
             deadline = time.perf_counter() + seconds
             while len(times) < 3 or (time.perf_counter() < deadline and len(times) < 50):
@@ -169,7 +174,8 @@ def supports(workload: str) -> bool:
 
 def main() -> None:
     client_name, workload, endpoint, seconds = sys.argv[1:5]
-    print(json.dumps(asyncio.run(run(client_name, workload, endpoint, float(seconds)))))
+    warmup = w.warmup_arg(sys.argv, 6)
+    print(json.dumps(asyncio.run(run(client_name, workload, endpoint, float(seconds), warmup))))
 
 
 if __name__ == "__main__":

@@ -41,6 +41,19 @@ DEFAULT = [
 ]  # fmt: skip
 
 
+def default_warmup() -> float:
+    """Seconds of the workload run before measuring: PyPy's JIT needs a few seconds of the hot
+    loop before it settles, CPython only its caches. Peers on the same interpreter get the same."""
+    import platform
+
+    return 4.0 if platform.python_implementation() == "PyPy" else 0.5
+
+
+def warmup_arg(argv: list[str], index: int) -> float:
+    """The warm-up seconds passed by the driver at ``argv[index]``, else the default."""
+    return float(argv[index]) if len(argv) > index else default_warmup()
+
+
 def concurrency(workload: str) -> int:
     """How many concurrent tasks a get_cN / put_cN workload runs (1 for sequential ones)."""
     if "_c" in workload:
