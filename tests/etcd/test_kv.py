@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import AsyncIterator, Iterator
 
 import pytest
 import trio
@@ -13,18 +12,6 @@ from puregrpc_etcd._proto import rpc_pb2
 from puregrpc_etcd.testing import EtcdServer
 
 _prefixes = itertools.count()
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[EtcdServer]:
-    with EtcdServer() as started:
-        yield started
-
-
-@pytest.fixture
-async def client(server: EtcdServer) -> AsyncIterator[etcd.Client]:
-    async with etcd.connect(server.endpoints) as connected:
-        yield connected
 
 
 @pytest.fixture

@@ -4,28 +4,14 @@ and the server's txn limits."""
 from __future__ import annotations
 
 import itertools
-from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
 import puregrpc_etcd as etcd
 from puregrpc_etcd import Compare, Op
 from puregrpc_etcd._proto import rpc_pb2
-from puregrpc_etcd.testing import EtcdServer
 
 _prefixes = itertools.count()
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[EtcdServer]:
-    with EtcdServer() as started:
-        yield started
-
-
-@pytest.fixture
-async def client(server: EtcdServer) -> AsyncIterator[etcd.Client]:
-    async with etcd.connect(server.endpoints) as connected:
-        yield connected
 
 
 @pytest.fixture

@@ -5,29 +5,15 @@ ops, watches, locks, elections, lease keys), nested views, and what views share 
 from __future__ import annotations
 
 import itertools
-from collections.abc import AsyncIterator, Iterator
 
 import pytest
 import trio
 
 import puregrpc_etcd as etcd
-from puregrpc_etcd.testing import EtcdServer
 from puregrpc_etcd.txn import Compare, Op
 from puregrpc_etcd.watch import Event, Watcher
 
 _prefixes = itertools.count()
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[EtcdServer]:
-    with EtcdServer() as started:
-        yield started
-
-
-@pytest.fixture
-async def client(server: EtcdServer) -> AsyncIterator[etcd.Client]:
-    async with etcd.connect(server.endpoints) as connected:
-        yield connected
 
 
 @pytest.fixture

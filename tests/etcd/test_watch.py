@@ -7,7 +7,6 @@ from __future__ import annotations
 import itertools
 import socket
 import urllib.request
-from collections.abc import AsyncIterator, Iterator
 
 import pytest
 import trio
@@ -19,18 +18,6 @@ from puregrpc_etcd.testing import EtcdServer
 from puregrpc_etcd.watch import Event, Watcher
 
 _prefixes = itertools.count()
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[EtcdServer]:
-    with EtcdServer() as started:
-        yield started
-
-
-@pytest.fixture
-async def client(server: EtcdServer) -> AsyncIterator[etcd.Client]:
-    async with etcd.connect(server.endpoints) as connected:
-        yield connected
 
 
 @pytest.fixture
