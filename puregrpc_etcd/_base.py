@@ -7,6 +7,8 @@ are namespaced live in one place, ``client.py``, which implements the abstract p
 
 from __future__ import annotations
 
+import math
+import numbers
 from typing import TYPE_CHECKING, AsyncContextManager, Awaitable, Callable, TypeVar
 
 from puregrpc_etcd._keys import ALL_KEYS, key_range, prefix_range_end, to_key
@@ -20,6 +22,22 @@ if TYPE_CHECKING:
 M = TypeVar("M", bound="Message")
 
 
+def check_timeout(timeout: object, what: str = "timeout") -> float | None:
+    """A ``timeout`` argument as seconds: None, or a positive real number (not a bool).
+
+    Every network call checks its ``timeout`` here before any I/O, so a bad one is a
+    ``TypeError`` or ``ValueError`` rather than an instant ``DeadlineExceededError``.
+    """
+    if timeout is None:
+        return None
+    if isinstance(timeout, bool) or not isinstance(timeout, numbers.Real):
+        raise TypeError(f"{what} must be a number of seconds or None, not {type(timeout).__name__}")
+    seconds = float(timeout)
+    if not seconds > 0:  # also refuses NaN
+        raise ValueError(f"{what} must be > 0 seconds, or None, not {timeout!r}")
+    return seconds
+
+
 class ClientBase:
     """What every feature module may use of a client; ``client.Client`` fills it in.
 
@@ -31,6 +49,8 @@ class ClientBase:
     - ``_closers``: coroutine functions run, in reverse order of registration, when the client
       closes, before its nursery is cancelled (each shielded and bounded in time by the client);
       e.g. the lease module revokes the leases it granted.
+    - ``_unreachable_at``: when (trio time) a clean-up call on the way out last found no
+      endpoint reachable (see ``_cleanup.cleanup_call``).
     """
 
     _nursery: trio.Nursery
@@ -38,6 +58,7 @@ class ClientBase:
     _timeout: float | None
     _namespace: bytes = b""
     _closers: list[Callable[[], Awaitable[None]]]
+    _unreachable_at: float = -math.inf
 
     async def _unary(
         self,
@@ -48,15 +69,17 @@ class ClientBase:
         timeout: float | None = None,
         repeatable: bool = False,
         endpoint: str | None = None,
+        retries: int | None = None,
     ) -> M:
         """Send one unary etcd call and return its reply.
 
-        Adds the auth token and ``hasleader`` metadata, applies ``timeout`` (else the client's
-        default) together with the caller's trio deadline, retries on UNAVAILABLE when
-        ``repeatable`` (read-only calls) or when the request provably never reached the server,
-        re-authenticates once on an invalid token, and raises the typed ``EtcdError`` subclasses
-        of ``errors.py`` for every failure. ``endpoint`` sends the call to that one endpoint
-        instead of the channel's current connection (no failover).
+        Adds the auth token and ``hasleader`` metadata, applies ``timeout`` (checked by
+        ``check_timeout``; else the client's default) together with the caller's trio deadline,
+        retries on UNAVAILABLE when ``repeatable`` (read-only calls) or when the request provably
+        never reached the server, re-authenticates once on an invalid token, and raises the
+        typed ``EtcdError`` subclasses of ``errors.py`` for every failure. ``endpoint`` sends the
+        call to that one endpoint instead of the channel's current connection (no failover).
+        ``retries`` overrides the client's retry count (0: one attempt, e.g. clean-up on exit).
         """
         raise NotImplementedError
 
@@ -67,7 +90,8 @@ class ClientBase:
         *,
         timeout: float | None = None,
     ) -> AsyncContextManager[Stream[M]]:
-        """Open one streaming call with the current auth token and ``hasleader`` metadata.
+        """Open one streaming call with the current auth token and ``hasleader`` metadata
+        (``timeout`` checked by ``check_timeout``).
 
         The token is taken fresh (re-authenticating first if it is known to be stale) every time
         a stream is opened. Errors are raised as they come from the transport

@@ -10,7 +10,7 @@ import importlib
 
 import trio
 
-__all__ = ["unwrap_group"]
+__all__ = ["strip_own_group", "unwrap_group"]
 
 
 def _group_types() -> tuple[type[BaseException], ...]:
@@ -26,13 +26,31 @@ def _group_types() -> tuple[type[BaseException], ...]:
 _GROUP_TYPES = _group_types()
 
 
-def unwrap_group(exc: BaseException) -> BaseException:
-    """The one real exception inside nested exception groups (cancellations left out)."""
-    while isinstance(exc, _GROUP_TYPES):
-        inner = [e for e in exc.exceptions if not isinstance(e, trio.Cancelled)]  # type: ignore[attr-defined]
-        if len(inner) != 1:
-            if not inner and exc.exceptions:  # type: ignore[attr-defined]
-                return exc.exceptions[0]  # type: ignore[attr-defined,no-any-return]
-            return exc
-        exc = inner[0]
+def strip_own_group(exc: BaseException) -> BaseException:
+    """The error inside the one group that a nursery of ours wrapped around it.
+
+    Only that level comes off, and only when it holds a single error besides cancellations:
+    whatever the code inside the nursery raised, a group of its own included, comes out as it
+    was raised. ``exc`` itself when it is not such a group.
+    """
+    if not isinstance(exc, _GROUP_TYPES):
+        return exc
+    inner = exc.exceptions  # type: ignore[attr-defined]
+    real = [e for e in inner if not isinstance(e, trio.Cancelled)]
+    if len(real) == 1:
+        return real[0]  # type: ignore[no-any-return]
+    if not real and inner:
+        return inner[0]  # type: ignore[no-any-return]
     return exc
+
+
+def unwrap_group(exc: BaseException) -> BaseException:
+    """The one real exception inside nested exception groups (cancellations left out).
+
+    For reporting only (the CLI's one-line errors): it also opens groups that user code made.
+    """
+    while True:
+        inner = strip_own_group(exc)
+        if inner is exc:
+            return exc
+        exc = inner

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, AsyncContextManager, AsyncIterator, Seque
 
 import trio
 
+from puregrpc_etcd._base import check_timeout
 from puregrpc_etcd._endpoints import (
     ConnectSettings,
     EndpointsArg,
@@ -21,7 +22,7 @@ from puregrpc_etcd._endpoints import (
     parse_endpoints,
     settings_from_env,
 )
-from puregrpc_etcd._groups import unwrap_group
+from puregrpc_etcd._groups import strip_own_group
 from puregrpc_etcd._proto import rpc_pb2
 from puregrpc_etcd.auth import Auth
 from puregrpc_etcd.cluster import Cluster, auto_sync
@@ -43,15 +44,14 @@ if TYPE_CHECKING:
 
 __all__ = ["Client", "connect"]
 
-# The CLI imports it from here; the helper itself lives in _groups.py.
-_unwrap_group = unwrap_group
-
 M = TypeVar("M", bound="Message")
 
 _AUTHENTICATE = "/etcdserverpb.Auth/Authenticate"
 _MiB = 1024 * 1024
 #: How long each close-time job (``_closers``) may take.
 CLOSER_TIMEOUT = 2.0
+#: How long a connection attempt may take when neither the caller nor the URL/env says.
+DEFAULT_CONNECT_TIMEOUT = 5.0
 
 # etcd's answers that mean "authenticate again and repeat the call".
 _REAUTH_MESSAGES = frozenset(
@@ -103,8 +103,7 @@ class Client(KVMixin, WatchMixin, LeaseMixin, ConcurrencyMixin, NamespaceMixin, 
         low, high = retry_backoff
         if not 0 <= low <= high:
             raise ValueError("retry_backoff must be (min, max) seconds with 0 <= min <= max")
-        if timeout is not None and timeout <= 0:
-            raise ValueError("timeout must be > 0 seconds, or None")
+        timeout = check_timeout(timeout)
         if password is not None and username is None:
             raise ValueError("a password needs a username")
         self._username = username
@@ -165,9 +164,9 @@ class Client(KVMixin, WatchMixin, LeaseMixin, ConcurrencyMixin, NamespaceMixin, 
         timeout: float | None = None,
         repeatable: bool = False,
         endpoint: str | None = None,
+        retries: int | None = None,
     ) -> M:
-        if timeout is None:
-            timeout = self._timeout
+        timeout = self._timeout if timeout is None else check_timeout(timeout)
         channel = self._channel if endpoint is None else await self._channel_for(endpoint)
         metadata = self._metadata
         deadline = math.inf if timeout is None else trio.current_time() + timeout
@@ -178,6 +177,7 @@ class Client(KVMixin, WatchMixin, LeaseMixin, ConcurrencyMixin, NamespaceMixin, 
         except RpcError as first_error:
             error = first_error
         # The rare path: decide whether to authenticate again or retry, within one deadline.
+        max_retries = self._retries if retries is None else retries
         attempt = 0
         reauthenticated = False
         while True:
@@ -191,7 +191,7 @@ class Client(KVMixin, WatchMixin, LeaseMixin, ConcurrencyMixin, NamespaceMixin, 
                 await self._reauthenticate(metadata)
             elif (
                 error.code == _UNAVAILABLE
-                and attempt < self._retries
+                and attempt < max_retries
                 and (repeatable or error.not_processed or error.details == _NO_LEADER)
             ):
                 attempt += 1
@@ -226,6 +226,7 @@ class Client(KVMixin, WatchMixin, LeaseMixin, ConcurrencyMixin, NamespaceMixin, 
     async def _stream(
         self, method: str, reply_type: type[M], *, timeout: float | None = None
     ) -> AsyncIterator[Stream[M]]:
+        timeout = check_timeout(timeout)
         if self._username is not None and self._token is None:
             await self._reauthenticate(self._metadata)
         async with self._channel.stream(
@@ -286,9 +287,15 @@ async def _run_system_nursery(
     scope: trio.CancelScope, *, task_status: trio.TaskStatus[trio.Nursery]
 ) -> None:
     with scope:
-        async with trio.open_nursery() as nursery:
-            task_status.started(nursery)
-            await trio.sleep_forever()
+        try:
+            async with trio.open_nursery() as nursery:
+                task_status.started(nursery)
+                await trio.sleep_forever()
+        except BaseException as exc:
+            unwrapped = strip_own_group(exc)
+            if unwrapped is exc:
+                raise
+            raise unwrapped from unwrapped.__cause__
 
 
 async def _rotate(channel: Channel) -> None:
@@ -303,7 +310,7 @@ async def connect(
     username: str | None = None,
     password: str | None = None,
     tls: ssl.SSLContext | bool | None = None,
-    connect_timeout: float = 5.0,
+    connect_timeout: float | None = None,
     timeout: float | None = None,
     retries: int = 5,
     retry_backoff: tuple[float, float] = (0.05, 2.0),
@@ -321,8 +328,10 @@ async def connect(
     ``endpoints`` takes every form of API.md (``host:port``, ``http(s)://``, lists,
     comma-separated, one ``etcd://user:pw@h1,h2/?dial_timeout=5&command_timeout=10`` URL);
     ``from_env=True`` reads etcdctl's ``ETCDCTL_*`` variables. Settings from the URL or the
-    environment apply where the caller left an argument at its default. The client owns one
-    nursery; leaving the block runs the clients' close-time jobs and ends every task.
+    environment apply where the caller did not give the argument (None): an explicit
+    ``connect_timeout``, ``timeout``, ``username``/``password`` or TLS context wins over them,
+    and ``connect_timeout`` falls back to 5 s. The client owns one nursery; leaving the block runs
+    the clients' close-time jobs and ends every task.
     """
     if from_env:
         settings = settings_from_env()
@@ -334,8 +343,9 @@ async def connect(
         username = settings.username
         if password is None:
             password = settings.password
-    if connect_timeout == 5.0 and settings.dial_timeout is not None:
-        connect_timeout = settings.dial_timeout
+    connect_timeout = check_timeout(connect_timeout, "connect_timeout")
+    if connect_timeout is None:
+        connect_timeout = settings.dial_timeout or DEFAULT_CONNECT_TIMEOUT
     if timeout is None:
         timeout = settings.command_timeout
     tls_context = _tls_context(tls, settings)
@@ -379,7 +389,9 @@ async def connect(
                     channel.close()
                 system_scope.cancel()
     except BaseException as exc:
-        unwrapped = unwrap_group(exc)
+        # Only the group the client's own nursery put around the error comes off: a group
+        # raised by the body (say, by a nursery of its own) comes out as it went in.
+        unwrapped = strip_own_group(exc)
         if unwrapped is exc:
             raise
         raise unwrapped from unwrapped.__cause__

@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from puregrpc_etcd.grpc.status import StatusCode
 
 __all__ = [
+    "AlreadyExistsError",
     "AuthFailedError",
     "AuthNotEnabledError",
     "CompactedError",
@@ -27,6 +28,7 @@ __all__ = [
     "LockLostError",
     "NoLeaderError",
     "NoSpaceError",
+    "NotFoundError",
     "NotLeaderError",
     "PermissionDeniedError",
     "RequestTooLargeError",
@@ -111,7 +113,17 @@ class FutureRevisionError(RpcError):
     """The requested revision is newer than the store's current revision."""
 
 
-class LeaseNotFoundError(RpcError):
+class NotFoundError(RpcError):
+    """What the call names does not exist: a user, a role, a role of a user, a permission of a
+    role, a member, or (``LeaseNotFoundError``) a lease."""
+
+
+class AlreadyExistsError(RpcError):
+    """What the call would create exists already: a user, a role, a member or its peer URLs,
+    or a lease of the requested id."""
+
+
+class LeaseNotFoundError(NotFoundError):
     """The lease does not exist (never granted, revoked, or expired)."""
 
 
@@ -138,7 +150,8 @@ class PermissionDeniedError(RpcError):
 
 
 class AuthFailedError(RpcError):
-    """Authentication failed: wrong user name or password."""
+    """Authentication failed: wrong user name or password, or auth is enabled and the call
+    named no user (``etcdserver: user name is empty``: connect with ``username=``)."""
 
 
 class InvalidAuthTokenError(RpcError):
@@ -176,7 +189,25 @@ _BY_MESSAGE: dict[str, type[RpcError]] = {
     "permission denied": PermissionDeniedError,
     "invalid auth token": InvalidAuthTokenError,
     "authentication failed, invalid user ID or password": AuthFailedError,
+    # Auth is on and the call carried no token: no user was given.
+    "user name is empty": AuthFailedError,
     "authentication is not enabled": AuthNotEnabledError,
+    "key not found": NotFoundError,
+    "user name not found": NotFoundError,
+    "role name not found": NotFoundError,
+    "role is not granted to the user": NotFoundError,
+    "permission is not granted to the role": NotFoundError,
+    "member not found": NotFoundError,
+    "lease already exists": AlreadyExistsError,
+    "user name already exists": AlreadyExistsError,
+    "role name already exists": AlreadyExistsError,
+    "member ID already exist": AlreadyExistsError,
+    "Peer URLs already exists": AlreadyExistsError,
+    # The auth store's own wording of the same errors (passed through as "auth: ...").
+    "user not found": NotFoundError,
+    "role not found": NotFoundError,
+    "user already exists": AlreadyExistsError,
+    "role already exists": AlreadyExistsError,
 }
 
 _BY_CODE: dict[str, type[RpcError]] = {

@@ -3,6 +3,8 @@ call path, close-time jobs and what escapes the ``async with`` block."""
 
 from __future__ import annotations
 
+import socket
+import sys
 from collections.abc import Iterator
 
 import pytest
@@ -11,6 +13,11 @@ import trio
 import puregrpc_etcd as etcd
 from puregrpc_etcd._proto import rpc_pb2
 from puregrpc_etcd.testing import EtcdServer
+
+if sys.version_info >= (3, 11):
+    from builtins import BaseExceptionGroup
+else:
+    from exceptiongroup import BaseExceptionGroup
 
 
 @pytest.fixture(scope="module")
@@ -118,6 +125,84 @@ async def test_errors_in_the_block_come_out_unwrapped(server: EtcdServer) -> Non
             await client.get("unwrap/k", revision=10**9)
 
 
+async def test_a_group_raised_in_the_block_comes_out_as_it_went_in(server: EtcdServer) -> None:
+    raised: list[BaseException] = []
+
+    async def fail() -> None:
+        raise ValueError("in a task of the caller's nursery")
+
+    async def block() -> None:
+        async with etcd.connect(server.endpoints) as client:
+            await client.put("groups/k", "v")
+            try:
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(fail)
+            except BaseExceptionGroup as group:
+                raised.append(group)
+                raise
+
+    with pytest.raises(BaseExceptionGroup) as caught:
+        await block()
+    # The same group: trio's nurseries copy a group on its way through (``split``), so it is
+    # an equal copy holding the very same exception, not bare ValueError nor a deeper nesting.
+    [ours] = raised
+    assert type(caught.value) is type(ours)
+    assert caught.value.message == ours.message
+    [inner] = caught.value.exceptions
+    assert inner is ours.exceptions[0]
+
+
+async def test_connect_timeout_given_wins_over_the_url_and_env(
+    server: EtcdServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = f"etcd://{server.endpoint}/?dial_timeout=7"
+    async with etcd.connect(url, connect_timeout=5.0) as client:
+        assert client._channel.connect_timeout == 5.0
+    async with etcd.connect(url) as client:
+        assert client._channel.connect_timeout == 7.0
+    async with etcd.connect(server.endpoints) as client:
+        assert client._channel.connect_timeout == 5.0
+    monkeypatch.setenv("ETCDCTL_ENDPOINTS", server.endpoint)
+    monkeypatch.setenv("ETCDCTL_DIAL_TIMEOUT", "3s")
+    async with etcd.connect(from_env=True, connect_timeout=5.0) as client:
+        assert client._channel.connect_timeout == 5.0
+    async with etcd.connect(from_env=True) as client:
+        assert client._channel.connect_timeout == 3.0
+        await client.put("dial/k", "v")
+
+
+async def test_every_timeout_is_checked_before_any_io() -> None:
+    with socket.socket() as bound:  # bound, not listening: any I/O would fail to connect
+        bound.bind(("127.0.0.1", 0))
+        endpoint = f"127.0.0.1:{bound.getsockname()[1]}"
+        async with etcd.connect(endpoint, retries=0) as client:
+            for timeout, error in ((0, ValueError), (-1, ValueError), ("x", TypeError)):
+                with pytest.raises(error, match="timeout"):
+                    await client.get("k", timeout=timeout)  # type: ignore[arg-type]
+                with pytest.raises(error, match="timeout"):
+                    await client.put("k", "v", timeout=timeout)  # type: ignore[arg-type]
+                with pytest.raises(error, match="timeout"):
+                    async with client._stream(
+                        "/etcdserverpb.Watch/Watch",
+                        rpc_pb2.WatchResponse,
+                        timeout=timeout,  # type: ignore[arg-type]
+                    ):
+                        pass
+                with pytest.raises(error, match="timeout"):
+                    async with client.mirror("m/", timeout=timeout):  # type: ignore[arg-type]
+                        pass
+            with pytest.raises(etcd.ConnectionFailedError):
+                await client.get("k", timeout=5)
+        for options, error in (
+            ({"connect_timeout": 0}, ValueError),
+            ({"connect_timeout": True}, TypeError),
+            ({"timeout": float("nan")}, ValueError),
+        ):
+            with pytest.raises(error, match="timeout"):
+                async with etcd.connect(endpoint, **options):  # type: ignore[arg-type]
+                    pass
+
+
 async def test_cancelling_the_block_from_outside(server: EtcdServer) -> None:
     with trio.move_on_after(0.2) as scope:
         async with etcd.connect(server.endpoints) as client:
@@ -173,7 +258,7 @@ async def test_auth_token_on_every_call_and_reauthentication() -> None:
             assert client._token is None
         await enable_auth(secured.endpoints)
         async with etcd.connect(secured.endpoints) as anonymous:
-            with pytest.raises(etcd.RpcError):
+            with pytest.raises(etcd.AuthFailedError, match="user name is empty"):
                 await anonymous.get("auth/k")
         with pytest.raises(etcd.AuthFailedError) as caught:
             async with etcd.connect(secured.endpoints, username="root", password="wrong"):

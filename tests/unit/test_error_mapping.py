@@ -53,6 +53,43 @@ ETCD_ERRORS = [
         "etcdserver: authentication is not enabled",
         errors.AuthNotEnabledError,
     ),
+    # Auth is enabled and the call carried no token (no user given).
+    (StatusCode.INVALID_ARGUMENT, "etcdserver: user name is empty", errors.AuthFailedError),
+    (StatusCode.INVALID_ARGUMENT, "etcdserver: key not found", errors.NotFoundError),
+    (StatusCode.FAILED_PRECONDITION, "etcdserver: user name not found", errors.NotFoundError),
+    (StatusCode.FAILED_PRECONDITION, "etcdserver: role name not found", errors.NotFoundError),
+    (
+        StatusCode.FAILED_PRECONDITION,
+        "etcdserver: role is not granted to the user",
+        errors.NotFoundError,
+    ),
+    (
+        StatusCode.FAILED_PRECONDITION,
+        "etcdserver: permission is not granted to the role",
+        errors.NotFoundError,
+    ),
+    (StatusCode.NOT_FOUND, "etcdserver: member not found", errors.NotFoundError),
+    (StatusCode.FAILED_PRECONDITION, "etcdserver: lease already exists", errors.AlreadyExistsError),
+    (
+        StatusCode.FAILED_PRECONDITION,
+        "etcdserver: user name already exists",
+        errors.AlreadyExistsError,
+    ),
+    (
+        StatusCode.FAILED_PRECONDITION,
+        "etcdserver: role name already exists",
+        errors.AlreadyExistsError,
+    ),
+    (
+        StatusCode.FAILED_PRECONDITION,
+        "etcdserver: member ID already exist",
+        errors.AlreadyExistsError,
+    ),
+    (
+        StatusCode.FAILED_PRECONDITION,
+        "etcdserver: Peer URLs already exists",
+        errors.AlreadyExistsError,
+    ),
 ]
 
 
@@ -99,6 +136,12 @@ def test_the_cause_and_not_processed_flag_are_kept() -> None:
     assert isinstance(error, errors.UnavailableError)
     assert error.__cause__ is cause
     assert error.not_processed is True
+
+
+def test_a_missing_lease_is_a_missing_thing() -> None:
+    assert issubclass(errors.LeaseNotFoundError, errors.NotFoundError)
+    assert issubclass(errors.NotFoundError, errors.RpcError)
+    assert issubclass(errors.AlreadyExistsError, errors.RpcError)
 
 
 def test_unavailable_subclasses_are_unavailable() -> None:
@@ -153,6 +196,10 @@ def test_a_request_above_the_send_limit_is_too_large() -> None:
         ("auth: permission denied", errors.PermissionDeniedError),
         ("auth: invalid auth token", errors.InvalidAuthTokenError),
         ("auth: authentication failed, invalid user ID or password", errors.AuthFailedError),
+        ("auth: user not found", errors.NotFoundError),
+        ("auth: role not found", errors.NotFoundError),
+        ("auth: user already exists", errors.AlreadyExistsError),
+        ("auth: role already exists", errors.AlreadyExistsError),
     ],
 )
 def test_the_auth_stores_own_messages_map_too(
