@@ -8,13 +8,13 @@ import contextlib
 from typing import TYPE_CHECKING, AsyncIterator, Awaitable, Callable, Union, cast
 
 from puregrpc_etcd import errors, grpc
-from puregrpc_etcd._base import ClientBase
-from puregrpc_etcd._keepalive import KeptLease, cancelled_on_loss
+from puregrpc_etcd._base import ClientBase, check_timeout
+from puregrpc_etcd._keepalive import KeptLease
 from puregrpc_etcd._keys import to_bytes, to_key
 from puregrpc_etcd._proto import v3election_pb2, v3lock_pb2
 from puregrpc_etcd.election import Election, LeaderKey, LeaderObserver
-from puregrpc_etcd.lease import Lease
-from puregrpc_etcd.lock import Lock, acquire, lock_key, remove_quietly, within
+from puregrpc_etcd.lease import Lease, check_ttl
+from puregrpc_etcd.lock import Lock, TryLock, acquire, holding, lock_key, remove_quietly, within
 from puregrpc_etcd.types import key_value
 
 if TYPE_CHECKING:
@@ -40,40 +40,43 @@ class ConcurrencyMixin(ClientBase):
         ``concurrency.Mutex`` on the same name.
 
         The lock lives on a session lease of ``ttl`` seconds, kept alive meanwhile: if the
-        holder dies, others get the lock within about ``ttl``. Losing the lease while holding
-        cancels the block and raises ``LockLostError``. ``timeout`` bounds the wait
-        (``DeadlineExceededError``); cancelled or timed out, we leave the queue.
+        holder dies, others get the lock within about ``ttl`` (> 0). Losing the lease while
+        holding cancels the block and raises ``LockLostError``. ``timeout`` bounds the wait
+        (``DeadlineExceededError``); cancelled or timed out, we leave the queue. Leaving the
+        block deletes our key and revokes the session (one attempt each: when etcd cannot be
+        reached, the lease's TTL releases the lock).
         """
         client = self._as_client()
-        lock_key(name, 0)  # checks the name before any I/O
-        async with client.lease(ttl) as session:
+        lock_key(name, 0)  # checks the arguments before any I/O
+        check_ttl(ttl)
+        check_timeout(timeout)
+        session = await client._open_lease(ttl, timeout=timeout)
+        try:
             lock = await within(
                 timeout,
                 f"lock {to_key(name)!r} not acquired in {timeout} s",
-                acquire(client, name, session.id, session._kept),
+                acquire(client, name, session.lease_id, session, session=session),
             )
-            assert lock is not None
-            async with _holding(client, lock, session._kept):
-                yield lock
+        except BaseException:
+            await client._close_lease(session)
+            raise
+        assert lock is not None
+        async with holding(lock, session):
+            yield lock
 
-    @contextlib.asynccontextmanager
-    async def try_lock(self, name: object, ttl: int = 60) -> AsyncIterator[Lock | None]:
-        """Take the lock ``name`` only if nobody holds it; never waits.
+    def try_lock(self, name: object, ttl: int = 60, *, timeout: float | None = None) -> TryLock:
+        """Take the lock ``name`` only if nobody holds it; never waits for it.
 
-        ``async with client.try_lock(name) as lock:`` gives ``None`` when the lock is taken
-        (we leave no trace then), else holds it for the block as ``lock()`` does.
+        ``lock = await client.try_lock(name)`` gives the ``Lock`` (held, on a session lease of
+        ``ttl`` seconds kept alive, until ``await lock.release()`` or the client closes), or
+        None when someone else holds it: we leave no trace then. ``async with
+        client.try_lock(name) as lock:`` holds it for the block instead, as ``lock()`` does.
+        ``timeout`` bounds the calls it makes (``DeadlineExceededError``).
         """
-        client = self._as_client()
         lock_key(name, 0)
-        async with contextlib.AsyncExitStack() as stack:
-            session = await stack.enter_async_context(client.lease(ttl))
-            lock = await acquire(client, name, session.id, session._kept, wait=False)
-            if lock is None:
-                await stack.aclose()
-                yield None
-                return
-            async with _holding(client, lock, session._kept):
-                yield lock
+        check_ttl(ttl)
+        check_timeout(timeout)
+        return TryLock(self._as_client(), name, ttl, timeout)
 
     async def acquire_lock(
         self,
@@ -102,15 +105,21 @@ class ConcurrencyMixin(ClientBase):
         )
 
     async def release_lock(
-        self, name: object, *, lease: LeaseLike = 0, owner: object = None
+        self,
+        name: object,
+        *,
+        lease: LeaseLike = 0,
+        owner: object = None,
+        timeout: float | None = None,
     ) -> bool:
         """Release a lock taken with ``acquire_lock``, named by the same lease or owner;
-        False when its key was already gone."""
+        False when its key was already gone or could not be deleted in ``timeout`` (default
+        5 s; its lease ends it then)."""
         lease_id, _ = _lease_of(lease)
         if owner is None and not lease_id:
             raise ValueError("give the lease or the owner the lock was taken with")
         _, key = lock_key(name, lease_id, owner)
-        return await remove_quietly(self._as_client(), key)
+        return await remove_quietly(self._as_client(), key, timeout=timeout)
 
     async def lock_rpc(
         self, name: object, lease: LeaseLike, *, timeout: float | None = None
@@ -141,7 +150,8 @@ class ConcurrencyMixin(ClientBase):
         )
 
     def election(self, name: object, *, ttl: int = 60) -> Election:
-        """The election ``name``: Go's ``concurrency.Election``, as ``etcdctl elect`` runs it."""
+        """The election ``name``: Go's ``concurrency.Election``, as ``etcdctl elect`` runs it;
+        candidates campaign on session leases of ``ttl`` seconds (> 0)."""
         return Election(self._as_client(), name, ttl)
 
     # The server-side v3election service.
@@ -237,18 +247,6 @@ class ConcurrencyMixin(ClientBase):
     def _as_client(self) -> RecipeClient:
         # The recipes use the KV, watch and lease calls of the composed Client.
         return cast("RecipeClient", self)
-
-
-@contextlib.asynccontextmanager
-async def _holding(client: RecipeClient, lock: Lock, kept: KeptLease) -> AsyncIterator[None]:
-    """Hold ``lock`` for the block: cancelled when the session is lost, released after."""
-    try:
-        with cancelled_on_loss(kept):
-            yield
-        if kept.lost.is_set():
-            raise errors.LockLostError(f"lost the lock {lock.key!r}: its session lease ended")
-    finally:
-        await remove_quietly(client, lock.key)
 
 
 def _lease_of(lease: LeaseLike) -> tuple[int, KeptLease | None]:

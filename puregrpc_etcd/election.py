@@ -16,6 +16,7 @@ import trio
 from puregrpc_etcd import errors
 from puregrpc_etcd._keepalive import cancelled_on_loss
 from puregrpc_etcd._keys import to_bytes, to_key
+from puregrpc_etcd.lease import check_ttl
 from puregrpc_etcd.lock import remove_quietly, wait_deletes, within
 from puregrpc_etcd.txn import Compare, Op
 
@@ -59,7 +60,7 @@ class Election:
     def __init__(self, client: RecipeClient, name: object, ttl: int = 60) -> None:
         self._client = client
         self.name = to_key(name, what="election name")
-        self.ttl = ttl
+        self.ttl = check_ttl(ttl)
         self._prefix = self.name + b"/"
         self._leader: LeaderKey | None = None
         self._campaigning = False
@@ -106,7 +107,9 @@ class Election:
                 finally:
                     if self._leader is leader:
                         self._leader = None
-                        await remove_quietly(client, key)
+                        if not session.lost.is_set():  # else the key went with the lease
+                            # One attempt: the session's revocation right after removes it too.
+                            await remove_quietly(client, key, on_exit=True)
         finally:
             self._campaigning = False
 

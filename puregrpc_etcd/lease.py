@@ -14,24 +14,39 @@ import trio
 
 from puregrpc_etcd import errors, grpc
 from puregrpc_etcd._base import ClientBase
+from puregrpc_etcd._cleanup import cleanup_call
 from puregrpc_etcd._keepalive import KeptLease, LeaseKeeper, cancelled_on_loss
 from puregrpc_etcd._proto import rpc_pb2
 from puregrpc_etcd.types import ResponseHeader, response_header
 
 __all__ = [
+    "MAX_LEASE_TTL",
     "Lease",
     "LeaseGrantResponse",
     "LeaseKeepAliveResponse",
     "LeaseMixin",
     "LeaseRevokeResponse",
     "LeaseTimeToLiveResponse",
+    "check_ttl",
 ]
 
 log = logging.getLogger("puregrpc_etcd.lease")
 
 _LEASE = "/etcdserverpb.Lease/"
-#: The longest a revoke on leaving a block may take; past it the lease expires by its TTL anyway.
+#: The longest a revoke on leaving a block (or all of them when the client closes) may take;
+#: past it the lease expires by its TTL anyway.
 REVOKE_TIMEOUT = 5.0
+#: etcd's largest lease TTL in seconds (``lease.MaxLeaseTTL``).
+MAX_LEASE_TTL = 9_000_000_000
+
+
+def check_ttl(ttl: object) -> int:
+    """A lease TTL argument: an int of seconds, 1 to ``MAX_LEASE_TTL`` (checked before any I/O)."""
+    if not isinstance(ttl, int) or isinstance(ttl, bool):
+        raise TypeError(f"ttl must be an int, not {type(ttl).__name__}")
+    if not 0 < ttl <= MAX_LEASE_TTL:
+        raise ValueError(f"ttl must be 1 to {MAX_LEASE_TTL} seconds, not {ttl}")
+    return ttl
 
 
 @dataclass(frozen=True)
@@ -119,16 +134,16 @@ class LeaseMixin(ClientBase):
     """The Lease service, and leases kept alive by a task in the client's nursery."""
 
     _lease_keeper: LeaseKeeper | None = None
-    _owned_leases: set[int] | None = None
+    # The leases this client granted for a block or a session, revoked when it closes.
+    _owned_leases: dict[int, KeptLease] | None = None
 
     async def grant(
         self, ttl: int, *, id: int = 0, timeout: float | None = None
     ) -> LeaseGrantResponse:
         """Grant a lease of ``ttl`` seconds (the server may raise a very short TTL); ``id`` asks
-        for a particular lease id (0: the server picks one)."""
+        for a particular lease id (0: the server picks one). ``ttl`` must be > 0."""
         _check_id(id, allow_zero=True)
-        if not isinstance(ttl, int) or isinstance(ttl, bool):
-            raise TypeError(f"ttl must be an int, not {type(ttl).__name__}")
+        check_ttl(ttl)
         reply = await self._unary(
             _LEASE + "LeaseGrant",
             rpc_pb2.LeaseGrantRequest(TTL=ttl, ID=id),
@@ -227,29 +242,18 @@ class LeaseMixin(ClientBase):
         """Grant a lease, keep it alive for the block, and revoke it on the way out.
 
         Renewal runs in the client's nursery (every ttl/3, all leases on one stream). Leaving the
-        block revokes the lease, shielded from cancellation and bounded in time, also when the
-        body raised or was cancelled; a lease still open when the client closes is revoked
-        then. With ``cancel_on_loss=True`` losing the lease cancels the body and the block
-        raises ``LeaseExpiredError``; otherwise check ``lease.lost``.
+        block revokes the lease, shielded from cancellation, also when the body raised or was
+        cancelled: one attempt, bounded in time, skipped when the lease is lost already (when
+        etcd cannot be reached the lease ends by its TTL). A lease still open when the client
+        closes is revoked then. With ``cancel_on_loss=True`` losing the lease cancels the body
+        and the block raises ``LeaseExpiredError``; otherwise check ``lease.lost``.
         """
-        granted = await self.grant(ttl, id=id, timeout=timeout)
-        keeper = self._keeper()
-        owned = self._owned()
-        owned.add(granted.id)
-        try:
-            kept = keeper.hold(granted.id, granted.ttl)
-        except BaseException:
-            owned.discard(granted.id)
-            await self._revoke_quietly(granted.id, REVOKE_TIMEOUT)
-            raise
+        kept = await self._open_lease(ttl, id=id, timeout=timeout)
         try:
             async with _guard(kept, cancel_on_loss):
                 yield Lease(kept)
         finally:
-            keeper.release(kept)
-            if granted.id in owned:  # else the closing client revoked it already
-                owned.discard(granted.id)
-                await self._revoke_quietly(granted.id, min(REVOKE_TIMEOUT, float(granted.ttl)))
+            await self._close_lease(kept)
 
     @contextlib.asynccontextmanager
     async def keep_alive(
@@ -282,30 +286,58 @@ class LeaseMixin(ClientBase):
             self._lease_keeper = keeper
         return keeper
 
-    def _owned(self) -> set[int]:
+    async def _open_lease(self, ttl: int, *, id: int = 0, timeout: float | None) -> KeptLease:
+        """Grant a lease, keep it alive, and revoke it when the client closes unless
+        ``_close_lease`` did first: the session of ``lease()`` blocks and of locks."""
+        granted = await self.grant(ttl, id=id, timeout=timeout)
         owned = self._owned_leases
         if owned is None:
-            owned = self._owned_leases = set()
+            owned = self._owned_leases = {}
             self._closers.append(self._revoke_owned_leases)
-        return owned
+        try:
+            kept = self._keeper().hold(granted.id, granted.ttl)
+        except BaseException:
+            await self._revoke_quietly(granted.id, REVOKE_TIMEOUT)
+            raise
+        owned[granted.id] = kept
+        return kept
+
+    async def _close_lease(self, kept: KeptLease) -> None:
+        """Stop renewing a lease of ``_open_lease`` and revoke it (once; later calls do nothing)."""
+        owned = self._owned_leases
+        if owned is None or owned.get(kept.lease_id) is not kept:
+            return  # closed before, or revoked by the closing client
+        del owned[kept.lease_id]
+        self._keeper().release(kept)
+        if not kept.lost.is_set():
+            await self._revoke_quietly(kept.lease_id, min(REVOKE_TIMEOUT, float(kept.ttl)))
 
     async def _revoke_owned_leases(self) -> None:
-        owned = self._owned_leases or set()
-        while owned:
-            await self._revoke_quietly(owned.pop(), REVOKE_TIMEOUT)
+        owned = self._owned_leases
+        if not owned:
+            return
+        alive = [lease_id for lease_id, kept in owned.items() if not kept.lost.is_set()]
+        owned.clear()
+        # All at once under one bound: closing must not take a timeout per lease.
+        with trio.move_on_after(REVOKE_TIMEOUT):
+            async with trio.open_nursery() as nursery:
+                for lease_id in alive:
+                    nursery.start_soon(self._revoke_quietly, lease_id, REVOKE_TIMEOUT)
 
     async def _revoke_quietly(self, lease_id: int, limit: float) -> None:
-        """Revoke, shielded and bounded: a lease we cannot revoke expires by its TTL anyway."""
-        with trio.CancelScope(shield=True) as scope:
-            scope.deadline = trio.current_time() + limit
-            try:
-                await self.revoke(lease_id, timeout=limit)
-            except errors.LeaseNotFoundError:
-                pass
-            except Exception as exc:  # best effort: the TTL ends the lease in any case
-                log.warning("could not revoke lease %x: %r", lease_id, exc)
-        if scope.cancelled_caught:
-            log.warning("could not revoke lease %x in %.1f s", lease_id, limit)
+        """Revoke on the way out (see ``cleanup_call``): a lease we cannot revoke expires by
+        its TTL anyway."""
+        reply = await cleanup_call(
+            self,
+            _LEASE + "LeaseRevoke",
+            rpc_pb2.LeaseRevokeRequest(ID=lease_id),
+            rpc_pb2.LeaseRevokeResponse,
+            limit=limit,
+            what=f"revoke lease {lease_id:x}",
+            on_exit=True,
+        )
+        if reply is not None and self._lease_keeper is not None:
+            self._lease_keeper.lose(lease_id)
 
 
 @contextlib.asynccontextmanager
@@ -327,4 +359,7 @@ def _check_id(lease_id: object, *, allow_zero: bool = False) -> None:
 
 
 def _lease_not_found() -> errors.LeaseNotFoundError:
-    return errors.LeaseNotFoundError(grpc.StatusCode.NOT_FOUND, "requested lease not found")
+    # Worded as etcd words it, like the same error coming from the server.
+    return errors.LeaseNotFoundError(
+        grpc.StatusCode.NOT_FOUND, "etcdserver: requested lease not found"
+    )

@@ -9,16 +9,22 @@ from __future__ import annotations
 import contextlib
 import logging
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Awaitable, TypeVar
+from typing import TYPE_CHECKING, Any, AsyncContextManager, AsyncIterator, Awaitable, TypeVar
 
 import trio
 
 from puregrpc_etcd import errors, grpc
+from puregrpc_etcd._base import check_timeout
+from puregrpc_etcd._cleanup import cleanup_call
 from puregrpc_etcd._keepalive import KeptLease, cancelled_on_loss
 from puregrpc_etcd._keys import to_key
+from puregrpc_etcd._proto import rpc_pb2
 from puregrpc_etcd.txn import Compare, Op
 
 if TYPE_CHECKING:
+    from collections.abc import Generator
+    from types import TracebackType
+
     from puregrpc_etcd.kv import KVMixin
     from puregrpc_etcd.lease import LeaseMixin
     from puregrpc_etcd.watch import WatchMixin
@@ -27,7 +33,16 @@ if TYPE_CHECKING:
         """What the recipes use of a client: KV calls, watches and leases."""
 
 
-__all__ = ["Lock", "acquire", "lock_key", "remove_quietly", "wait_deletes", "within"]
+__all__ = [
+    "Lock",
+    "TryLock",
+    "acquire",
+    "holding",
+    "lock_key",
+    "remove_quietly",
+    "wait_deletes",
+    "within",
+]
 
 log = logging.getLogger("puregrpc_etcd.lock")
 
@@ -35,6 +50,8 @@ T = TypeVar("T")
 
 #: The longest the clean-up of a lock key may take when leaving; the session lease bounds the rest.
 CLEANUP_TIMEOUT = 5.0
+
+_DELETE_RANGE = "/etcdserverpb.KV/DeleteRange"
 
 
 @dataclass(frozen=True)
@@ -52,17 +69,40 @@ class Lock:
 
     - ``lost``: a ``trio.Event`` set when the session lease was lost, so that the lock no
       longer excludes others.
+
+    ``await lock.release()`` gives it up before the end of its block, and is how a lock taken
+    with ``lock = await client.try_lock(name)`` is given up.
     """
 
-    __slots__ = ("key", "lease_id", "lost", "name", "revision")
+    __slots__ = ("_client", "_session", "key", "lease_id", "lost", "name", "revision")
     name: bytes
     key: bytes
     lease_id: int
     revision: int
     lost: trio.Event
+    _client: RecipeClient
+    # The session lease to end on release, when the lock has one of its own.
+    _session: KeptLease | None
 
     def __repr__(self) -> str:
         return f"Lock(key={self.key!r}, lease_id={self.lease_id:x}, revision={self.revision})"
+
+    async def release(self, *, timeout: float | None = None) -> bool:
+        """Release the lock now: delete our key and, for the locks of ``lock()`` and
+        ``try_lock()``, end their session lease. Releasing again does nothing.
+
+        False when the key was gone already (released before, or lost with its lease). Best
+        effort, as ``release_lock``: a key that cannot be deleted ends with its lease.
+        """
+        return await self._release(timeout, on_exit=False)
+
+    async def _release(self, timeout: float | None, *, on_exit: bool) -> bool:
+        removed = False
+        if not self.lost.is_set():  # else the key went with its lease
+            removed = await remove_quietly(self._client, self.key, timeout=timeout, on_exit=on_exit)
+        if self._session is not None:
+            await self._client._close_lease(self._session)
+        return removed
 
 
 def lock_key(name: object, lease_id: int, owner: object = None) -> tuple[bytes, bytes]:
@@ -76,6 +116,7 @@ def lock_key(name: object, lease_id: int, owner: object = None) -> tuple[bytes, 
 
 async def within(timeout: float | None, message: str, call: Awaitable[T]) -> T:
     """Await ``call`` for at most ``timeout`` seconds, raising ``DeadlineExceededError`` past it."""
+    timeout = check_timeout(timeout)
     if timeout is None:
         return await call
     with trio.move_on_after(timeout):
@@ -91,12 +132,14 @@ async def acquire(
     *,
     owner: object = None,
     wait: bool = True,
+    session: KeptLease | None = None,
 ) -> Lock | None:
     """Take the lock, waiting behind earlier waiters when ``wait``; without it, give up (and
     remove our key) at once when someone else holds it.
 
     ``kept`` is the lease as this client keeps it alive, if it does: losing it while waiting
     raises ``LockLostError`` at once. Cancelled or failing while waiting, our key is removed.
+    ``session`` is the lease that ``Lock.release`` ends, when the lock has one of its own.
     """
     prefix, key = lock_key(name, lease_id, owner)
     lost = trio.Event() if kept is None else kept.lost
@@ -111,7 +154,7 @@ async def acquire(
     else:
         revision = reply.responses[0].kvs[0].create_revision  # type: ignore[union-attr]
     holder = reply.responses[1].kvs  # type: ignore[union-attr]
-    lock = Lock(prefix[:-1], key, lease_id, revision, lost)
+    lock = Lock(prefix[:-1], key, lease_id, revision, lost, client, session)
     if not holder or holder[0].create_revision == revision:
         return lock
     if not wait:
@@ -123,7 +166,9 @@ async def acquire(
             await wait_deletes(client, prefix, revision - 1)
             mine = await client.get(key)
     except BaseException:
-        await remove_quietly(client, key)
+        if not lost.is_set():
+            # A session of ours is revoked next, which removes the key anyway: one attempt.
+            await remove_quietly(client, key, on_exit=session is not None)
         raise
     if mine is None or not mine.kvs or mine.kvs[0].create_revision != revision:
         await remove_quietly(client, key)
@@ -159,13 +204,104 @@ async def _wait_delete(client: RecipeClient, key: bytes, revision: int) -> None:
     raise errors.EtcdError(f"the watch on {key!r} ended before the key was deleted")
 
 
-async def remove_quietly(client: RecipeClient, key: bytes) -> bool:
-    """Delete our key, shielded and bounded in time: it must not stay queued ahead of others.
-    False when it was already gone or could not be deleted (its lease will end it)."""
-    with trio.CancelScope(shield=True) as scope:
-        scope.deadline = trio.current_time() + CLEANUP_TIMEOUT
+async def remove_quietly(
+    client: RecipeClient,
+    key: bytes,
+    *,
+    timeout: float | None = None,
+    on_exit: bool = False,
+) -> bool:
+    """Delete our key, shielded and bounded in time (``timeout``, else ``CLEANUP_TIMEOUT``): it
+    must not stay queued ahead of others. False when it was already gone or could not be
+    deleted (its lease will end it). ``on_exit``: one attempt (see ``cleanup_call``)."""
+    limit = check_timeout(timeout) or CLEANUP_TIMEOUT
+    reply = await cleanup_call(
+        client,
+        _DELETE_RANGE,
+        rpc_pb2.DeleteRangeRequest(key=client._key(key)),
+        rpc_pb2.DeleteRangeResponse,
+        limit=limit,
+        what=f"remove lock key {key!r}",
+        on_exit=on_exit,
+    )
+    return reply is not None and reply.deleted > 0
+
+
+@contextlib.asynccontextmanager
+async def holding(lock: Lock, kept: KeptLease) -> AsyncIterator[Lock]:
+    """Hold ``lock`` for the block: cancelled when the session ``kept`` is lost (then
+    ``LockLostError``), released on the way out (one attempt: the lease ends it otherwise)."""
+    try:
+        with cancelled_on_loss(kept):
+            yield lock
+        if kept.lost.is_set():
+            raise errors.LockLostError(f"lost the lock {lock.key!r}: its session lease ended")
+    finally:
+        await lock._release(None, on_exit=True)
+
+
+class TryLock:
+    """What ``client.try_lock(name)`` returns; it never waits for the lock.
+
+    - ``lock = await client.try_lock(name)``: the ``Lock``, kept (with its session lease) until
+      ``await lock.release()`` or the client closes; None when someone else holds it.
+    - ``async with client.try_lock(name) as lock:`` the same, released when the block ends.
+    """
+
+    __slots__ = ("_client", "_context", "_name", "_timeout", "_ttl")
+
+    def __init__(self, client: RecipeClient, name: object, ttl: int, timeout: float | None) -> None:
+        self._client = client
+        self._name = name
+        self._ttl = ttl
+        self._timeout = timeout
+        self._context: AsyncContextManager[Lock | None] | None = None
+
+    def __await__(self) -> Generator[Any, None, Lock | None]:
+        return self._take().__await__()
+
+    def __bool__(self) -> bool:
+        # ``if client.try_lock(name):`` would always be true and take nothing.
+        raise TypeError("await client.try_lock(...), or use it in 'async with'")
+
+    async def __aenter__(self) -> Lock | None:
+        if self._context is not None:
+            raise RuntimeError("a try_lock() can be entered once")
+        self._context = self._held()
+        return await self._context.__aenter__()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool | None:
+        assert self._context is not None
+        return await self._context.__aexit__(exc_type, exc, tb)
+
+    @contextlib.asynccontextmanager
+    async def _held(self) -> AsyncIterator[Lock | None]:
+        lock = await self._take()
+        if lock is None:
+            yield None
+            return
+        assert lock._session is not None
+        async with holding(lock, lock._session):
+            yield lock
+
+    async def _take(self) -> Lock | None:
+        timeout = self._timeout
+        message = f"lock {to_key(self._name)!r} not taken in {timeout} s"
+        return await within(timeout, message, self._take_now())
+
+    async def _take_now(self) -> Lock | None:
+        client = self._client
+        kept = await client._open_lease(self._ttl, timeout=self._timeout)
         try:
-            return (await client.delete(key)).deleted > 0
-        except Exception as exc:  # best effort: the session lease ends the key in any case
-            log.warning("could not remove lock key %r: %r", key, exc)
-    return False
+            lock = await acquire(client, self._name, kept.lease_id, kept, wait=False, session=kept)
+        except BaseException:
+            await client._close_lease(kept)
+            raise
+        if lock is None:
+            await client._close_lease(kept)
+        return lock

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, AsyncIterator, Callable, Deque, Literal, cast
 import trio
 
 from puregrpc_etcd import _requests
-from puregrpc_etcd._base import ClientBase
+from puregrpc_etcd._base import ClientBase, check_timeout
 from puregrpc_etcd._keys import to_bytes
 from puregrpc_etcd.errors import CompactedError, EtcdError
 from puregrpc_etcd.lock import within
@@ -340,22 +340,28 @@ class MirrorMixin(ClientBase):
         *,
         page_size: int = 1000,
         max_backlog: int = DEFAULT_MAX_BACKLOG,
+        timeout: float | None = None,
     ) -> AsyncIterator[Mirror]:
         """Keep a local copy of every key under ``prefix`` for the block (see ``Mirror``).
 
         Entering lists the prefix at one revision (in pages of ``page_size``) and starts a watch
-        from the next revision; the block runs once the watch is in place. ``max_backlog``
-        bounds the unread events of the watch and of each change iterator. Leaving the block
-        stops the watch; if the mirror failed meanwhile and the body did not, its error is
-        raised then.
+        from the next revision; the block runs once the watch is in place (within ``timeout``
+        seconds, else ``DeadlineExceededError``). ``max_backlog`` bounds the unread events of
+        the watch and of each change iterator. Leaving the block stops the watch; if the mirror
+        failed meanwhile and the body did not, its error is raised then.
         """
         key = to_bytes(prefix, "prefix")
         size = _requests.check_int(page_size, "page_size")
         backlog = _requests.check_int(max_backlog, "max_backlog")
         if size < 1 or backlog < 1:
             raise ValueError("page_size and max_backlog must be >= 1")
+        check_timeout(timeout)
         mirror = Mirror(self, key, size, backlog)
-        scope: trio.CancelScope = await self._nursery.start(mirror._follow)
+        scope: trio.CancelScope = await within(
+            timeout,
+            f"the mirror of {key!r} was not in place in {timeout} s",
+            self._nursery.start(mirror._follow),
+        )
         try:
             yield mirror
         finally:

@@ -60,8 +60,14 @@ async def test_keepalive_once(server: EtcdServer) -> None:
         assert renewed.id == granted.id
         assert renewed.ttl == 20
         await client.revoke(granted.id)
-        with pytest.raises(LeaseNotFoundError):
+        with pytest.raises(LeaseNotFoundError) as from_server:
+            await client.revoke(granted.id)
+        with pytest.raises(LeaseNotFoundError) as renewing:
             await client.keepalive_once(granted.id)
+        # Worded as the server words it.
+        assert renewing.value.details == from_server.value.details
+        assert renewing.value.details == "etcdserver: requested lease not found"
+        assert renewing.value.code == from_server.value.code
 
 
 async def test_bad_arguments_fail_before_io(server: EtcdServer) -> None:
@@ -72,6 +78,22 @@ async def test_bad_arguments_fail_before_io(server: EtcdServer) -> None:
             await client.revoke(1.5)  # type: ignore[arg-type]
         with pytest.raises(ValueError, match="lease id"):
             await client.time_to_live(0)
+        leases_before = await client.leases()
+        for ttl in (0, -1, 9_000_000_001):
+            with pytest.raises(ValueError, match="ttl"):
+                await client.grant(ttl)
+            with pytest.raises(ValueError, match="ttl"):
+                async with client.lease(ttl):
+                    pass
+        for timeout, error in ((0, ValueError), (-1.5, ValueError), (float("nan"), ValueError)):
+            with pytest.raises(error, match="timeout"):
+                await client.grant(10, timeout=timeout)
+        for timeout in ("1", True, b"1"):
+            with pytest.raises(TypeError, match="timeout"):
+                await client.leases(timeout=timeout)  # type: ignore[arg-type]
+            with pytest.raises(TypeError, match="timeout"):
+                await client.keepalive_once(1, timeout=timeout)  # type: ignore[arg-type]
+        assert await client.leases() == leases_before
 
 
 async def test_short_lease_held_for_ten_seconds_stays_alive(server: EtcdServer) -> None:

@@ -60,6 +60,40 @@ async def test_try_lock_never_waits(server: EtcdServer) -> None:
             assert third is not None
 
 
+async def test_try_lock_awaited_holds_until_released(server: EtcdServer) -> None:
+    async with connect(server.endpoints) as client:
+        lock = await client.try_lock("try-await", ttl=10, timeout=5)
+        assert lock is not None
+        assert await client.try_lock("try-await", ttl=10) is None
+        async with client.try_lock("try-await", ttl=10) as blocked:
+            assert blocked is None
+        # Only the holder's key is there, on a lease kept alive for it.
+        keys = [kv.key for kv in (await client.get("try-await/", prefix=True)).kvs]
+        assert keys == [lock.key]
+        assert (await client.time_to_live(lock.lease_id)).ttl > 0
+        assert await lock.release()
+        assert (await client.get("try-await/", prefix=True)).kvs == []
+        assert (await client.time_to_live(lock.lease_id)).ttl == -1
+        assert not await lock.release()  # releasing again does nothing
+        again = await client.try_lock("try-await", ttl=10)
+        assert again is not None
+        with pytest.raises(TypeError, match="await"):
+            bool(client.try_lock("try-await"))
+    # The client closed with the lock still held: its session lease went with it.
+    async with connect(server.endpoints) as client:
+        assert (await client.get("try-await/", prefix=True)).kvs == []
+        assert (await client.time_to_live(again.lease_id)).ttl == -1
+
+
+async def test_release_inside_the_block_ends_the_lock_early(server: EtcdServer) -> None:
+    async with connect(server.endpoints) as client:
+        async with client.lock("early", ttl=10) as lock:
+            assert await lock.release()
+            async with client.try_lock("early", ttl=10) as other:
+                assert other is not None
+        assert (await client.time_to_live(lock.lease_id)).ttl == -1
+
+
 async def test_waiter_cancelled_or_timed_out_leaves_the_queue(server: EtcdServer) -> None:
     async with connect(server.endpoints) as client, client.lock("cancel", ttl=10):
         with trio.move_on_after(0.5):
@@ -154,6 +188,28 @@ async def test_bad_names_fail_before_io(server: EtcdServer) -> None:
         with pytest.raises(TypeError):
             async with client.lock(42):
                 pass
+
+
+async def test_bad_ttls_and_timeouts_fail_before_io(server: EtcdServer) -> None:
+    async with connect(server.endpoints) as client:
+        for ttl in (0, -5):
+            with pytest.raises(ValueError, match="ttl"):
+                async with client.lock("bad-ttl", ttl=ttl):
+                    pass
+            with pytest.raises(ValueError, match="ttl"):
+                await client.try_lock("bad-ttl", ttl=ttl)
+            with pytest.raises(ValueError, match="ttl"):
+                client.election("bad-ttl", ttl=ttl)
+        for timeout, error in ((0, ValueError), (-1, ValueError), ("1", TypeError)):
+            with pytest.raises(error, match="timeout"):
+                await client.try_lock("bad-ttl", timeout=timeout)  # type: ignore[arg-type]
+            with pytest.raises(error, match="timeout"):
+                await client.release_lock("bad-ttl", lease=1, timeout=timeout)  # type: ignore[arg-type]
+            with pytest.raises(error, match="timeout"):
+                async with client.lock("bad-ttl", timeout=timeout):  # type: ignore[arg-type]
+                    pass
+        # Nothing was granted or written on the way.
+        assert (await client.get("bad-ttl", prefix=True)).kvs == []
 
 
 async def test_no_overlap_among_tasks_and_etcdctl_processes(

@@ -269,3 +269,14 @@ async def test_bad_arguments_fail_before_any_io(client: etcd.Client) -> None:
     with pytest.raises(ValueError):
         async with client.mirror("x", page_size=0):
             pass
+    with pytest.raises(ValueError, match="timeout"):
+        async with client.mirror("x", timeout=0):
+            pass
+
+
+async def test_a_mirror_not_in_place_within_its_timeout(client: etcd.Client, p: bytes) -> None:
+    with pytest.raises(DeadlineExceededError):
+        async with client.mirror(p, timeout=1e-9):
+            pass
+    async with client.mirror(p, timeout=30) as mirror:
+        assert len(mirror) == 0

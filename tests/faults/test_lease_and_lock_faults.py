@@ -1,4 +1,5 @@
-"""Leases and locks when things die: a SIGKILLed client process, and an etcd restart.
+"""Leases and locks when things die: a SIGKILLed client process, an etcd restart, and leaving
+blocks (or the client) while etcd is dead.
 
 The client process is a small script using our client, killed by its pid; what it held must go
 away within the TTL (plus the server's expiry granularity).
@@ -6,6 +7,7 @@ away within the TTL (plus the server's expiry granularity).
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
@@ -16,6 +18,7 @@ import pytest
 import trio
 
 from puregrpc_etcd.client import connect
+from puregrpc_etcd.lease import REVOKE_TIMEOUT
 from puregrpc_etcd.testing import EtcdCluster, EtcdServer
 
 HOLDER = """
@@ -160,3 +163,44 @@ async def test_keepalive_moves_to_another_member_when_its_member_dies() -> None:
             assert not lease.lost.is_set()
             assert await client.get_value("failover/key") == b"v"
             assert (await client.time_to_live(lease.id)).ttl > 0
+
+
+def _mentions(caplog: pytest.LogCaptureFixture, lease_id: int) -> int:
+    return sum(f"{lease_id:x}" in record.getMessage() for record in caplog.records)
+
+
+async def test_leaving_nested_blocks_with_etcd_dead_tries_each_clean_up_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.WARNING, logger="puregrpc_etcd")
+    # Set once etcd is dead: one retried revoke alone used to take REVOKE_TIMEOUT.
+    leaving = trio.CancelScope()
+    with EtcdServer() as dying, leaving:
+        async with connect(dying.endpoints) as client:  # noqa: SIM117 - nested on purpose
+            async with client.lease(30) as revoked, client.lock("dead/lock", ttl=30) as lock:
+                async with client.lease(30) as inner:
+                    await client.revoke(revoked.id)
+                    assert revoked.lost.is_set()
+                    await trio.to_thread.run_sync(dying.kill)
+                    leaving.deadline = trio.current_time() + REVOKE_TIMEOUT
+    assert not leaving.cancelled_caught
+    # One word each about the clean-ups that could not be done; none about the lost lease.
+    assert _mentions(caplog, inner.id) == 1
+    assert _mentions(caplog, lock.lease_id) == 2  # its key, then its session lease
+    assert _mentions(caplog, revoked.id) == 0
+
+
+async def test_closing_with_etcd_dead_tries_every_owned_lease_at_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.WARNING, logger="puregrpc_etcd")
+    closing = trio.CancelScope()
+    with EtcdServer() as dying, closing:
+        async with connect(dying.endpoints) as client:
+            held = [await client.try_lock(f"dead/held-{index}", ttl=30) for index in range(3)]
+            await trio.to_thread.run_sync(dying.kill)
+            closing.deadline = trio.current_time() + REVOKE_TIMEOUT
+    assert not closing.cancelled_caught
+    for lock in held:
+        assert lock is not None
+        assert _mentions(caplog, lock.lease_id) == 1

@@ -60,7 +60,7 @@ def test_lock_key_layout_matches_go() -> None:
 
 
 def test_lock_and_leader_key_reprs() -> None:
-    lock = Lock(b"jobs", b"jobs/a", 0xA, 42, trio.Event())
+    lock = Lock(b"jobs", b"jobs/a", 0xA, 42, trio.Event(), None, None)  # type: ignore[arg-type]
     assert repr(lock) == "Lock(key=b'jobs/a', lease_id=a, revision=42)"
     leader = LeaderKey(b"e", b"e/ff", 7, 0xFF)
     assert repr(leader) == "LeaderKey(name=b'e', key=b'e/ff', rev=7, lease=ff)"
