@@ -58,7 +58,7 @@ async def _save_to_path(
     # Written beside the target and renamed only once complete and verified, so that a failed
     # or cancelled snapshot never leaves a file that looks like a backup.
     partial = path + ".part"
-    output = await trio.open_file(partial, "wb")
+    output = await trio.open_file(partial, "wb", opener=_owner_only)
     try:
         try:
             size = await _receive(client, output, progress, timeout)
@@ -75,6 +75,14 @@ async def _save_to_path(
             pass
         raise
     return size
+
+
+def _owner_only(path: str, flags: int) -> int:
+    # A snapshot holds every key and value: readable by its owner only, as etcdctl writes it.
+    fd = os.open(path, flags, 0o600)
+    if hasattr(os, "fchmod"):
+        os.fchmod(fd, 0o600)  # a leftover .part file keeps its old mode otherwise
+    return fd
 
 
 class SnapshotVerifier:

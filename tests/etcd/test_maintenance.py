@@ -7,6 +7,7 @@ import contextlib
 import io
 import json
 import socket
+import stat
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -214,6 +215,18 @@ async def test_a_failed_snapshot_leaves_no_file(server: EtcdServer, tmp_path: Pa
         assert listing(tmp_path) == []
         # The connection survived both, and the next snapshot is whole.
         assert await client.maintenance.snapshot(path) == path.stat().st_size
+
+
+async def test_a_snapshot_file_is_for_its_owner_only(server: EtcdServer, tmp_path: Path) -> None:
+    # It holds every key and value: 0600, as etcdctl writes it, even over a leftover .part.
+    path = tmp_path / "private.db"
+    leftover = tmp_path / "private.db.part"
+    leftover.write_bytes(b"from an earlier attempt")
+    leftover.chmod(0o644)
+    async with etcd.connect(server.endpoints) as client:
+        await client.maintenance.snapshot(path)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert listing(tmp_path) == ["private.db"]
 
 
 @contextlib.contextmanager
