@@ -10,6 +10,7 @@ from puregrpc_etcd.client import Client, connect
 from puregrpc_etcd.cluster import Cluster, Member, MemberAddResponse
 from puregrpc_etcd.election import Election, LeaderKey, LeaderObserver
 from puregrpc_etcd.errors import (
+    AlreadyExistsError,
     AuthFailedError,
     AuthNotEnabledError,
     CompactedError,
@@ -24,6 +25,7 @@ from puregrpc_etcd.errors import (
     LockLostError,
     NoLeaderError,
     NoSpaceError,
+    NotFoundError,
     NotLeaderError,
     PermissionDeniedError,
     RequestTooLargeError,
@@ -31,6 +33,7 @@ from puregrpc_etcd.errors import (
     TooManyOpsError,
     UnavailableError,
 )
+from puregrpc_etcd.grpc.status import StatusCode
 from puregrpc_etcd.lease import (
     Lease,
     LeaseGrantResponse,
@@ -38,7 +41,7 @@ from puregrpc_etcd.lease import (
     LeaseRevokeResponse,
     LeaseTimeToLiveResponse,
 )
-from puregrpc_etcd.lock import Lock
+from puregrpc_etcd.lock import Lock, TryLock
 from puregrpc_etcd.maintenance import Alarm, HashKVResponse, Maintenance, StatusResponse
 from puregrpc_etcd.mirror import Mirror, MirrorChange
 from puregrpc_etcd.txn import Compare, Op
@@ -57,6 +60,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Alarm",
+    "AlreadyExistsError",
     "Auth",
     "AuthFailedError",
     "AuthNotEnabledError",
@@ -96,6 +100,7 @@ __all__ = [
     "MirrorChange",
     "NoLeaderError",
     "NoSpaceError",
+    "NotFoundError",
     "NotLeaderError",
     "Op",
     "Permission",
@@ -105,8 +110,10 @@ __all__ = [
     "ResponseHeader",
     "Role",
     "RpcError",
+    "StatusCode",
     "StatusResponse",
     "TooManyOpsError",
+    "TryLock",
     "TxnResponse",
     "UnavailableError",
     "User",

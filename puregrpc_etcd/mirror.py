@@ -257,8 +257,14 @@ class Mirror:
     async def _watch_from(self, listed: int, ready: Callable[[], None]) -> None:
         """Apply the events after ``listed`` until the watch is compacted (then return)."""
         try:
+            # A cache must never skip an event: a burst it cannot keep up with pauses the watch
+            # on the server instead of ending the mirror.
             async with self._client.watch(
-                self.prefix, prefix=True, start_revision=listed + 1, max_backlog=self._max_backlog
+                self.prefix,
+                prefix=True,
+                start_revision=listed + 1,
+                max_backlog=self._max_backlog,
+                on_overflow="pause",
             ) as watcher:
                 self._watcher = watcher
                 ready()
