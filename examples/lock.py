@@ -40,6 +40,9 @@ async def main() -> None:
                 nursery.start_soon(worker, client, name)
         async with client.try_lock(LOCK) as lock:
             print("try_lock when free:", lock is not None)
+            # A second holder never waits: it gets None while the lock is taken.
+            contender = await client.try_lock(LOCK)
+            print("try_lock when taken:", contender)
         print("last writer:", await client.get_value("examples/lock/last_writer"))
         await client.delete("examples/lock/", prefix=True)
 
