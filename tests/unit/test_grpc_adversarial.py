@@ -738,6 +738,18 @@ def test_data_after_the_servers_end_stream_is_a_stream_closed_error() -> None:
     assert codes == [STREAM_CLOSED]
 
 
+@pytest.mark.xfail(strict=True, reason="protocol.py _on_data returns for a stream no longer in "
+                   "`calls` before strip_padding runs; RFC 9113 6.1 makes padding as long as the "
+                   "payload a connection PROTOCOL_ERROR whatever the stream's state")
+def test_impossible_padding_on_a_closed_stream_is_still_a_protocol_error() -> None:
+    server = ServerPeer()
+    protocol, calls = opened(server, 2)
+    protocol.cancel_call(calls[0], _cancelled())
+    server.parse(protocol.data_to_send())
+    protocol.receive_data(raw(DATA, PADDED, 1, b"\x09abc"))
+    assert_connection_error(server, protocol, [calls[1]], PROTOCOL_ERROR)
+
+
 def test_data_after_the_servers_end_stream_changes_no_outcome() -> None:
     server = ServerPeer()
     protocol, calls = opened(server, 2)

@@ -33,10 +33,8 @@ def parse_frames(wire: bytes) -> list[Frame]:
 
 
 def literal_block(headers: list[tuple[bytes, bytes]]) -> bytes:
-    """HPACK literals without indexing: valid whatever state the decoder is in."""
-    encoder = hpack.Encoder()
-    encoder.header_table_size = 0
-    return encoder.encode(headers)[1:]  # without the encoder's own size update
+    """HPACK never-indexed literals: valid whatever state the decoder is in."""
+    return hpack.Encoder().encode([hpack.NeverIndexedHeaderTuple(n, v) for n, v in headers])
 
 
 BLOCKS = [
@@ -49,9 +47,15 @@ BLOCKS = [
     b"",
 ]
 
+header_names = st.sampled_from([b":status", b"content-type", b"grpc-status", b"grpc-message",
+                                b"x-bin", b"grpc-status-details-bin", b"x-a", b"Upper", b""])
+random_blocks = st.builds(
+    literal_block, st.lists(st.tuples(header_names, st.binary(max_size=12)), max_size=4)
+)
 payloads = st.one_of(
     st.binary(max_size=24),
     st.sampled_from(BLOCKS),
+    random_blocks,
     st.sampled_from([encode_message(b"m"), encode_message(b"m" * 300)[:50], b"\x00" * 8]),
     st.builds(lambda v: struct.pack(">I", v), st.integers(0, 2**32 - 1)),
     st.builds(lambda k, v: struct.pack(">HI", k, v), st.integers(0, 9), st.integers(0, 2**32 - 1)),
