@@ -20,6 +20,9 @@ log = logging.getLogger("puregrpc_etcd.lease")
 
 #: How soon an unanswered renewal is sent again (never later than ttl/3).
 RETRY_INTERVAL = 0.5
+#: Renewals due this much later (at most a tenth of their TTL) go out with those due now: one
+#: wake-up and one burst for many leases, instead of one for each.
+BATCH_WINDOW = 0.25
 #: Pause between attempts to re-open the stream: doubles from the first to the second value.
 REOPEN_BACKOFF = (0.05, 1.0)
 
@@ -69,11 +72,14 @@ class KeepAliveSchedule:
         """Stop renewing a lease (no-op when it is not scheduled)."""
         self._timings.pop(lease_id, None)
 
-    def due(self, now: float) -> list[int]:
-        """The leases to renew now; they are counted as sent."""
+    def due(self, now: float, *, early: float = 0.0) -> list[int]:
+        """The leases to renew now, with those due within ``early`` seconds (at most a tenth of
+        their TTL); they are counted as sent."""
         sent = []
         for lease_id, timing in self._timings.items():
-            if timing.next_send <= now:
+            if timing.next_send <= now or (
+                early and timing.next_send <= now + min(early, timing.ttl / 10)
+            ):
                 if timing.sent_at is None:
                     timing.sent_at = now
                 timing.next_send = now + min(self.retry_interval, timing.ttl / 3)
@@ -281,7 +287,7 @@ class LeaseKeeper:
     async def _send(self, stream: KeepAliveStream) -> None:
         while self._schedule:
             changed = self._changed
-            for lease_id in self._schedule.due(trio.current_time()):
+            for lease_id in self._schedule.due(trio.current_time(), early=BATCH_WINDOW):
                 await stream.send_message(rpc_pb2.LeaseKeepAliveRequest(ID=lease_id))
             with trio.move_on_at(self._schedule.next_send()):
                 await changed.wait()
