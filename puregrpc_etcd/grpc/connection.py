@@ -36,16 +36,21 @@ class KeepalivePolicy:
         self.permit_without_calls = permit_without_calls
 
 
-def _wake(call: CallState, send_blocked: set[CallState]) -> None:
+def _wake(call: CallState, send_blocked: set[CallState]) -> int:
+    """Reschedule the tasks parked on ``call``; returns how many there were."""
+    woken = 0
     task = call.recv_waiter
     if task is not None:
         call.recv_waiter = None
         trio.lowlevel.reschedule(task)
+        woken = 1
     task = call.send_waiter
     if task is not None:
         call.send_waiter = None
         send_blocked.discard(call)
         trio.lowlevel.reschedule(task)
+        woken += 1
+    return woken
 
 
 class Connection:
@@ -69,6 +74,8 @@ class Connection:
         self._write_timeout = write_timeout
         self._closed = False
         self._writing = False
+        # Set while woken callers queue their requests; the writer task then sends them all.
+        self._defer_flush = False
         self._write_requested = trio.Event()
         self._slot_waiters = trio.lowlevel.ParkingLot()
         self._cancel_scope: Optional[trio.CancelScope] = None
@@ -160,12 +167,16 @@ class Connection:
                 if track_activity:
                     self._last_activity = trio.current_time()
                 protocol.receive_data(data)  # type: ignore[arg-type]  # bytes from sockets
-                woke_callers = bool(protocol.changed)
-                self._dispatch()
-                if protocol.has_output:
-                    # PING and SETTINGS acks, WINDOW_UPDATEs. When callers were just woken, the
-                    # writer sends these after the callers queue their next requests: one write.
-                    if woke_callers:
+                woken = self._dispatch()
+                if woken > 1:
+                    # The woken callers will mostly start their next calls at once: let the
+                    # writer send all of that (and any acks) in one write once they have run,
+                    # rather than a write per caller.
+                    self._defer_flush = True
+                    self.kick()
+                elif protocol.has_output:
+                    # PING and SETTINGS acks, WINDOW_UPDATEs.
+                    if woken:
                         self.kick()
                     else:
                         await self.flush()
@@ -180,6 +191,7 @@ class Connection:
             self._write_requested = trio.Event()
             # One scheduling round first, so the tasks woken with this kick add their frames.
             await trio.lowlevel.cancel_shielded_checkpoint()
+            self._defer_flush = False
             await self.flush()
 
     async def _pinger(self, policy: KeepalivePolicy) -> None:
@@ -218,14 +230,16 @@ class Connection:
             with trio.move_on_at(deadlines.next):
                 await self._deadlines_changed.wait()
 
-    def _dispatch(self) -> None:
-        """Wake the tasks whose calls changed and act on connection-level news."""
+    def _dispatch(self) -> int:
+        """Wake the tasks whose calls changed and act on connection-level news; returns how
+        many tasks were woken."""
         protocol = self.protocol
         changed = protocol.changed
+        woken = 0
         if changed:
             send_blocked = protocol.send_blocked
             for call in changed:
-                _wake(call, send_blocked)
+                woken += _wake(call, send_blocked)
             changed.clear()
         if protocol.slots_freed:
             protocol.slots_freed = False
@@ -244,6 +258,7 @@ class Connection:
         if not self._closed and (protocol.drained or protocol.failure is not None):
             self._slot_waiters.unpark_all()
             self._shutdown()
+        return woken
 
     # -- writing ------------------------------------------------------------------------------
 
@@ -353,7 +368,8 @@ class Connection:
             if started and not call.released:
                 self.cancel(call, RpcError(StatusCode.CANCELLED, "cancelled while sending"))
             raise
-        await self.flush()
+        if not self._defer_flush:
+            await self.flush()
 
     async def receive(self, call: CallState) -> bytes | None:
         """The next message of a call, or None once it has ended and nothing is left."""
