@@ -168,11 +168,8 @@ def profile(args: argparse.Namespace, endpoint: str, first: int) -> None:
     )
     for renderer, suffix in (("html", ".html"), ("text", ".txt")):
         # The text tree, without colour codes, is for reading in a terminal or a diff.
-        subprocess.run(
-            [args.python, "-m", "pyinstrument", f"--load={out}", "-r", renderer, "-o", out + suffix],
-            cwd=ROOT,
-            check=True,
-        )
+        render = ["-m", "pyinstrument", f"--load={out}", "-r", renderer, "-o", out + suffix]
+        subprocess.run([args.python, *render], cwd=ROOT, check=True)
     with open(os.path.join(ROOT, out + ".txt")) as text:
         print(text.read())
     print(f"profile written to {out}.html and {out}.txt")

@@ -83,9 +83,10 @@ async def run(workload: str, endpoint: str, seconds: float, warmup: float) -> di
             tasks = w.concurrency(workload)
             await _loop(op, warmup, tasks, None)
             latencies: list[float] | None = [] if tasks == 1 else None
-            start = time.perf_counter()
+            cpu_start, start = w.cpu_seconds(), time.perf_counter()
             done = await _loop(op, seconds, tasks, latencies)
             result = {"value": done / (time.perf_counter() - start)}
+            result["cpu_us"] = (w.cpu_seconds() - cpu_start) / max(done, 1) * 1e6
             if latencies:
                 result["p50_ms"] = _percentile(latencies, 0.5)
                 result["p99_ms"] = _percentile(latencies, 0.99)

@@ -136,9 +136,10 @@ async def run(
             tasks = w.concurrency(workload)
             await _loop(op, warmup, tasks, None)
             latencies: list[float] | None = [] if tasks == 1 else None
-            start = time.perf_counter()
+            cpu_start, start = w.cpu_seconds(), time.perf_counter()
             done = await _loop(op, seconds, tasks, latencies)
             result = {"value": done / (time.perf_counter() - start)}
+            result["cpu_us"] = (w.cpu_seconds() - cpu_start) / max(done, 1) * 1e6
             if latencies:
                 ordered = sorted(latencies)
                 result["p50_ms"] = ordered[len(ordered) // 2] * 1000

@@ -61,6 +61,15 @@ def concurrency(workload: str) -> int:
     return 1
 
 
+def cpu_seconds() -> float:
+    """CPU time used by this process so far (user + system): on a shared machine, CPU per
+    operation varies far less than operations per second."""
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def rss_kib() -> int:
     """The process's resident set size in KiB (Linux)."""
     with open("/proc/self/status") as status:
