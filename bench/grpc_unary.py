@@ -39,6 +39,7 @@ def ours(endpoint: str, calls: int) -> dict[int, float]:
     async def main() -> dict[int, float]:
         rates = {}
         async with grpc.Channel([endpoint]) as channel:
+
             async def call() -> None:
                 await channel.unary_unary(METHOD, REQUEST, rpc_pb2.RangeResponse)
 
