@@ -141,6 +141,20 @@ def table(found: list[Contender], workload_names: list[str]) -> str:
     return "\n".join(lines)
 
 
+def cpu_table(found: list[Contender], workload_names: list[str]) -> str:
+    """Median client CPU per operation (µs) of the get/put workloads."""
+    rows = [n for n in workload_names if n.startswith(("get_", "put_"))]
+    header = ["client CPU per op (µs)", *(_short(c.name) for c in found)]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for workload in rows:
+        cells = [workload]
+        for c in found:
+            runs = [r["cpu_us"] for r in c.extra.get(workload) or [] if "cpu_us" in r]
+            cells.append(f"{statistics.median(runs):.0f}" if runs else "—")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def spread(found: list[Contender], workload_names: list[str]) -> str:
     """How noisy the rounds were: (max - min) / median of each contender's runs, worst case."""
     worst = 0.0
@@ -237,7 +251,9 @@ def main() -> None:
                         file=sys.stderr,
                     )
         print(table(found, names))
-        print(f"\n{spread(found, names)}")
+        print(f"\n{spread(found, names)}\n")
+        print(cpu_table(found, names))
+        print()
         for c in found:
             for workload in ("get_seq", "put_seq"):
                 runs = c.extra.get(workload) or []
