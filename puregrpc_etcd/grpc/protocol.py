@@ -40,7 +40,8 @@ connection (GOAWAY queued) and fails every call as UNAVAILABLE.
 
 from __future__ import annotations
 
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from collections import deque
+from typing import Deque, Dict, List, Optional, Sequence, Tuple, Union
 
 from . import http2 as h
 from .call_state import CallState
@@ -68,6 +69,7 @@ MAX_HEADER_LIST_SIZE = 64 * 1024
 _LAST_USABLE_STREAM_ID = 2**31 - 1 - 2 * 1024
 _UNLIMITED_STREAMS = 2**32
 _CONNECTION_CREDIT_THRESHOLD = h.MAX_WINDOW // 2
+_ENDED_STREAMS_KEPT = 256
 _SETTINGS_ACK = h.frame(h.SETTINGS, h.ACK, 0)
 _unpack_frame_header = h.FRAME_HEADER.unpack_from
 _frame_header = h.frame_header
@@ -109,6 +111,9 @@ class GrpcProtocol:
         self._peer_max_streams = _UNLIMITED_STREAMS
         self._recv_window = h.DEFAULT_WINDOW
         self._credit = 0
+        # The latest streams the server ended itself, and their order.
+        self._ended_by_server: set[int] = set()
+        self._ended_order: Deque[int] = deque()
 
     # -- connection ---------------------------------------------------------------------------
 
@@ -116,11 +121,13 @@ class GrpcProtocol:
         """Queue the client preface, our SETTINGS and a connection window increase."""
         self._out += [
             h.PREFACE,
-            h.settings_frame({
-                h.ENABLE_PUSH: 0,
-                h.INITIAL_WINDOW_SIZE: self._stream_window,
-                h.MAX_HEADER_LIST_SIZE: MAX_HEADER_LIST_SIZE,
-            }),
+            h.settings_frame(
+                {
+                    h.ENABLE_PUSH: 0,
+                    h.INITIAL_WINDOW_SIZE: self._stream_window,
+                    h.MAX_HEADER_LIST_SIZE: MAX_HEADER_LIST_SIZE,
+                }
+            ),
             h.window_update_frame(0, h.MAX_WINDOW - h.DEFAULT_WINDOW),
         ]
         self._recv_window = h.MAX_WINDOW
@@ -370,15 +377,18 @@ class GrpcProtocol:
         self._recv_window -= flow_controlled_length
         if self._recv_window < 0:
             raise Http2Error(h.FLOW_CONTROL_ERROR, "DATA beyond the connection window")
+        data = h.strip_padding(payload, flags) if flags & _PADDED else payload
         call = self.calls.get(stream_id)
         if call is None:
             self._check_opened(stream_id)
             self._acknowledge(None, flow_controlled_length)
+            if stream_id in self._ended_by_server:
+                self._ended_by_server.discard(stream_id)
+                self._out.append(h.rst_stream_frame(stream_id, h.STREAM_CLOSED))
             return
         if not call.headers_seen:
             raise Http2Error(h.PROTOCOL_ERROR, f"DATA before HEADERS on stream {stream_id}")
         call.recv_window -= flow_controlled_length
-        data = h.strip_padding(payload, flags) if flags & _PADDED else payload
         if call.code is not None:
             self._acknowledge(call, flow_controlled_length)
         else:
@@ -389,10 +399,14 @@ class GrpcProtocol:
             try:
                 messages = call.decoder.feed(data)
             except FramingError as exc:
-                self.cancel_call(call, RpcError(
-                    exc.code, exc.message,
-                    initial_metadata=decode_metadata(call.response_headers or ()),
-                ))
+                self.cancel_call(
+                    call,
+                    RpcError(
+                        exc.code,
+                        exc.message,
+                        initial_metadata=decode_metadata(call.response_headers or ()),
+                    ),
+                )
                 return
             if messages:
                 queue = call.messages
@@ -485,26 +499,39 @@ class GrpcProtocol:
             call.details = details
             self.changed.append(call)
         else:
-            self._set_error(call, RpcError(
-                code,
-                details,
-                trailing_metadata=decode_metadata(trailers),
-                initial_metadata=decode_metadata(call.response_headers or ()),
-            ))
+            self._set_error(
+                call,
+                RpcError(
+                    code,
+                    details,
+                    trailing_metadata=decode_metadata(trailers),
+                    initial_metadata=decode_metadata(call.response_headers or ()),
+                ),
+            )
 
     def _on_stream_ended(self, call: CallState) -> None:
         if call.released:
             return
         if call.code is None:
-            self._set_error(call, RpcError(
-                StatusCode.INTERNAL,
-                "server closed the stream without sending trailers",
-                initial_metadata=decode_metadata(call.response_headers or ()),
-            ))
+            self._set_error(
+                call,
+                RpcError(
+                    StatusCode.INTERNAL,
+                    "server closed the stream without sending trailers",
+                    initial_metadata=decode_metadata(call.response_headers or ()),
+                ),
+            )
         if not call.local_closed:
             # Early server closure (PROTOCOL-HTTP2.md): free the stream on both sides.
             self._out.append(h.rst_stream_frame(call.stream_id, NO_ERROR))
             call.local_closed = True
+        else:
+            # Fully closed by the server: DATA that follows is an error to answer (RFC 9113 6.1).
+            self._ended_by_server.add(call.stream_id)
+            order = self._ended_order
+            order.append(call.stream_id)
+            if len(order) > _ENDED_STREAMS_KEPT:
+                self._ended_by_server.discard(order.popleft())
         self._release(call)
         self.changed.append(call)
 
@@ -531,20 +558,29 @@ class GrpcProtocol:
                 self._check_opened(stream_id)
             else:
                 self._on_stream_reset(call, error_code)
+        elif frame_type == h.PRIORITY:
+            # Checked (RFC 9113 6.3), then ignored: we do not prioritise.
+            if not stream_id:
+                raise Http2Error(h.PROTOCOL_ERROR, "PRIORITY on stream 0")
+            if len(payload) != 5:
+                raise Http2Error(h.FRAME_SIZE_ERROR, "PRIORITY payload must be 5 bytes")
         elif frame_type == h.PUSH_PROMISE:
             raise Http2Error(h.PROTOCOL_ERROR, "PUSH_PROMISE although push is disabled")
-        # PRIORITY and unknown frame types are ignored (RFC 9113 4.1, 5.5).
+        # Unknown frame types are ignored (RFC 9113 4.1, 5.5).
 
     def _on_stream_reset(self, call: CallState, error_code: int) -> None:
         if call.code is None:
             code, not_processed = status_from_reset(error_code)
             name = h.ERROR_NAMES.get(error_code, f"error code {error_code}")
-            self._set_error(call, RpcError(
-                code,
-                f"stream reset by server: {name}",
-                initial_metadata=decode_metadata(call.response_headers or ()),
-                not_processed=not_processed,
-            ))
+            self._set_error(
+                call,
+                RpcError(
+                    code,
+                    f"stream reset by server: {name}",
+                    initial_metadata=decode_metadata(call.response_headers or ()),
+                    not_processed=not_processed,
+                ),
+            )
         self._release(call)
         self.changed.append(call)
 
@@ -564,9 +600,13 @@ class GrpcProtocol:
             return
         call.send_window += increment
         if not increment or call.send_window > h.MAX_WINDOW:
-            self.cancel_call(call, RpcError(
-                StatusCode.INTERNAL, f"invalid WINDOW_UPDATE of {increment} from the server"
-            ), h.PROTOCOL_ERROR if not increment else h.FLOW_CONTROL_ERROR)
+            self.cancel_call(
+                call,
+                RpcError(
+                    StatusCode.INTERNAL, f"invalid WINDOW_UPDATE of {increment} from the server"
+                ),
+                h.PROTOCOL_ERROR if not increment else h.FLOW_CONTROL_ERROR,
+            )
         elif call in self.send_blocked:
             self.changed.append(call)
 
@@ -593,6 +633,8 @@ class GrpcProtocol:
             elif code == h.MAX_CONCURRENT_STREAMS:
                 self._peer_max_streams = value
                 self.slots_freed = True
+            elif code == h.ENABLE_PUSH and value:
+                raise Http2Error(h.PROTOCOL_ERROR, f"a server sent ENABLE_PUSH {value}")
         self._out.append(_SETTINGS_ACK)
         self.settings_received = True
 
@@ -613,12 +655,15 @@ class GrpcProtocol:
         for stream_id, call in list(self.calls.items()):
             if stream_id > last_stream_id:
                 reason = debug.decode("utf-8", "replace")
-                self.cancel_call(call, RpcError(
-                    StatusCode.UNAVAILABLE,
-                    "the server is going away and did not accept this call"
-                    + (f" ({reason})" if reason else ""),
-                    not_processed=True,
-                ))
+                self.cancel_call(
+                    call,
+                    RpcError(
+                        StatusCode.UNAVAILABLE,
+                        "the server is going away and did not accept this call"
+                        + (f" ({reason})" if reason else ""),
+                        not_processed=True,
+                    ),
+                )
         self.slots_freed = True
 
 
