@@ -59,22 +59,20 @@ def _final_error(call: CallState, deadline: float, timeout: float | None) -> Rpc
     assert error is not None
     # A server that cancels because our deadline passed sends CANCEL, which reads CANCELLED;
     # report what really happened (PROTOCOL-HTTP2.md, "Client Cancellation").
-    if error.code is StatusCode.CANCELLED and timeout is not None and (
-        trio.current_time() >= deadline
+    if (
+        error.code is StatusCode.CANCELLED
+        and timeout is not None
+        and (trio.current_time() >= deadline)
     ):
         return _deadline_error(timeout)
     return error
 
 
-async def _open_call(
-    channel: Channel, call: CallState, method: str, metadata: bytes
-) -> Connection:
+async def _open_call(channel: Channel, call: CallState, method: str, metadata: bytes) -> Connection:
     for _attempt in range(_MAX_OPEN_ATTEMPTS):
         connection = await channel.get_connection()
         try:
-            await connection.start_call(
-                call, method, trio.current_effective_deadline(), metadata
-            )
+            await connection.start_call(call, method, trio.current_effective_deadline(), metadata)
         except ConnectionUnusable:
             continue
         return connection
@@ -312,8 +310,14 @@ class StreamContext(Generic[ReplyT]):
             await connection.flush()
         if scope.cancelled_caught or connection is None:
             raise _deadline_error(timeout)
-        self._stream = Stream(channel, connection, call=call, reply_type=self._reply_type,
-                              deadline=deadline, timeout=timeout)
+        self._stream = Stream(
+            channel,
+            connection,
+            call=call,
+            reply_type=self._reply_type,
+            deadline=deadline,
+            timeout=timeout,
+        )
         return self._stream
 
     async def __aexit__(

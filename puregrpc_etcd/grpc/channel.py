@@ -67,7 +67,8 @@ class Channel:
         self._default_tls_context: Optional[ssl.SSLContext] = None
         self.connect_timeout = connect_timeout
         self._keepalive = (
-            None if keepalive_interval is None
+            None
+            if keepalive_interval is None
             else KeepalivePolicy(keepalive_interval, keepalive_timeout)
         )
         self._write_timeout = max(keepalive_timeout, 1.0)
@@ -180,8 +181,14 @@ class Channel:
         metadata: Metadata | None = None,
     ) -> ReplyT:
         """One request, one reply; RpcError on any status but OK."""
-        return await _call.unary_unary(self, method=method, request=request,
-                                       reply_type=reply_type, timeout=timeout, metadata=metadata)
+        return await _call.unary_unary(
+            self,
+            method=method,
+            request=request,
+            reply_type=reply_type,
+            timeout=timeout,
+            metadata=metadata,
+        )
 
     def stream(
         self,

@@ -65,4 +65,3 @@ def parse_endpoint(text: str) -> Endpoint:
         raise ValueError(f"endpoint {text!r} needs a port (host:port)")
     scheme_tls = None if scheme is None else scheme == "https"
     return Endpoint(text, host, port, scheme_tls)
-

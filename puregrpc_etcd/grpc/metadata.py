@@ -48,8 +48,8 @@ def encode_timeout(seconds: float) -> bytes:
     server never gives up before the client does."""
     if seconds != seconds or seconds < 0:  # noqa: PLR0124 - NaN check without math import
         raise ValueError(f"timeout must be a non-negative number, not {seconds!r}")
-    nanoseconds = _MAX_TIMEOUT_VALUE * 3_600_000_000_000 if math.isinf(seconds) else math.ceil(
-        seconds * 1e9
+    nanoseconds = (
+        _MAX_TIMEOUT_VALUE * 3_600_000_000_000 if math.isinf(seconds) else math.ceil(seconds * 1e9)
     )
     for unit, size in _TIMEOUT_UNITS:
         value = -(-nanoseconds // size)
@@ -70,10 +70,19 @@ def decode_timeout(value: bytes | str) -> float:
 _KEY_PATTERN = re.compile(rb"[0-9a-z_.\-]+\Z")
 # Printable ASCII and space; HTTP/2 forbids the rest (RFC 9113 8.2.1) and gRPC narrows it.
 _ASCII_VALUE_PATTERN = re.compile(rb"[\x20-\x7e]*\Z")
-_RESERVED_KEYS = frozenset({
-    b"content-type", b"te", b"user-agent", b"connection", b"keep-alive", b"proxy-connection",
-    b"transfer-encoding", b"upgrade", b"host",
-})
+_RESERVED_KEYS = frozenset(
+    {
+        b"content-type",
+        b"te",
+        b"user-agent",
+        b"connection",
+        b"keep-alive",
+        b"proxy-connection",
+        b"transfer-encoding",
+        b"upgrade",
+        b"host",
+    }
+)
 
 
 def encode_metadata(metadata: Metadata) -> HeaderList:
@@ -135,10 +144,17 @@ def _decode_binary(value: bytes) -> bytes:
 
 
 # Headers that describe the transport rather than the application; never shown as metadata.
-_HIDDEN_RESPONSE_HEADERS = frozenset({
-    b"content-type", b"grpc-status", b"grpc-message", b"grpc-encoding",
-    b"grpc-accept-encoding", b"te", b"content-length",
-})
+_HIDDEN_RESPONSE_HEADERS = frozenset(
+    {
+        b"content-type",
+        b"grpc-status",
+        b"grpc-message",
+        b"grpc-encoding",
+        b"grpc-accept-encoding",
+        b"te",
+        b"content-length",
+    }
+)
 
 
 def decode_metadata(headers: Sequence[tuple[bytes, bytes]]) -> tuple[tuple[str, str | bytes], ...]:
@@ -191,8 +207,8 @@ class RequestHeaderTemplate:
 
     def __init__(self, *, scheme: str, authority: str, user_agent: str) -> None:
         self._scheme = scheme.encode("ascii")
-        self._authority = authority.encode("idna") if not authority.isascii() else (
-            authority.encode("ascii")
+        self._authority = (
+            authority.encode("idna") if not authority.isascii() else (authority.encode("ascii"))
         )
         self._tail: HeaderList = [
             (b"te", b"trailers"),

@@ -81,8 +81,16 @@ class RpcError(Exception):
         return f"RpcError({self.code.name}, {self.details!r}{flag})"
 
     def __reduce__(self) -> tuple[object, ...]:
-        return (_rebuild_error, (self.code, self.details, self.trailing_metadata,
-                                 self.initial_metadata, self.not_processed))
+        return (
+            _rebuild_error,
+            (
+                self.code,
+                self.details,
+                self.trailing_metadata,
+                self.initial_metadata,
+                self.not_processed,
+            ),
+        )
 
 
 def _rebuild_error(
@@ -92,8 +100,13 @@ def _rebuild_error(
     initial_metadata: MetadataPairs,
     not_processed: bool,
 ) -> RpcError:
-    return RpcError(code, details, trailing_metadata=trailing_metadata,
-                    initial_metadata=initial_metadata, not_processed=not_processed)
+    return RpcError(
+        code,
+        details,
+        trailing_metadata=trailing_metadata,
+        initial_metadata=initial_metadata,
+        not_processed=not_processed,
+    )
 
 
 def status_from_wire(value: bytes | str) -> StatusCode:
@@ -171,8 +184,10 @@ def status_from_response(
     if http_status is None or not http_status.isdigit():
         return StatusCode.INTERNAL, "response without a valid HTTP :status"
     if http_status != b"200":
-        return (status_from_http_status(int(http_status)),
-                f"unexpected HTTP status {int(http_status)} from server")
+        return (
+            status_from_http_status(int(http_status)),
+            f"unexpected HTTP status {int(http_status)} from server",
+        )
     return StatusCode.UNKNOWN, f"unexpected content-type {content_type!r} from server"
 
 
