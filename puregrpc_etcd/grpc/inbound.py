@@ -1,0 +1,295 @@
+"""The inbound half of the HTTP/2 connection under ``GrpcProtocol``: frames cut from the
+byte stream, HPACK decoding, SETTINGS, PING and WINDOW_UPDATE, and the checks RFC 9113 asks
+of a client. What responses, trailers, resets and GOAWAYs mean for calls is protocol.py's."""
+
+from __future__ import annotations
+
+from typing import Dict, List, Optional, Tuple, Union
+
+from . import http2 as h
+from .call_state import CallState
+from .http2 import Headers, Http2Error
+from .status import CANCEL, NO_ERROR, RpcError, StatusCode
+
+__all__ = ["MAX_HEADER_LIST_SIZE", "FrameReader"]
+
+MAX_HEADER_LIST_SIZE = 64 * 1024
+_SETTINGS_ACK = h.frame(h.SETTINGS, h.ACK, 0)
+_unpack_frame_header = h.FRAME_HEADER.unpack_from
+_DATA, _HEADERS, _END_STREAM, _PADDED = h.DATA, h.HEADERS, h.END_STREAM, h.PADDED
+
+
+class FrameReader:
+    """Reads the server's frames into the connection state ``GrpcProtocol`` keeps (it is this
+    class's only subclass, and owns the attributes and the hooks declared here)."""
+
+    calls: Dict[int, CallState]
+    changed: List[CallState]
+    send_blocked: set[CallState]
+    slots_freed: bool
+    ping_acks: List[bytes]
+    settings_received: bool
+    failure: Optional[RpcError]
+    _out: List[Union[bytes, memoryview]]
+    _unparsed: bytes
+    _next_stream_id: int
+    _decoder: h.HeaderDecoder
+    _continuation: Optional[Tuple[int, int, List[bytes]]]
+    _send_window: int
+    _peer_initial_window: int
+    _peer_max_frame_size: int
+    _peer_max_streams: int
+    _recv_window: int
+    _ended_by_server: set[int]
+
+    # -- hooks (protocol.py) ------------------------------------------------------------------
+
+    def close(self, error_code: int = NO_ERROR) -> None:
+        raise NotImplementedError
+
+    def fail(self, error: RpcError) -> None:
+        raise NotImplementedError
+
+    def cancel_call(self, call: CallState, error: RpcError, error_code: int = CANCEL) -> None:
+        raise NotImplementedError
+
+    def _acknowledge(self, call: CallState | None, size: int) -> None:
+        raise NotImplementedError
+
+    def _on_call_data(self, call: CallState, flow_controlled_length: int, data: memoryview) -> None:
+        """The payload of a DATA frame for a running call (padding removed)."""
+        raise NotImplementedError
+
+    def _on_response(self, call: CallState, headers: Headers, ended: bool) -> None:
+        raise NotImplementedError
+
+    def _on_trailers(self, call: CallState, trailers: Headers) -> None:
+        raise NotImplementedError
+
+    def _on_stream_ended(self, call: CallState) -> None:
+        raise NotImplementedError
+
+    def _on_stream_reset(self, call: CallState, error_code: int) -> None:
+        raise NotImplementedError
+
+    def _on_goaway(self, last_stream_id: int, error_code: int, debug: bytes) -> None:
+        raise NotImplementedError
+
+    # -- frames -------------------------------------------------------------------------------
+
+    def receive_data(self, data: bytes) -> None:
+        """Feed bytes from the socket; results land in calls, ``changed`` and the flags."""
+        if self.failure is not None:
+            return
+        if self._unparsed:
+            data = self._unparsed + data
+        elif type(data) is not bytes:
+            data = bytes(data)  # received messages may keep views of it: it must not change
+        try:
+            used = self._receive_frames(data)
+        except Http2Error as exc:
+            self.close(exc.error_code)
+            self.fail(RpcError(StatusCode.UNAVAILABLE, f"HTTP/2 protocol error from server: {exc}"))
+            return
+        self._unparsed = bytes(data[used:]) if used < len(data) else b""
+
+    def _receive_frames(self, data: bytes) -> int:
+        """Handle every whole frame in ``data``; returns how many bytes they took."""
+        view = memoryview(data)
+        size = len(data)
+        offset = 0
+        while size - offset >= 9:
+            head, flags, stream_id = _unpack_frame_header(data, offset)
+            length = head >> 8
+            if length > h.DEFAULT_MAX_FRAME_SIZE:
+                raise Http2Error(h.FRAME_SIZE_ERROR, f"frame of {length} bytes")
+            end = offset + 9 + length
+            if end > size:
+                break
+            frame_type = head & 0xFF
+            stream_id &= 0x7FFFFFFF
+            payload = view[offset + 9 : end]
+            offset = end
+            if self._continuation is not None and frame_type != h.CONTINUATION:
+                raise Http2Error(h.PROTOCOL_ERROR, "header block interrupted")
+            if frame_type == _DATA:
+                self._on_data(stream_id, flags, payload)
+            elif frame_type == _HEADERS:
+                self._on_headers(stream_id, flags, payload)
+            else:
+                self._on_control_frame(frame_type, flags, stream_id, payload)
+        return offset
+
+    def _check_opened(self, stream_id: int) -> None:
+        """Frames for streams we closed are ignored; for any other stream they are an error."""
+        if not stream_id % 2 or stream_id >= self._next_stream_id:
+            raise Http2Error(h.PROTOCOL_ERROR, f"frame on stream {stream_id}, never opened")
+
+    def _on_data(self, stream_id: int, flags: int, payload: memoryview) -> None:
+        flow_controlled_length = len(payload)
+        self._recv_window -= flow_controlled_length
+        if self._recv_window < 0:
+            raise Http2Error(h.FLOW_CONTROL_ERROR, "DATA beyond the connection window")
+        data = h.strip_padding(payload, flags) if flags & _PADDED else payload
+        call = self.calls.get(stream_id)
+        if call is None:
+            self._check_opened(stream_id)
+            self._acknowledge(None, flow_controlled_length)
+            if stream_id in self._ended_by_server:
+                self._ended_by_server.discard(stream_id)
+                self._out.append(h.rst_stream_frame(stream_id, h.STREAM_CLOSED))
+            return
+        if not call.headers_seen:
+            raise Http2Error(h.PROTOCOL_ERROR, f"DATA before HEADERS on stream {stream_id}")
+        call.recv_window -= flow_controlled_length
+        self._on_call_data(call, flow_controlled_length, data)
+        if flags & _END_STREAM:
+            self._on_stream_ended(call)
+
+    def _on_headers(self, stream_id: int, flags: int, payload: memoryview) -> None:
+        if not stream_id:
+            raise Http2Error(h.PROTOCOL_ERROR, "HEADERS on stream 0")
+        block = h.strip_padding(payload, flags)
+        if flags & h.PRIORITY_FLAG:
+            if len(block) < 5:
+                raise Http2Error(h.PROTOCOL_ERROR, "HEADERS too short for its priority")
+            block = block[5:]
+        if flags & h.END_HEADERS:
+            self._on_header_block(stream_id, flags, bytes(block))
+        else:
+            self._continuation = (stream_id, flags, [bytes(block)])
+
+    def _on_continuation(self, stream_id: int, flags: int, payload: memoryview) -> None:
+        pending = self._continuation
+        if pending is None or pending[0] != stream_id:
+            raise Http2Error(h.PROTOCOL_ERROR, f"unexpected CONTINUATION on stream {stream_id}")
+        pieces = pending[2]
+        pieces.append(bytes(payload))
+        if sum(map(len, pieces)) > 2 * MAX_HEADER_LIST_SIZE:
+            raise Http2Error(h.PROTOCOL_ERROR, "header block too large")
+        if flags & h.END_HEADERS:
+            self._continuation = None
+            self._on_header_block(stream_id, pending[1], b"".join(pieces))
+
+    def _on_header_block(self, stream_id: int, flags: int, block: bytes) -> None:
+        headers = self._decoder.decode(block)  # always: the HPACK state must stay in step
+        call = self.calls.get(stream_id)
+        if call is None:
+            self._check_opened(stream_id)
+            return
+        ended = bool(flags & _END_STREAM)
+        if not call.headers_seen:
+            if not ended and _informational(headers):
+                return
+            call.headers_seen = 1
+            self._on_response(call, headers, ended)
+        elif ended:
+            call.headers_seen = 2
+            self._on_trailers(call, headers)
+        else:
+            raise Http2Error(h.PROTOCOL_ERROR, f"trailers without END_STREAM on {stream_id}")
+        if ended:
+            self._on_stream_ended(call)
+
+    def _on_control_frame(
+        self, frame_type: int, flags: int, stream_id: int, payload: memoryview
+    ) -> None:
+        if frame_type == h.WINDOW_UPDATE:
+            self._on_window_update(stream_id, h.parse_u32(payload, "WINDOW_UPDATE") & 0x7FFFFFFF)
+        elif frame_type == h.CONTINUATION:
+            self._on_continuation(stream_id, flags, payload)
+        elif frame_type in (h.SETTINGS, h.PING, h.GOAWAY):
+            if stream_id:
+                raise Http2Error(h.PROTOCOL_ERROR, f"frame type {frame_type} on a stream")
+            if frame_type == h.SETTINGS:
+                self._on_settings(flags, payload)
+            elif frame_type == h.PING:
+                self._on_ping(flags, payload)
+            else:
+                self._on_goaway(*h.parse_goaway(payload))
+        elif frame_type == h.RST_STREAM:
+            error_code = h.parse_u32(payload, "RST_STREAM")
+            call = self.calls.get(stream_id)
+            if call is None:
+                self._check_opened(stream_id)
+            else:
+                self._on_stream_reset(call, error_code)
+        elif frame_type == h.PRIORITY:
+            # Checked (RFC 9113 6.3), then ignored: we do not prioritise.
+            if not stream_id:
+                raise Http2Error(h.PROTOCOL_ERROR, "PRIORITY on stream 0")
+            if len(payload) != 5:
+                raise Http2Error(h.FRAME_SIZE_ERROR, "PRIORITY payload must be 5 bytes")
+        elif frame_type == h.PUSH_PROMISE:
+            raise Http2Error(h.PROTOCOL_ERROR, "PUSH_PROMISE although push is disabled")
+        # Unknown frame types are ignored (RFC 9113 4.1, 5.5).
+
+    def _on_window_update(self, stream_id: int, increment: int) -> None:
+        if not stream_id:
+            if not increment:
+                raise Http2Error(h.PROTOCOL_ERROR, "connection WINDOW_UPDATE of 0")
+            self._send_window += increment
+            if self._send_window > h.MAX_WINDOW:
+                raise Http2Error(h.FLOW_CONTROL_ERROR, "connection window above 2^31-1")
+            if self.send_blocked:
+                self.changed.extend(self.send_blocked)
+            return
+        call = self.calls.get(stream_id)
+        if call is None:
+            self._check_opened(stream_id)
+            return
+        call.send_window += increment
+        if not increment or call.send_window > h.MAX_WINDOW:
+            self.cancel_call(
+                call,
+                RpcError(
+                    StatusCode.INTERNAL, f"invalid WINDOW_UPDATE of {increment} from the server"
+                ),
+                h.PROTOCOL_ERROR if not increment else h.FLOW_CONTROL_ERROR,
+            )
+        elif call in self.send_blocked:
+            self.changed.append(call)
+
+    def _on_settings(self, flags: int, payload: memoryview) -> None:
+        if flags & h.ACK:
+            if payload:
+                raise Http2Error(h.FRAME_SIZE_ERROR, "SETTINGS acknowledgement with a payload")
+            return
+        for code, value in h.parse_settings(payload):
+            if code == h.INITIAL_WINDOW_SIZE:
+                if value > h.MAX_WINDOW:
+                    raise Http2Error(h.FLOW_CONTROL_ERROR, "INITIAL_WINDOW_SIZE above 2^31-1")
+                delta = value - self._peer_initial_window
+                self._peer_initial_window = value
+                for call in self.calls.values():
+                    call.send_window += delta
+                    if call.send_window > h.MAX_WINDOW:
+                        raise Http2Error(h.FLOW_CONTROL_ERROR, "stream window above 2^31-1")
+                self.changed.extend(self.send_blocked)
+            elif code == h.MAX_FRAME_SIZE:
+                if not h.DEFAULT_MAX_FRAME_SIZE <= value < 2**24:
+                    raise Http2Error(h.PROTOCOL_ERROR, f"invalid MAX_FRAME_SIZE {value}")
+                self._peer_max_frame_size = value
+            elif code == h.MAX_CONCURRENT_STREAMS:
+                self._peer_max_streams = value
+                self.slots_freed = True
+            elif code == h.ENABLE_PUSH and value:
+                raise Http2Error(h.PROTOCOL_ERROR, f"a server sent ENABLE_PUSH {value}")
+        self._out.append(_SETTINGS_ACK)
+        self.settings_received = True
+
+    def _on_ping(self, flags: int, payload: memoryview) -> None:
+        if len(payload) != 8:
+            raise Http2Error(h.FRAME_SIZE_ERROR, "PING payload must be 8 bytes")
+        if flags & h.ACK:
+            self.ping_acks.append(bytes(payload))
+        else:
+            self._out.append(h.frame(h.PING, h.ACK, 0, bytes(payload)))
+
+
+def _informational(headers: Headers) -> bool:
+    """A 1xx response: more headers follow (RFC 9113 8.1)."""
+    for name, value in headers:
+        if name == b":status":
+            return value[:1] == b"1"
+    return False
