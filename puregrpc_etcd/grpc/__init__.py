@@ -1,5 +1,5 @@
-"""gRPC over HTTP/2 in pure Python on h2 and trio: channels, unary and streaming calls.
-Knows nothing of etcd; usable with any service whose messages are protobuf classes."""
+"""gRPC over HTTP/2 in pure Python on trio (our own framing, HPACK from hpack): channels, unary
+and streaming calls. Knows nothing of etcd; usable with any service of protobuf messages."""
 
 from __future__ import annotations
 
