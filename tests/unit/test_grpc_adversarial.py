@@ -106,8 +106,9 @@ def resets(server: ServerPeer, protocol: GrpcProtocol) -> dict[int, int]:
             if isinstance(f, RstStreamFrame)}  # fmt: skip
 
 
-def assert_connection_error(server: ServerPeer, protocol: GrpcProtocol, calls: list[CallState],
-                            error_code: int) -> None:
+def assert_connection_error(
+    server: ServerPeer, protocol: GrpcProtocol, calls: list[CallState], error_code: int
+) -> None:
     assert goaway_code(server, protocol) == error_code
     assert all(call.code is StatusCode.UNAVAILABLE and call.released for call in calls)
     assert protocol.open_streams == 0
@@ -122,23 +123,32 @@ def test_dynamic_table_entries_and_huffman_are_decoded_across_responses() -> Non
     protocol, calls = opened(server, 3)
     # Values are octets: a non-ASCII one reads back byte for byte (as latin-1).
     headers: list[tuple[str, str | bytes]] = [
-        *OK_HEADERS, ("x-id", "séance".encode()), ("x-n", "1")
+        *OK_HEADERS,
+        ("x-id", "séance".encode()),
+        ("x-n", "1"),
     ]
     wire = []
     for stream_id in (1, 3, 5):
         block = server._encoder.encode(headers, huffman=True)
         wire.append(HeadersFrame(stream_id, block, flags=["END_HEADERS"]).serialize())
         trailers = [("grpc-status", "3"), ("grpc-message", "bad%20arg"), ("x-t", "t" * 40)]
-        wire.append(HeadersFrame(stream_id, server._encoder.encode(trailers, huffman=True),
-                                 flags=["END_HEADERS", "END_STREAM"]).serialize())
+        wire.append(
+            HeadersFrame(
+                stream_id,
+                server._encoder.encode(trailers, huffman=True),
+                flags=["END_HEADERS", "END_STREAM"],
+            ).serialize()
+        )
     # After the first response every block is a run of dynamic-table references.
     assert len(wire[2]) == 9 + 4
     protocol.receive_data(b"".join(wire))
     for call in calls:
         assert call.code is StatusCode.INVALID_ARGUMENT
         assert call.details == "bad arg"
-        assert call.initial_metadata == (("x-id", "séance".encode().decode("latin-1")),
-                                         ("x-n", "1"))
+        assert call.initial_metadata == (
+            ("x-id", "séance".encode().decode("latin-1")),
+            ("x-n", "1"),
+        )
         assert call.error is not None
         assert call.error.trailing_metadata == (("x-t", "t" * 40),)
     assert protocol.failure is None
@@ -150,15 +160,19 @@ def test_an_all_indexed_block_is_decoded_again_after_the_table_changed() -> None
     indexed = hp_indexed(8) + hp_indexed(62) + hp_indexed(63)  # the same bytes, twice
     grpc_ok = hp_plain(b"grpc-status", b"0")
     first = hp_incremental(b"x-v", b"one") + hp_incremental(b"content-type", b"application/grpc")
-    protocol.receive_data(raw(HEADERS, END_HEADERS, 1, hp_indexed(8) + first)
-                          + raw(HEADERS, END_HEADERS | END_STREAM, 1, grpc_ok))
+    protocol.receive_data(
+        raw(HEADERS, END_HEADERS, 1, hp_indexed(8) + first)
+        + raw(HEADERS, END_HEADERS | END_STREAM, 1, grpc_ok)
+    )
     protocol.receive_data(raw(HEADERS, END_HEADERS, 3, indexed))
     assert calls[1].initial_metadata == (("x-v", "one"),)
     # The trailers of stream 3 insert x-v: two at 62; content-type moves to 63.
-    protocol.receive_data(raw(HEADERS, END_HEADERS | END_STREAM, 3,
-                              hp_incremental(b"x-v", b"two") + grpc_ok))
-    protocol.receive_data(raw(HEADERS, END_HEADERS, 5, indexed)
-                          + raw(HEADERS, END_HEADERS | END_STREAM, 5, grpc_ok))
+    protocol.receive_data(
+        raw(HEADERS, END_HEADERS | END_STREAM, 3, hp_incremental(b"x-v", b"two") + grpc_ok)
+    )
+    protocol.receive_data(
+        raw(HEADERS, END_HEADERS, 5, indexed) + raw(HEADERS, END_HEADERS | END_STREAM, 5, grpc_ok)
+    )
     assert calls[2].initial_metadata == (("x-v", "two"),)
     assert [call.code for call in calls] == [StatusCode.OK] * 3
     assert protocol.failure is None
@@ -169,19 +183,26 @@ def test_the_same_indexed_block_means_new_headers_after_eviction() -> None:
     protocol, calls = opened(server, 2)
     status_ok = hp_incremental(b"grpc-status", b"0")
     status_bad = hp_incremental(b"grpc-status", b"5")
-    protocol.receive_data(raw(HEADERS, END_HEADERS, 1, OK_BLOCK)
-                          + raw(HEADERS, END_HEADERS | END_STREAM, 1, status_ok))
-    protocol.receive_data(raw(HEADERS, END_HEADERS, 3, OK_BLOCK)
-                          + raw(HEADERS, END_HEADERS | END_STREAM, 3, hp_indexed(62)))
+    protocol.receive_data(
+        raw(HEADERS, END_HEADERS, 1, OK_BLOCK)
+        + raw(HEADERS, END_HEADERS | END_STREAM, 1, status_ok)
+    )
+    protocol.receive_data(
+        raw(HEADERS, END_HEADERS, 3, OK_BLOCK)
+        + raw(HEADERS, END_HEADERS | END_STREAM, 3, hp_indexed(62))
+    )
     assert [call.code for call in calls] == [StatusCode.OK, StatusCode.OK]
     more = [start(protocol) for _ in range(2)]
     server.parse(protocol.data_to_send())
     # Emptying the table, then a new entry at 62: the same one-byte block now says NOT_FOUND.
-    protocol.receive_data(raw(HEADERS, END_HEADERS, 5, hp_size_update(0) + hp_size_update(4096)
-                              + OK_BLOCK)
-                          + raw(HEADERS, END_HEADERS | END_STREAM, 5, status_bad))
-    protocol.receive_data(raw(HEADERS, END_HEADERS, 7, OK_BLOCK)
-                          + raw(HEADERS, END_HEADERS | END_STREAM, 7, hp_indexed(62)))
+    protocol.receive_data(
+        raw(HEADERS, END_HEADERS, 5, hp_size_update(0) + hp_size_update(4096) + OK_BLOCK)
+        + raw(HEADERS, END_HEADERS | END_STREAM, 5, status_bad)
+    )
+    protocol.receive_data(
+        raw(HEADERS, END_HEADERS, 7, OK_BLOCK)
+        + raw(HEADERS, END_HEADERS | END_STREAM, 7, hp_indexed(62))
+    )
     assert [call.code for call in more] == [StatusCode.NOT_FOUND, StatusCode.NOT_FOUND]
 
 
@@ -192,10 +213,14 @@ def test_header_blocks_on_streams_we_reset_still_update_the_table() -> None:
     server.parse(protocol.data_to_send())
     # The late response to the reset stream adds x-late; stream 3 relies on it.
     block = hp_indexed(8) + hp_incremental(b"content-type", b"application/grpc")
-    late = raw(HEADERS, 0, 1, block[:3]) + raw(CONTINUATION, END_HEADERS, 1,
-                                               block[3:] + hp_incremental(b"x-late", b"v"))
-    protocol.receive_data(late + raw(HEADERS, END_HEADERS, 3, hp_indexed(8) + hp_indexed(63)
-                                     + hp_indexed(62)) + server.trailers(3))
+    late = raw(HEADERS, 0, 1, block[:3]) + raw(
+        CONTINUATION, END_HEADERS, 1, block[3:] + hp_incremental(b"x-late", b"v")
+    )
+    protocol.receive_data(
+        late
+        + raw(HEADERS, END_HEADERS, 3, hp_indexed(8) + hp_indexed(63) + hp_indexed(62))
+        + server.trailers(3)
+    )
     assert protocol.failure is None
     assert calls[1].code is StatusCode.OK
     assert calls[1].initial_metadata == (("x-late", "v"),)
@@ -204,11 +229,13 @@ def test_header_blocks_on_streams_we_reset_still_update_the_table() -> None:
 def test_a_table_size_update_to_zero_evicts_everything() -> None:
     server = ServerPeer()
     protocol, calls = opened(server, 2)
-    protocol.receive_data(raw(HEADERS, END_HEADERS, 1, OK_BLOCK + hp_incremental(b"x-a", b"1"))
-                          + server.trailers(1))
+    protocol.receive_data(
+        raw(HEADERS, END_HEADERS, 1, OK_BLOCK + hp_incremental(b"x-a", b"1")) + server.trailers(1)
+    )
     assert calls[0].code is StatusCode.OK
-    protocol.receive_data(raw(HEADERS, END_HEADERS, 3, hp_size_update(0) + OK_BLOCK
-                              + hp_indexed(62)))
+    protocol.receive_data(
+        raw(HEADERS, END_HEADERS, 3, hp_size_update(0) + OK_BLOCK + hp_indexed(62))
+    )
     assert_connection_error(server, protocol, [calls[1]], COMPRESSION_ERROR)
 
 
@@ -246,10 +273,11 @@ def test_an_oversized_header_list_fails_the_connection() -> None:
     protocol, calls = opened(server)
     # 70 KiB of headers (we advertised a 64 KiB list), in legal CONTINUATION frames.
     block = OK_BLOCK + b"".join(hp_plain(b"x-%d" % n, b"v" * 1000) for n in range(70))
-    pieces = [block[i:i + 16384] for i in range(0, len(block), 16384)]
+    pieces = [block[i : i + 16384] for i in range(0, len(block), 16384)]
     wire = raw(HEADERS, 0, 1, pieces[0]) + b"".join(
         raw(CONTINUATION, END_HEADERS if n == len(pieces) - 1 else 0, 1, piece)
-        for n, piece in enumerate(pieces[1:], 1))
+        for n, piece in enumerate(pieces[1:], 1)
+    )
     protocol.receive_data(wire)
     assert protocol.failure is not None
     assert calls[0].code is StatusCode.UNAVAILABLE
@@ -288,8 +316,7 @@ def test_an_unused_end_stream_bit_on_continuation_is_ignored() -> None:
     server = ServerPeer()
     protocol, calls = opened(server)
     block = server._encoder.encode(OK_HEADERS)
-    wire = raw(HEADERS, 0, 1, block[:1]) + raw(CONTINUATION, END_HEADERS | 0x1 | 0xF2, 1,
-                                                 block[1:])
+    wire = raw(HEADERS, 0, 1, block[:1]) + raw(CONTINUATION, END_HEADERS | 0x1 | 0xF2, 1, block[1:])
     protocol.receive_data(wire)
     assert calls[0].code is None
     protocol.receive_data(server.data(1, encode_message(b"later")) + server.trailers(1))
@@ -314,8 +341,9 @@ def test_anything_inside_a_header_block_is_a_connection_error(intruder: bytes, w
     server = ServerPeer()
     protocol, calls = opened(server, 2)
     block = server._encoder.encode(OK_HEADERS)
-    protocol.receive_data(raw(HEADERS, 0, 1, block[:1]) + intruder
-                          + raw(CONTINUATION, END_HEADERS, 1, block[1:]))
+    protocol.receive_data(
+        raw(HEADERS, 0, 1, block[:1]) + intruder + raw(CONTINUATION, END_HEADERS, 1, block[1:])
+    )
     assert why
     assert_connection_error(server, protocol, calls, PROTOCOL_ERROR)
 
@@ -324,8 +352,9 @@ def test_anything_inside_a_header_block_is_a_connection_error(intruder: bytes, w
 def test_continuation_without_a_header_block_is_a_connection_error(stream_id: int) -> None:
     server = ServerPeer()
     protocol, calls = opened(server)
-    protocol.receive_data(server.headers(1, OK_HEADERS)
-                          + raw(CONTINUATION, END_HEADERS, stream_id, b"\x88"))
+    protocol.receive_data(
+        server.headers(1, OK_HEADERS) + raw(CONTINUATION, END_HEADERS, stream_id, b"\x88")
+    )
     assert_connection_error(server, protocol, calls, PROTOCOL_ERROR)
 
 
@@ -335,7 +364,7 @@ def test_a_header_block_cut_by_the_socket_is_resumed() -> None:
     block = server._encoder.encode([*OK_HEADERS, ("x-a", "b")])
     wire = raw(HEADERS, 0, 1, block[:4]) + raw(CONTINUATION, END_HEADERS, 1, block[4:])
     for index in range(len(wire)):  # one byte per read
-        protocol.receive_data(wire[index:index + 1])
+        protocol.receive_data(wire[index : index + 1])
     assert calls[0].initial_metadata == (("x-a", "b"),)
     assert protocol.failure is None
 
@@ -352,13 +381,18 @@ def test_padded_headers_data_and_trailers_with_extreme_pad_lengths() -> None:
     protocol, calls = opened(server)
     block = server._encoder.encode(OK_HEADERS)
     priority = u32(0x80000000) + b"\xff"  # exclusive on stream 0, weight 256
-    wire = raw(HEADERS, END_HEADERS | PADDED | PRIORITY_FLAG | 0x10, 1,
-               bytes((0,)) + priority + block)
+    wire = raw(
+        HEADERS, END_HEADERS | PADDED | PRIORITY_FLAG | 0x10, 1, bytes((0,)) + priority + block
+    )
     wire += raw(DATA, PADDED, 1, padded(255, b""))  # nothing but padding
     wire += raw(DATA, PADDED, 1, padded(0, encode_message(b"a")))
     wire += raw(DATA, PADDED, 1, padded(255, encode_message(b"b")))
-    wire += raw(HEADERS, END_HEADERS | END_STREAM | PADDED, 1,
-                padded(200, server._encoder.encode([("grpc-status", "0")])))
+    wire += raw(
+        HEADERS,
+        END_HEADERS | END_STREAM | PADDED,
+        1,
+        padded(200, server._encoder.encode([("grpc-status", "0")])),
+    )
     protocol.receive_data(wire)
     assert calls[0].code is StatusCode.OK
     assert [protocol.consume(calls[0]), protocol.consume(calls[0])] == [b"a", b"b"]
@@ -372,8 +406,11 @@ def test_padding_only_frames_cost_window_and_are_credited_back() -> None:
     server.parse(protocol.data_to_send())
     # 200 frames of 256 flow-controlled bytes each: 51200 of the 64 KiB stream window.
     protocol.receive_data(raw(DATA, PADDED, 1, padded(255, b"")) * 200)
-    credited = sum(f.window_increment for f in server.parse(protocol.data_to_send())
-                   if isinstance(f, WindowUpdateFrame) and f.stream_id == 1)
+    credited = sum(
+        f.window_increment
+        for f in server.parse(protocol.data_to_send())
+        if isinstance(f, WindowUpdateFrame) and f.stream_id == 1
+    )
     assert 32 * 1024 <= credited <= 200 * 256
     assert calls[0].code is None
     assert protocol.failure is None
@@ -411,10 +448,15 @@ def test_priority_on_any_stream_state_and_unknown_frames_are_ignored() -> None:
     protocol.cancel_call(calls[0], _cancelled())  # stream 1 closed by us
     server.parse(protocol.data_to_send())
     priority = u32(1) + b"\x10"
-    wire = (raw(PRIORITY, 0, 3, priority) + raw(PRIORITY, 0, 1, priority)
-            + raw(PRIORITY, 0, 41, priority)  # idle: PRIORITY is the one frame allowed there
-            + raw(0x0A, 0xFF, 0, b"x" * 16384) + raw(0xFF, 0, 3, b"") + raw(0x10, 0, 77, b"?")
-            + raw(0x0C, 0, 0, b"\x00\x00\x00\x01\x00\x00\x00\x00"))  # PRIORITY_UPDATE (9218)
+    wire = (
+        raw(PRIORITY, 0, 3, priority)
+        + raw(PRIORITY, 0, 1, priority)
+        + raw(PRIORITY, 0, 41, priority)  # idle: PRIORITY is the one frame allowed there
+        + raw(0x0A, 0xFF, 0, b"x" * 16384)
+        + raw(0xFF, 0, 3, b"")
+        + raw(0x10, 0, 77, b"?")
+        + raw(0x0C, 0, 0, b"\x00\x00\x00\x01\x00\x00\x00\x00")
+    )  # PRIORITY_UPDATE (9218)
     protocol.receive_data(wire + server.reply(3, b"k"))
     assert protocol.failure is None
     assert calls[1].code is StatusCode.OK
@@ -426,14 +468,21 @@ def test_unknown_settings_and_unused_flags_are_ignored_and_acknowledged() -> Non
     protocol, calls = opened(server)
     unknown = settings_payload((0x7, 5), (0x8, 1), (0x9, 1), (0xFFFF, 2**32 - 1), (0x0, 9))
     protocol.receive_data(raw(SETTINGS, 0xFE, 0, unknown))  # 0xFE: every flag but ACK
-    assert [set(f.flags) for f in server.parse(protocol.data_to_send())
-            if isinstance(f, SettingsFrame)] == [{"ACK"}]
-    wire = (raw(PING, 0xFE, 0, b"pingpong")
-            + raw(HEADERS, END_HEADERS | 0xD2, 1, server._encoder.encode(OK_HEADERS))
-            + raw(DATA, 0xF6, 1, encode_message(b"d"))
-            + raw(WINDOW_UPDATE, 0xFF, 1, u32(10))
-            + raw(HEADERS, END_HEADERS | END_STREAM | 0xC2, 1,
-                  server._encoder.encode([("grpc-status", "0")])))
+    assert [
+        set(f.flags) for f in server.parse(protocol.data_to_send()) if isinstance(f, SettingsFrame)
+    ] == [{"ACK"}]
+    wire = (
+        raw(PING, 0xFE, 0, b"pingpong")
+        + raw(HEADERS, END_HEADERS | 0xD2, 1, server._encoder.encode(OK_HEADERS))
+        + raw(DATA, 0xF6, 1, encode_message(b"d"))
+        + raw(WINDOW_UPDATE, 0xFF, 1, u32(10))
+        + raw(
+            HEADERS,
+            END_HEADERS | END_STREAM | 0xC2,
+            1,
+            server._encoder.encode([("grpc-status", "0")]),
+        )
+    )
     protocol.receive_data(wire)
     assert protocol.failure is None
     assert calls[0].code is StatusCode.OK
@@ -447,18 +496,22 @@ def test_the_reserved_stream_id_bit_is_ignored() -> None:
     protocol, calls = opened(server)
     block = server._encoder.encode(OK_HEADERS)
     reserved = 0x80000000
-    protocol.receive_data(raw(HEADERS, END_HEADERS, reserved | 1, block)
-                          + raw(DATA, 0, reserved | 1, encode_message(b"r"))
-                          + raw(WINDOW_UPDATE, 0, reserved | 1, u32(reserved | 5))
-                          + raw(HEADERS, END_HEADERS | END_STREAM, reserved | 1,
-                                server._encoder.encode([("grpc-status", "0")])))
+    protocol.receive_data(
+        raw(HEADERS, END_HEADERS, reserved | 1, block)
+        + raw(DATA, 0, reserved | 1, encode_message(b"r"))
+        + raw(WINDOW_UPDATE, 0, reserved | 1, u32(reserved | 5))
+        + raw(
+            HEADERS,
+            END_HEADERS | END_STREAM,
+            reserved | 1,
+            server._encoder.encode([("grpc-status", "0")]),
+        )
+    )
     assert protocol.failure is None
     assert calls[0].code is StatusCode.OK
     assert protocol.consume(calls[0]) == b"r"
 
 
-@pytest.mark.xfail(strict=True, reason="protocol.py _on_control_frame ignores every PRIORITY "
-                   "frame; RFC 9113 6.3 requires PROTOCOL_ERROR for one on stream 0")
 def test_priority_on_stream_zero_is_a_connection_error() -> None:
     server = ServerPeer()
     protocol, calls = opened(server)
@@ -466,8 +519,6 @@ def test_priority_on_stream_zero_is_a_connection_error() -> None:
     assert_connection_error(server, protocol, calls, PROTOCOL_ERROR)
 
 
-@pytest.mark.xfail(strict=True, reason="protocol.py _on_control_frame ignores every PRIORITY "
-                   "frame; RFC 9113 6.3 requires FRAME_SIZE_ERROR for a length other than 5")
 @pytest.mark.parametrize("payload", [b"", u32(3), u32(3) + b"\x10\x00"])
 def test_a_priority_frame_of_the_wrong_length_is_a_frame_size_error(payload: bytes) -> None:
     server = ServerPeer()
@@ -480,9 +531,6 @@ def test_a_priority_frame_of_the_wrong_length_is_a_frame_size_error(payload: byt
     assert calls[0].code is not None
 
 
-@pytest.mark.xfail(strict=True, reason="protocol.py _on_settings never looks at ENABLE_PUSH; "
-                   "RFC 9113 6.5.2: a value other than 0 or 1, and 1 sent by a server, are "
-                   "connection errors of type PROTOCOL_ERROR")
 @pytest.mark.parametrize("value", [1, 2, 2**32 - 1])
 def test_a_server_enable_push_other_than_zero_is_a_connection_error(value: int) -> None:
     server = ServerPeer()
@@ -557,8 +605,9 @@ def test_initial_window_lowered_mid_transfer_goes_negative_then_recovers() -> No
     assert call.code is None
     assert protocol.send_data(call, body[100:], end_stream=True) == 100
     assert call.local_closed
-    sent = b"".join(f.data for f in server.parse(protocol.data_to_send())
-                    if isinstance(f, DataFrame))
+    sent = b"".join(
+        f.data for f in server.parse(protocol.data_to_send()) if isinstance(f, DataFrame)
+    )
     assert sent == bytes(body)
 
 
@@ -606,8 +655,9 @@ def test_a_connection_window_overflow_is_a_flow_control_error() -> None:
 def test_window_updates_for_closed_streams_are_not_errors() -> None:
     server = ServerPeer()
     protocol, calls = opened(server)
-    protocol.receive_data(server.reply(1) + server.window_update(1, 100)
-                          + server.window_update(1, MAX_WINDOW))
+    protocol.receive_data(
+        server.reply(1) + server.window_update(1, 100) + server.window_update(1, MAX_WINDOW)
+    )
     assert calls[0].code is StatusCode.OK
     assert protocol.failure is None
 
@@ -640,7 +690,7 @@ def test_a_lowered_max_frame_size_applies_to_data_and_request_headers() -> None:
     while out:
         length = int.from_bytes(out[:3], "big")
         sizes.append(length)
-        out = out[9 + length:]
+        out = out[9 + length :]
     assert max(sizes) <= 16384
     assert len(server.parse(protocol.data_to_send())) == 0
 
@@ -664,11 +714,13 @@ def test_max_concurrent_streams_lowered_below_the_open_streams() -> None:
 def test_ping_is_answered_once_and_a_ping_ack_never_is() -> None:
     server = ServerPeer()
     protocol, _ = opened(server)
-    protocol.receive_data(raw(PING, 0, 0, b"\x00" * 8) + raw(PING, ACK, 0, b"unasked!")
-                          + raw(PING, 0, 0, b"\xff" * 8))
+    protocol.receive_data(
+        raw(PING, 0, 0, b"\x00" * 8) + raw(PING, ACK, 0, b"unasked!") + raw(PING, 0, 0, b"\xff" * 8)
+    )
     pings = [f for f in server.parse(protocol.data_to_send()) if isinstance(f, PingFrame)]
     assert [(set(f.flags), f.opaque_data) for f in pings] == [
-        ({"ACK"}, b"\x00" * 8), ({"ACK"}, b"\xff" * 8)
+        ({"ACK"}, b"\x00" * 8),
+        ({"ACK"}, b"\xff" * 8),
     ]
     assert protocol.ping_acks == [b"unasked!"]
     assert protocol.failure is None
@@ -684,14 +736,16 @@ def test_goaway_mid_streams_with_error_code_and_binary_debug_data() -> None:
     protocol.receive_data(raw(GOAWAY, 0, 0, u32(0x80000000 | 5) + u32(INTERNAL_ERROR) + debug))
     assert protocol.goaway_last_stream_id == 5
     late = [call.error for call in calls[3:]]
-    assert all(e is not None and e.code is StatusCode.UNAVAILABLE and e.not_processed
-               for e in late)
+    assert all(e is not None and e.code is StatusCode.UNAVAILABLE and e.not_processed for e in late)
     assert "shutting down" in (late[0].details if late[0] else "")
     assert resets(server, protocol) == {7: 0x8, 9: 0x8}
     assert [call.code for call in calls[:3]] == [None] * 3
     protocol.receive_data(server.reply(1, b"a") + server.rst(3, 0x7) + server.reply(5, b"c"))
-    assert [call.code for call in calls[:3]] == [StatusCode.OK, StatusCode.UNAVAILABLE,
-                                                 StatusCode.OK]
+    assert [call.code for call in calls[:3]] == [
+        StatusCode.OK,
+        StatusCode.UNAVAILABLE,
+        StatusCode.OK,
+    ]
     assert protocol.drained
     assert protocol.failure is None
 
@@ -715,17 +769,18 @@ def test_frames_after_our_reset_are_ignored_but_their_data_is_credited() -> None
     protocol.cancel_call(calls[0], _cancelled())
     server.parse(protocol.data_to_send())
     payload = encode_message(b"x" * 16000)
-    protocol.receive_data((server.headers(1, OK_HEADERS) + server.data(1, payload)) * 1
-                          + server.data(1, payload, pad=100) + server.trailers(1)
-                          + server.rst(1, 0) + server.window_update(1, 5))
+    protocol.receive_data(
+        (server.headers(1, OK_HEADERS) + server.data(1, payload)) * 1
+        + server.data(1, payload, pad=100)
+        + server.trailers(1)
+        + server.rst(1, 0)
+        + server.window_update(1, 5)
+    )
     assert protocol.failure is None
     assert calls[0].code is StatusCode.CANCELLED
     assert protocol._credit == 2 * len(payload) + 101
 
 
-@pytest.mark.xfail(strict=True, reason="protocol.py _on_data: DATA for a stream no longer in "
-                   "`calls` is silently credited even when the server itself ended it (no "
-                   "RST_STREAM from us); RFC 9113 6.1 requires a STREAM_CLOSED stream error")
 def test_data_after_the_servers_end_stream_is_a_stream_closed_error() -> None:
     server = ServerPeer()
     protocol, calls = opened(server)
@@ -733,14 +788,14 @@ def test_data_after_the_servers_end_stream_is_a_stream_closed_error() -> None:
     assert calls[0].code is StatusCode.OK
     server.parse(protocol.data_to_send())
     protocol.receive_data(server.data(1, encode_message(b"zombie")))
-    codes = [f.error_code for f in server.parse(protocol.data_to_send())
-             if isinstance(f, (RstStreamFrame, GoAwayFrame))]
+    codes = [
+        f.error_code
+        for f in server.parse(protocol.data_to_send())
+        if isinstance(f, (RstStreamFrame, GoAwayFrame))
+    ]
     assert codes == [STREAM_CLOSED]
 
 
-@pytest.mark.xfail(strict=True, reason="protocol.py _on_data returns for a stream no longer in "
-                   "`calls` before strip_padding runs; RFC 9113 6.1 makes padding as long as the "
-                   "payload a connection PROTOCOL_ERROR whatever the stream's state")
 def test_impossible_padding_on_a_closed_stream_is_still_a_protocol_error() -> None:
     server = ServerPeer()
     protocol, calls = opened(server, 2)
@@ -753,8 +808,11 @@ def test_impossible_padding_on_a_closed_stream_is_still_a_protocol_error() -> No
 def test_data_after_the_servers_end_stream_changes_no_outcome() -> None:
     server = ServerPeer()
     protocol, calls = opened(server, 2)
-    protocol.receive_data(server.reply(1, b"done") + server.data(1, encode_message(b"zombie"))
-                          + server.reply(3, b"next"))
+    protocol.receive_data(
+        server.reply(1, b"done")
+        + server.data(1, encode_message(b"zombie"))
+        + server.reply(3, b"next")
+    )
     assert calls[0].code is StatusCode.OK
     assert protocol.consume(calls[0]) == b"done"
     assert protocol.consume(calls[0]) is None
@@ -767,9 +825,11 @@ def test_data_after_the_servers_end_stream_changes_no_outcome() -> None:
 def test_informational_responses_carry_no_metadata_into_the_call() -> None:
     server = ServerPeer()
     protocol, calls = opened(server)
-    protocol.receive_data(server.headers(1, [(":status", "100")])
-                          + server.headers(1, [(":status", "103"), ("link", "</x>")])
-                          + server.headers(1, [*OK_HEADERS, ("x-real", "1")]))
+    protocol.receive_data(
+        server.headers(1, [(":status", "100")])
+        + server.headers(1, [(":status", "103"), ("link", "</x>")])
+        + server.headers(1, [*OK_HEADERS, ("x-real", "1")])
+    )
     assert calls[0].initial_metadata == (("x-real", "1"),)
     protocol.receive_data(server.trailers(1))
     assert calls[0].code is StatusCode.OK
@@ -830,8 +890,9 @@ def test_odd_trailers_give_a_synthesized_status(
     server = ServerPeer()
     protocol, calls = opened(server)
     block = server._encoder.encode([(n.encode(), v.encode()) for n, v in trailers])
-    protocol.receive_data(server.headers(1, OK_HEADERS)
-                          + raw(HEADERS, END_HEADERS | END_STREAM, 1, block))
+    protocol.receive_data(
+        server.headers(1, OK_HEADERS) + raw(HEADERS, END_HEADERS | END_STREAM, 1, block)
+    )
     assert calls[0].code in acceptable
     assert calls[0].released
     assert protocol.failure is None
@@ -842,7 +903,7 @@ def test_odd_trailers_give_a_synthesized_status(
 
 @pytest.mark.parametrize("frame_type", [DATA, HEADERS, CONTINUATION, PING, 0xEE])
 def test_a_frame_above_our_max_frame_size_fails_as_soon_as_its_header_arrives(
-    frame_type: int
+    frame_type: int,
 ) -> None:
     server = ServerPeer()
     protocol, calls = opened(server)
@@ -854,8 +915,9 @@ def test_a_frame_of_exactly_our_max_frame_size_is_accepted() -> None:
     server = ServerPeer()
     protocol, calls = opened(server)
     body = b"e" * (16384 - 5)
-    protocol.receive_data(server.headers(1, OK_HEADERS) + raw(DATA, 0, 1, encode_message(body))
-                          + server.trailers(1))
+    protocol.receive_data(
+        server.headers(1, OK_HEADERS) + raw(DATA, 0, 1, encode_message(body)) + server.trailers(1)
+    )
     assert calls[0].code is StatusCode.OK
     assert protocol.consume(calls[0]) == body
 
@@ -897,8 +959,7 @@ async def test_hostile_bytes_wake_receivers_senders_and_slot_waiters(garbage: by
             outcomes["slot"] = "unusable"
 
     with trio.fail_after(10):
-        await server_end.send_all(server.settings(max_concurrent_streams=1,
-                                                  initial_window_size=0))
+        await server_end.send_all(server.settings(max_concurrent_streams=1, initial_window_size=0))
         await connection.handshake()
         async with trio.open_nursery() as nursery:
             nursery.start_soon(connection.run)
@@ -917,7 +978,6 @@ async def test_hostile_bytes_wake_receivers_senders_and_slot_waiters(garbage: by
                 if len(outcomes) == 3:
                     break
                 await trio.sleep(0.001)
-            assert outcomes == {"receive": None, "send": StatusCode.UNAVAILABLE,
-                                "slot": "unusable"}
+            assert outcomes == {"receive": None, "send": StatusCode.UNAVAILABLE, "slot": "unusable"}
             assert call.code is StatusCode.UNAVAILABLE
         assert connection.closed

@@ -124,7 +124,7 @@ class ScriptedServer:
             if room <= 0:
                 await self.window_changed.wait()
                 continue
-            chunk = payload[sent:sent + room]
+            chunk = payload[sent : sent + room]
             self.send_window[stream_id] -= len(chunk)
             self.connection_window -= len(chunk)
             await self.send(self.peer.data(stream_id, chunk))
@@ -158,8 +158,9 @@ def request(payload: bytes = b"ping") -> BytesValue:
 async def test_unary_round_trip_and_request_headers() -> None:
     server = ScriptedServer()
     async with MemoryChannel(server, user_agent="ua/9") as channel:
-        reply = await channel.unary_unary(METHOD, request(b"hi"), BytesValue,
-                                          metadata=[("k", "v"), ("b-bin", b"\x00")])
+        reply = await channel.unary_unary(
+            METHOD, request(b"hi"), BytesValue, metadata=[("k", "v"), ("b-bin", b"\x00")]
+        )
         assert reply.value == b"hi"
         assert channel.current_endpoint == "10.0.0.1:1"
     headers = server.requests[1]
@@ -284,8 +285,10 @@ async def test_large_request_waits_for_window_updates() -> None:
     async def credit(server: ScriptedServer, frame: Frame) -> None:
         if isinstance(frame, DataFrame) and frame.data:
             size = len(frame.data)
-            await server.send(server.peer.window_update(0, size)
-                              + server.peer.window_update(frame.stream_id, size))
+            await server.send(
+                server.peer.window_update(0, size)
+                + server.peer.window_update(frame.stream_id, size)
+            )
 
     server.on_frame = credit
     body = bytes(range(256)) * 20
@@ -358,9 +361,11 @@ async def test_stream_error_status_is_raised_at_the_end() -> None:
     async def fail(server: ScriptedServer, frame: Frame) -> None:
         if "END_STREAM" in frame.flags:
             sid = frame.stream_id
-            await server.send(server.peer.headers(sid, OK_HEADERS)
-                              + server.peer.data(sid, encode_message(b""))
-                              + server.peer.trailers(sid, 9, "not%20now"))
+            await server.send(
+                server.peer.headers(sid, OK_HEADERS)
+                + server.peer.data(sid, encode_message(b""))
+                + server.peer.trailers(sid, 9, "not%20now")
+            )
 
     server.on_frame = fail
     async with MemoryChannel(server) as channel, channel.stream(METHOD, BytesValue) as stream:

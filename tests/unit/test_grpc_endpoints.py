@@ -30,8 +30,21 @@ def test_authority_brackets_ipv6() -> None:
 
 @pytest.mark.parametrize(
     "text",
-    ["", "host", "::1:2379", "[::1", "[::1]x", "unix:///tmp/sock", "ftp://h:1", "h:0",
-     "h:65536", "h:port", "http://user@h:1", "http://h:1/path", ":2379"],
+    [
+        "",
+        "host",
+        "::1:2379",
+        "[::1",
+        "[::1]x",
+        "unix:///tmp/sock",
+        "ftp://h:1",
+        "h:0",
+        "h:65536",
+        "h:port",
+        "http://user@h:1",
+        "http://h:1/path",
+        ":2379",
+    ],
 )
 def test_invalid_endpoints(text: str) -> None:
     with pytest.raises(ValueError, match=r"endpoint|port|scheme"):

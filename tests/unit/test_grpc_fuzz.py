@@ -26,9 +26,9 @@ def parse_frames(wire: bytes) -> list[Frame]:
     while wire:
         frame, length = Frame.parse_frame_header(memoryview(wire[:9]))
         assert len(wire) >= 9 + length
-        frame.parse_body(memoryview(wire[9:9 + length]))
+        frame.parse_body(memoryview(wire[9 : 9 + length]))
         frames.append(frame)
-        wire = wire[9 + length:]
+        wire = wire[9 + length :]
     return frames
 
 
@@ -47,8 +47,19 @@ BLOCKS = [
     b"",
 ]
 
-header_names = st.sampled_from([b":status", b"content-type", b"grpc-status", b"grpc-message",
-                                b"x-bin", b"grpc-status-details-bin", b"x-a", b"Upper", b""])
+header_names = st.sampled_from(
+    [
+        b":status",
+        b"content-type",
+        b"grpc-status",
+        b"grpc-message",
+        b"x-bin",
+        b"grpc-status-details-bin",
+        b"x-a",
+        b"Upper",
+        b"",
+    ]
+)
 random_blocks = st.builds(
     literal_block, st.lists(st.tuples(header_names, st.binary(max_size=12)), max_size=4)
 )
@@ -70,8 +81,10 @@ frames = st.builds(
 
 
 def snapshot(protocol: GrpcProtocol, calls: list[CallState]) -> list[tuple[Any, ...]]:
-    return [(call.code, len(call.messages), call.response_headers is None, call.send_window)
-            for call in calls] + [(protocol._send_window,)]
+    return [
+        (call.code, len(call.messages), call.response_headers is None, call.send_window)
+        for call in calls
+    ] + [(protocol._send_window,)]
 
 
 def check_step(protocol: GrpcProtocol, calls: list[CallState], data: bytes) -> None:
@@ -179,8 +192,16 @@ def outcomes(protocol: GrpcProtocol, calls: list[CallState]) -> list[tuple[Any, 
         messages = []
         while (message := protocol.consume(call)) is not None:
             messages.append(message)
-        result.append((call.code, call.details, messages, call.initial_metadata,
-                       call.trailing_metadata, call.released))
+        result.append(
+            (
+                call.code,
+                call.details,
+                messages,
+                call.initial_metadata,
+                call.trailing_metadata,
+                call.released,
+            )
+        )
     return result
 
 
@@ -197,8 +218,13 @@ def run_in_reads(wire: bytes, cuts: list[int], *, reuse_buffer: bool) -> tuple[A
             chunk[:] = b"\xee" * len(chunk)  # a socket buffer reused for the next read
         sent += protocol.data_to_send()
     failure = protocol.failure and str(protocol.failure)
-    return (outcomes(protocol, calls), sent + protocol.data_to_send(), failure,
-            protocol.goaway_last_stream_id, protocol.ping_acks)
+    return (
+        outcomes(protocol, calls),
+        sent + protocol.data_to_send(),
+        failure,
+        protocol.goaway_last_stream_id,
+        protocol.ping_acks,
+    )
 
 
 VALID_WIRE, VALID_CALLS = valid_server_bytes()
@@ -207,7 +233,7 @@ VALID_WIRE, VALID_CALLS = valid_server_bytes()
 def frame_edges(wire: bytes) -> list[int]:
     edges, offset = [], 0
     while offset < len(wire):
-        offset += 9 + int.from_bytes(wire[offset:offset + 3], "big")
+        offset += 9 + int.from_bytes(wire[offset : offset + 3], "big")
         edges.append(offset)
     return edges
 
@@ -220,8 +246,12 @@ def test_the_reference_stream_is_what_it_claims() -> None:
     calls, sent, failure, last_stream_id, _ = REFERENCE
     assert failure is None
     assert last_stream_id == 7
-    assert [c[0] for c in calls] == [StatusCode.OK, StatusCode.NOT_FOUND, StatusCode.CANCELLED,
-                                     StatusCode.FAILED_PRECONDITION]
+    assert [c[0] for c in calls] == [
+        StatusCode.OK,
+        StatusCode.NOT_FOUND,
+        StatusCode.CANCELLED,
+        StatusCode.FAILED_PRECONDITION,
+    ]
     assert calls[0][2] == [b"a" * 5000, b"b"]
     assert calls[1][1] == "gone!"
     assert calls[1][2] == [b"c" * 100]
@@ -233,8 +263,7 @@ def test_the_reference_stream_is_what_it_claims() -> None:
 
 @settings(max_examples=150, deadline=None)
 @given(
-    st.lists(st.one_of(st.integers(0, len(VALID_WIRE)), st.sampled_from(FRAME_EDGES)),
-             max_size=40),
+    st.lists(st.one_of(st.integers(0, len(VALID_WIRE)), st.sampled_from(FRAME_EDGES)), max_size=40),
     st.booleans(),
 )
 def test_any_split_into_reads_gives_the_same_outcomes(cuts: list[int], reuse: bool) -> None:

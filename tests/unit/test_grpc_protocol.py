@@ -45,15 +45,15 @@ class ServerPeer:
         self._buffer += data
         if not self._preface_seen and len(self._buffer) >= len(PREFACE):
             assert self._buffer.startswith(PREFACE)
-            self._buffer = self._buffer[len(PREFACE):]
+            self._buffer = self._buffer[len(PREFACE) :]
             self._preface_seen = True
         frames: list[Frame] = []
         while self._preface_seen and len(self._buffer) >= 9:
             frame, length = Frame.parse_frame_header(memoryview(self._buffer[:9]))
             if len(self._buffer) < 9 + length:
                 break
-            frame.parse_body(memoryview(self._buffer[9:9 + length]))
-            self._buffer = self._buffer[9 + length:]
+            frame.parse_body(memoryview(self._buffer[9 : 9 + length]))
+            self._buffer = self._buffer[9 + length :]
             if isinstance(frame, HeadersFrame):
                 frame.decoded = {  # type: ignore[attr-defined]
                     str(name): str(value) for name, value in self._decoder.decode(frame.data)
@@ -63,8 +63,11 @@ class ServerPeer:
         return frames
 
     def of_type(self, kind: type, stream_id: int | None = None) -> list[Any]:
-        return [frame for frame in self.frames if isinstance(frame, kind)
-                and (stream_id is None or frame.stream_id == stream_id)]
+        return [
+            frame
+            for frame in self.frames
+            if isinstance(frame, kind) and (stream_id is None or frame.stream_id == stream_id)
+        ]
 
     @staticmethod
     def settings(**values: int) -> bytes:
@@ -83,8 +86,13 @@ class ServerPeer:
         flags = ["END_HEADERS"] + (["END_STREAM"] if end else [])
         return HeadersFrame(stream_id, self._encoder.encode(headers), flags=flags).serialize()
 
-    def trailers(self, stream_id: int, status: int = 0, message: str = "",
-                 extra: list[tuple[str, str]] | None = None) -> bytes:
+    def trailers(
+        self,
+        stream_id: int,
+        status: int = 0,
+        message: str = "",
+        extra: list[tuple[str, str]] | None = None,
+    ) -> bytes:
         fields = [("grpc-status", str(status))] + ([("grpc-message", message)] if message else [])
         return self.headers(stream_id, fields + (extra or []), end=True)
 
@@ -92,7 +100,7 @@ class ServerPeer:
     def data(stream_id: int, payload: bytes, *, end: bool = False, pad: int = 0) -> bytes:
         """DATA frames of at most 16 KiB (the default max frame size) carrying ``payload``."""
         size = 16384 - (pad + 1 if pad else 0)
-        pieces = [payload[start:start + size] for start in range(0, len(payload), size)] or [b""]
+        pieces = [payload[start : start + size] for start in range(0, len(payload), size)] or [b""]
         frames = []
         for index, piece in enumerate(pieces):
             last = index == len(pieces) - 1
@@ -104,9 +112,11 @@ class ServerPeer:
         return b"".join(frames)
 
     def reply(self, stream_id: int, *messages: bytes, status: int = 0) -> bytes:
-        return (self.headers(stream_id, OK_HEADERS)
-                + b"".join(self.data(stream_id, encode_message(m)) for m in messages)
-                + self.trailers(stream_id, status))
+        return (
+            self.headers(stream_id, OK_HEADERS)
+            + b"".join(self.data(stream_id, encode_message(m)) for m in messages)
+            + self.trailers(stream_id, status)
+        )
 
     @staticmethod
     def rst(stream_id: int, error_code: int) -> bytes:
@@ -114,8 +124,9 @@ class ServerPeer:
 
     @staticmethod
     def goaway(last_stream_id: int, error_code: int = 0, debug: bytes = b"") -> bytes:
-        return GoAwayFrame(0, last_stream_id=last_stream_id, error_code=error_code,
-                           additional_data=debug).serialize()
+        return GoAwayFrame(
+            0, last_stream_id=last_stream_id, error_code=error_code, additional_data=debug
+        ).serialize()
 
     @staticmethod
     def window_update(stream_id: int, increment: int) -> bytes:
@@ -140,8 +151,13 @@ def connect(server: ServerPeer, **settings: int) -> GrpcProtocol:
     return protocol
 
 
-def start(protocol: GrpcProtocol, payload: bytes | None = b"req", *, timeout: float | None = None,
-          limit: int = 1024 * 1024) -> CallState:
+def start(
+    protocol: GrpcProtocol,
+    payload: bytes | None = b"req",
+    *,
+    timeout: float | None = None,
+    limit: int = 1024 * 1024,
+) -> CallState:
     call = CallState(limit)
     protocol.start_call(call, TEMPLATE.build("/pkg.Svc/Do", timeout, None))
     if payload is not None:
@@ -167,9 +183,14 @@ def test_unary_request_and_reply() -> None:
     frames = server.parse(protocol.data_to_send())
     headers, data = frames
     assert headers.decoded == {
-        ":method": "POST", ":scheme": "http", ":path": "/pkg.Svc/Do",
-        ":authority": "127.0.0.1:1", "grpc-timeout": "2000000u", "te": "trailers",
-        "content-type": "application/grpc", "user-agent": "test/1",
+        ":method": "POST",
+        ":scheme": "http",
+        ":path": "/pkg.Svc/Do",
+        ":authority": "127.0.0.1:1",
+        "grpc-timeout": "2000000u",
+        "te": "trailers",
+        "content-type": "application/grpc",
+        "user-agent": "test/1",
     }
     assert "END_STREAM" not in headers.flags
     assert data.data == encode_message(b"req")
@@ -189,23 +210,37 @@ def test_trailers_only_error_with_percent_encoded_message_and_metadata() -> None
     protocol = connect(server)
     call = start(protocol)
     server.parse(protocol.data_to_send())
-    protocol.receive_data(server.headers(1, [
-        *OK_HEADERS, ("grpc-status", "5"), ("grpc-message", "no%20such%20key %E2%82%AC"),
-        ("grpc-status-details-bin", "AQI"), ("x-info", "1"),
-    ], end=True))
+    protocol.receive_data(
+        server.headers(
+            1,
+            [
+                *OK_HEADERS,
+                ("grpc-status", "5"),
+                ("grpc-message", "no%20such%20key %E2%82%AC"),
+                ("grpc-status-details-bin", "AQI"),
+                ("x-info", "1"),
+            ],
+            end=True,
+        )
+    )
     assert call.code is StatusCode.NOT_FOUND
     assert call.error is not None
     assert call.error.details == "no such key €"
     assert call.error.trailing_metadata == (
-        ("grpc-status-details-bin", b"\x01\x02"), ("x-info", "1")
+        ("grpc-status-details-bin", b"\x01\x02"),
+        ("x-info", "1"),
     )
     assert call.initial_metadata == ()
     assert call.released
 
 
 @pytest.mark.parametrize(
-    ("status", "code"), [("503", StatusCode.UNAVAILABLE), ("404", StatusCode.UNIMPLEMENTED),
-                         ("500", StatusCode.UNKNOWN)]
+    ("status", "code"),
+    [
+        ("503", StatusCode.UNAVAILABLE),
+        ("404", StatusCode.UNIMPLEMENTED),
+        ("500", StatusCode.UNKNOWN),
+    ],
 )
 def test_non_200_status_is_mapped_and_the_stream_reset(status: str, code: StatusCode) -> None:
     server = ServerPeer()
@@ -223,8 +258,9 @@ def test_wrong_content_type_is_unknown() -> None:
     protocol = connect(server)
     call = start(protocol)
     server.parse(protocol.data_to_send())
-    protocol.receive_data(server.headers(1, [(":status", "200"), ("content-type", "text/plain")],
-                                         end=True))
+    protocol.receive_data(
+        server.headers(1, [(":status", "200"), ("content-type", "text/plain")], end=True)
+    )
     assert call.code is StatusCode.UNKNOWN
 
 
@@ -234,8 +270,9 @@ def test_missing_grpc_status_and_missing_trailers_are_internal() -> None:
     first, second = start(protocol), start(protocol)
     server.parse(protocol.data_to_send())
     protocol.receive_data(server.headers(1, OK_HEADERS) + server.headers(1, [("x", "y")], end=True))
-    protocol.receive_data(server.headers(3, OK_HEADERS)
-                          + server.data(3, encode_message(b"m"), end=True))
+    protocol.receive_data(
+        server.headers(3, OK_HEADERS) + server.data(3, encode_message(b"m"), end=True)
+    )
     assert first.code is StatusCode.INTERNAL
     assert "grpc-status" in first.details
     assert second.code is StatusCode.INTERNAL
@@ -254,9 +291,13 @@ def test_unknown_status_number_is_unknown() -> None:
 
 @pytest.mark.parametrize(
     ("error_code", "code", "not_processed"),
-    [(REFUSED_STREAM, StatusCode.UNAVAILABLE, True), (CANCEL, StatusCode.CANCELLED, False),
-     (ENHANCE_YOUR_CALM, StatusCode.RESOURCE_EXHAUSTED, False),
-     (NO_ERROR, StatusCode.INTERNAL, False), (0x2, StatusCode.INTERNAL, False)],
+    [
+        (REFUSED_STREAM, StatusCode.UNAVAILABLE, True),
+        (CANCEL, StatusCode.CANCELLED, False),
+        (ENHANCE_YOUR_CALM, StatusCode.RESOURCE_EXHAUSTED, False),
+        (NO_ERROR, StatusCode.INTERNAL, False),
+        (0x2, StatusCode.INTERNAL, False),
+    ],
 )
 def test_rst_stream_is_mapped(error_code: int, code: StatusCode, not_processed: bool) -> None:
     server = ServerPeer()
@@ -352,8 +393,9 @@ def test_received_size_limit_fails_only_that_call() -> None:
     server.parse(protocol.data_to_send())
     protocol.receive_data(server.headers(1, OK_HEADERS) + server.data(1, encode_message(b"12345")))
     assert small.code is StatusCode.RESOURCE_EXHAUSTED
-    assert [f.error_code for f in server.parse(protocol.data_to_send())
-            if isinstance(f, RstStreamFrame)] == [CANCEL]
+    assert [
+        f.error_code for f in server.parse(protocol.data_to_send()) if isinstance(f, RstStreamFrame)
+    ] == [CANCEL]
     protocol.receive_data(server.reply(3, b"fine"))
     assert other.code is StatusCode.OK
 
@@ -369,12 +411,23 @@ def test_compressed_message_without_encoding_is_internal() -> None:
 
 def stream_window_updates(server: ServerPeer, protocol: GrpcProtocol, stream_id: int) -> int:
     frames = server.parse(protocol.data_to_send())
-    return sum(f.window_increment for f in frames
-               if isinstance(f, WindowUpdateFrame) and f.stream_id == stream_id)
+    return sum(
+        f.window_increment
+        for f in frames
+        if isinstance(f, WindowUpdateFrame) and f.stream_id == stream_id
+    )
 
 
-def pump(server: ServerPeer, protocol: GrpcProtocol, call: CallState, payload: bytes, *,
-         pad: int = 0, consume: bool = True, frame_size: int = 16384) -> list[bytes]:
+def pump(
+    server: ServerPeer,
+    protocol: GrpcProtocol,
+    call: CallState,
+    payload: bytes,
+    *,
+    pad: int = 0,
+    consume: bool = True,
+    frame_size: int = 16384,
+) -> list[bytes]:
     """Plays a server that honours the 64 KiB stream window: sends ``payload`` in frames as
     the window allows, adding the client's WINDOW_UPDATEs; fails if the window runs dry."""
     window, sent, received = 64 * 1024, 0, []
@@ -385,7 +438,7 @@ def pump(server: ServerPeer, protocol: GrpcProtocol, call: CallState, payload: b
         chunk = min(len(payload) - sent, frame_size - overhead, window - overhead)
         if chunk <= 0:
             pytest.fail(f"stalled after {sent} of {len(payload)} bytes")
-        protocol.receive_data(server.data(1, payload[sent:sent + chunk], pad=pad))
+        protocol.receive_data(server.data(1, payload[sent : sent + chunk], pad=pad))
         window -= chunk + overhead
         sent += chunk
         while consume and call.messages:
@@ -447,8 +500,14 @@ def test_padding_is_handed_back() -> None:
     call = open_reply(server, protocol)
     # One message per frame: 400 frames' padding alone would exhaust the window if kept.
     messages = [b"p" * 100] * 400
-    received = pump(server, protocol, call, b"".join(encode_message(m) for m in messages),
-                    pad=255, frame_size=105 + 256)
+    received = pump(
+        server,
+        protocol,
+        call,
+        b"".join(encode_message(m) for m in messages),
+        pad=255,
+        frame_size=105 + 256,
+    )
     assert received == messages
 
 
@@ -457,8 +516,9 @@ def test_unread_data_is_handed_back_when_the_call_ends() -> None:
     protocol = connect(server)
     call = start(protocol, payload=None)
     server.parse(protocol.data_to_send())
-    protocol.receive_data(server.headers(1, OK_HEADERS)
-                          + server.data(1, encode_message(b"x" * 40000)))
+    protocol.receive_data(
+        server.headers(1, OK_HEADERS) + server.data(1, encode_message(b"x" * 40000))
+    )
     protocol.cancel_call(call, RpcError(StatusCode.CANCELLED, "bye"))
     frames = server.parse(protocol.data_to_send())
     assert [f.error_code for f in frames if isinstance(f, RstStreamFrame)] == [CANCEL]

@@ -24,9 +24,16 @@ def test_seventeen_codes_with_their_wire_numbers() -> None:
 
 @pytest.mark.parametrize(
     ("wire", "code"),
-    [(b"0", StatusCode.OK), (b"14", StatusCode.UNAVAILABLE), ("16", StatusCode.UNAUTHENTICATED),
-     (b"17", StatusCode.UNKNOWN), (b"99", StatusCode.UNKNOWN), (b"", StatusCode.UNKNOWN),
-     (b"-1", StatusCode.UNKNOWN), (b"x", StatusCode.UNKNOWN)],
+    [
+        (b"0", StatusCode.OK),
+        (b"14", StatusCode.UNAVAILABLE),
+        ("16", StatusCode.UNAUTHENTICATED),
+        (b"17", StatusCode.UNKNOWN),
+        (b"99", StatusCode.UNKNOWN),
+        (b"", StatusCode.UNKNOWN),
+        (b"-1", StatusCode.UNKNOWN),
+        (b"x", StatusCode.UNKNOWN),
+    ],
 )
 def test_grpc_status_header(wire: bytes | str, code: StatusCode) -> None:
     assert status_from_wire(wire) is code
@@ -34,11 +41,19 @@ def test_grpc_status_header(wire: bytes | str, code: StatusCode) -> None:
 
 @pytest.mark.parametrize(
     ("http_status", "code"),
-    [(400, StatusCode.INTERNAL), (401, StatusCode.UNAUTHENTICATED),
-     (403, StatusCode.PERMISSION_DENIED), (404, StatusCode.UNIMPLEMENTED),
-     (429, StatusCode.UNAVAILABLE), (502, StatusCode.UNAVAILABLE),
-     (503, StatusCode.UNAVAILABLE), (504, StatusCode.UNAVAILABLE),
-     (500, StatusCode.UNKNOWN), (302, StatusCode.UNKNOWN), (200, StatusCode.UNKNOWN)],
+    [
+        (400, StatusCode.INTERNAL),
+        (401, StatusCode.UNAUTHENTICATED),
+        (403, StatusCode.PERMISSION_DENIED),
+        (404, StatusCode.UNIMPLEMENTED),
+        (429, StatusCode.UNAVAILABLE),
+        (502, StatusCode.UNAVAILABLE),
+        (503, StatusCode.UNAVAILABLE),
+        (504, StatusCode.UNAVAILABLE),
+        (500, StatusCode.UNKNOWN),
+        (302, StatusCode.UNKNOWN),
+        (200, StatusCode.UNKNOWN),
+    ],
 )
 def test_http_status_table(http_status: int, code: StatusCode) -> None:
     assert status_from_http_status(http_status) is code
@@ -46,11 +61,17 @@ def test_http_status_table(http_status: int, code: StatusCode) -> None:
 
 @pytest.mark.parametrize(
     ("error_code", "code", "not_processed"),
-    [(0x0, StatusCode.INTERNAL, False), (0x1, StatusCode.INTERNAL, False),
-     (0x2, StatusCode.INTERNAL, False), (0x3, StatusCode.INTERNAL, False),
-     (0x7, StatusCode.UNAVAILABLE, True), (0x8, StatusCode.CANCELLED, False),
-     (0xB, StatusCode.RESOURCE_EXHAUSTED, False), (0xC, StatusCode.PERMISSION_DENIED, False),
-     (0x99, StatusCode.INTERNAL, False)],
+    [
+        (0x0, StatusCode.INTERNAL, False),
+        (0x1, StatusCode.INTERNAL, False),
+        (0x2, StatusCode.INTERNAL, False),
+        (0x3, StatusCode.INTERNAL, False),
+        (0x7, StatusCode.UNAVAILABLE, True),
+        (0x8, StatusCode.CANCELLED, False),
+        (0xB, StatusCode.RESOURCE_EXHAUSTED, False),
+        (0xC, StatusCode.PERMISSION_DENIED, False),
+        (0x99, StatusCode.INTERNAL, False),
+    ],
 )
 def test_reset_table(error_code: int, code: StatusCode, not_processed: bool) -> None:
     assert status_from_reset(error_code) == (code, not_processed)
@@ -64,5 +85,8 @@ def test_rpc_error_carries_its_parts_and_survives_pickling() -> None:
     assert "not_processed=True" in repr(error)
     copy = pickle.loads(pickle.dumps(error))
     assert (copy.code, copy.details, copy.trailing_metadata, copy.not_processed) == (
-        StatusCode.NOT_FOUND, "gone", (("k", "v"),), True
+        StatusCode.NOT_FOUND,
+        "gone",
+        (("k", "v"),),
+        True,
     )
