@@ -13,7 +13,7 @@ from google.protobuf.message import Message
 
 from .call_state import CallState
 from .connection import Connection, ConnectionUnusable
-from .framing import encode_message
+from .framing import Payload, encode_message
 from .metadata import Metadata, metadata_block
 from .status import RpcError, StatusCode
 
@@ -41,8 +41,11 @@ def _encode(message: Message, limit: int) -> bytes:
     return encode_message(payload)
 
 
-def _decode(reply_type: Type[ReplyT], data: bytes) -> ReplyT:
+def _decode(reply_type: Type[ReplyT], data: Payload) -> ReplyT:
     try:
+        if isinstance(data, bytearray):
+            # A large message (framing.MessageDecoder); upb reads it through a memoryview.
+            return reply_type.FromString(memoryview(data))  # type: ignore[arg-type]
         return reply_type.FromString(data)
     except Exception as exc:  # protobuf raises DecodeError, and more
         raise RpcError(

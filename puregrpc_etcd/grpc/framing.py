@@ -4,13 +4,24 @@ incremental decoder that accepts DATA payloads cut anywhere. Pure and synchronou
 from __future__ import annotations
 
 import struct
+from typing import Union
+
+from google.protobuf.internal import api_implementation
 
 from .status import StatusCode
 
-__all__ = ["PREFIX_SIZE", "FramingError", "MessageDecoder", "encode_message"]
+__all__ = ["PREFIX_SIZE", "FramingError", "MessageDecoder", "Payload", "encode_message"]
 
 _PREFIX = struct.Struct(">BI")
 PREFIX_SIZE = _PREFIX.size
+#: A received message: bytes, or a bytearray for large ones (see MessageDecoder).
+Payload = Union[bytes, bytearray]
+
+# Pure-Python protobuf parses bytes only, so large messages are assembled in place only for
+# protobuf's C parser; and never above 64 MiB, so that a length prefix alone cannot make us
+# allocate gigabytes.
+IN_PLACE_MIN = 256 * 1024 if api_implementation.Type() != "python" else 2**63
+_IN_PLACE_MAX = 64 * 1024 * 1024
 
 
 def encode_message(payload: bytes) -> bytes:
@@ -32,38 +43,48 @@ class MessageDecoder:
 
     ``feed`` returns the messages completed by the new bytes. A message is held only while
     incomplete, so ``buffered`` never exceeds the size limit plus a prefix: a length above
-    the limit fails as soon as its prefix arrives, before any of its body is stored. The
-    pieces of an incomplete message are kept as they came and joined once, when it is whole:
-    a message of megabytes in 16 KiB frames is copied once, not once per frame.
+    the limit fails as soon as its prefix arrives, before any of its body is stored.
+
+    The pieces of an incomplete message are kept as they came and joined once, when it is
+    whole. A large message (``in_place_min`` bytes up to 64 MiB) is instead copied into a
+    bytearray of its size as its pieces arrive, while the server is still sending: a join of
+    megabytes at the end would add its cost (mostly fresh pages) to the call's latency. Such
+    messages come out as bytearray, which protobuf's C parser (upb) reads through a memoryview.
     """
 
-    __slots__ = ("_chunks", "_length", "_max_message_size", "_size")
+    __slots__ = ("_body", "_chunks", "_filled", "_in_place_min", "_length", "_max_message_size",
+                 "_size")  # fmt: skip
 
-    def __init__(self, max_message_size: int) -> None:
+    def __init__(self, max_message_size: int, *, in_place_min: int | None = None) -> None:
         self._max_message_size = max_message_size
+        self._in_place_min = IN_PLACE_MIN if in_place_min is None else in_place_min
         self._chunks: list[bytes | memoryview] = []
         self._size = 0
         self._length = -1  # of the body whose prefix has arrived, else -1
+        self._body: bytearray | None = None
+        self._filled = 0
 
     @property
     def buffered(self) -> int:
         """Bytes of a message not yet complete."""
         return self._size
 
-    def feed(self, data: bytes | memoryview) -> list[bytes]:
+    def feed(self, data: bytes | memoryview) -> list[Payload]:
         """Messages completed by ``data``; FramingError if the stream is invalid."""
         chunks = self._chunks
-        if not chunks and len(data) >= PREFIX_SIZE:
-            # The common case, a chunk holding exactly one whole message, without copying twice.
+        if self._body is None and not chunks and len(data) >= PREFIX_SIZE:
+            # The common case, a chunk holding exactly one whole message: one copy.
             flag, length = _PREFIX.unpack_from(data)
             if len(data) == PREFIX_SIZE + length:
                 self._check(flag, length)
                 return [bytes(data[PREFIX_SIZE:])]
+        messages: list[Payload] = []
+        if self._body is not None:
+            data = self._fill(data, messages)
         if not data:
-            return []
+            return messages
         chunks.append(data)
         self._size += len(data)
-        messages: list[bytes] = []
         while True:
             if self._length < 0:
                 if self._size < PREFIX_SIZE:
@@ -72,10 +93,37 @@ class MessageDecoder:
                 self._check(flag, length)
                 self._length = length
             if self._size < self._length:
+                if self._in_place_min <= self._length <= _IN_PLACE_MAX:
+                    self._start_in_place()
                 break
             messages.append(self._take(self._length))
             self._length = -1
         return messages
+
+    def _start_in_place(self) -> None:
+        body = bytearray(self._length)
+        have = self._size
+        body[:have] = self._take(have)
+        self._body = body
+        self._filled = self._size = have
+
+    def _fill(self, data: bytes | memoryview, messages: list[Payload]) -> bytes | memoryview:
+        """Copy ``data`` into the message being assembled; returns what is left over."""
+        body = self._body
+        assert body is not None
+        filled = self._filled
+        room = len(body) - filled
+        if len(data) < room:
+            body[filled : filled + len(data)] = data
+            self._filled = self._size = filled + len(data)
+            return b""
+        view = memoryview(data)
+        body[filled:] = view[:room]
+        messages.append(body)
+        self._body = None
+        self._filled = self._size = 0
+        self._length = -1
+        return view[room:]
 
     def _take(self, count: int) -> bytes:
         """The first ``count`` buffered bytes, removed from the buffer."""

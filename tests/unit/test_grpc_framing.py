@@ -100,3 +100,37 @@ def test_invalid_flag_is_internal() -> None:
     with pytest.raises(FramingError) as caught:
         MessageDecoder(LIMIT).feed(b"\x02\x00\x00\x00\x00")
     assert caught.value.code is StatusCode.INTERNAL
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    messages=st.lists(st.binary(max_size=300), max_size=8),
+    cuts=st.lists(st.integers(min_value=0, max_value=3000), max_size=12),
+    in_place_min=st.integers(min_value=0, max_value=64),
+)
+def test_in_place_assembly_gives_the_same_messages(
+    messages: list[bytes], cuts: list[int], in_place_min: int
+) -> None:
+    stream = b"".join(encode_message(message) for message in messages)
+    points = sorted({min(cut, len(stream)) for cut in cuts} | {0, len(stream)})
+    decoder = MessageDecoder(LIMIT, in_place_min=in_place_min)
+    decoded: list[bytes | bytearray] = []
+    for start, end in zip(points, points[1:]):
+        decoded += decoder.feed(memoryview(stream)[start:end])
+        assert decoder.buffered <= LIMIT + 5
+    assert decoded == messages
+    assert decoder.buffered == 0
+
+
+def test_a_large_message_is_assembled_in_place_as_it_arrives() -> None:
+    body = bytes(range(256)) * 8
+    data = encode_message(body) + encode_message(b"next")
+    decoder = MessageDecoder(LIMIT, in_place_min=1024)
+    assert decoder.feed(data[:700]) == []
+    assert decoder.buffered == 695  # the prefix is not counted once read
+    assert decoder.feed(data[700:1500]) == []
+    first, second = decoder.feed(data[1500:])
+    assert type(first) is bytearray
+    assert first == body
+    assert second == b"next"
+    assert decoder.buffered == 0
