@@ -113,3 +113,39 @@ def test_a_ten_byte_negative_revision() -> None:
     data = rpc_pb2.RangeResponse(kvs=[kv]).SerializeToString()
     (fast_kv,) = _fastpb.decode_range_response(data).kvs
     assert (fast_kv.mod_revision, fast_kv.lease) == (-1, -(2**63))
+
+
+put_responses = st.builds(
+    rpc_pb2.PutResponse,
+    header=st.one_of(
+        st.none(),
+        st.builds(rpc_pb2.ResponseHeader, cluster_id=UINT64, revision=INT64, raft_term=UINT64),
+    ),
+    prev_kv=st.one_of(st.none(), key_values),
+)
+
+
+def put_fields(reply: Any) -> tuple[Any, ...]:
+    header = tuple(getattr(reply.header, name) for name in HEADER_FIELDS)
+    prev = reply.prev_kv if reply.HasField("prev_kv") else None
+    return header, None if prev is None else tuple(getattr(prev, name) for name in KV_FIELDS)
+
+
+@settings(max_examples=200, deadline=None)
+@given(reply=put_responses, again=st.one_of(st.none(), put_responses))
+def test_put_replies_decode_as_protobuf_decodes_them(
+    reply: rpc_pb2.PutResponse, again: rpc_pb2.PutResponse | None
+) -> None:
+    data = reply.SerializeToString() + (again.SerializeToString() if again else b"")
+    assert put_fields(_fastpb.PutResponse.FromString(data)) == put_fields(
+        rpc_pb2.PutResponse.FromString(data)
+    )
+    if again is None:
+        assert isinstance(_fastpb.decode_put_response(data), _fastpb.PutResponse)
+
+
+@settings(max_examples=200, deadline=None)
+@given(key=st.binary(max_size=300), value=st.binary(max_size=70_000))
+def test_put_requests_encode_as_protobuf_encodes_them(key: bytes, value: bytes) -> None:
+    expected = rpc_pb2.PutRequest(key=key, value=value).SerializeToString()
+    assert _fastpb.PutRequest(key, value).SerializeToString() == expected
