@@ -198,7 +198,7 @@ def main() -> None:
     parser.add_argument(
         "--warmup",
         type=float,
-        help="seconds of each workload run before measuring (default 0.5 on CPython, 4 on PyPy)",
+        help="seconds of each workload run before measuring (default 0.5 on CPython, 12 on PyPy)",
     )
     parser.add_argument("--python", default=sys.executable)
     parser.add_argument("--pypy", default=os.path.join(ROOT, ".venv-pypy", "bin", "python"))

@@ -42,11 +42,12 @@ DEFAULT = [
 
 
 def default_warmup() -> float:
-    """Seconds of the workload run before measuring: PyPy's JIT needs a few seconds of the hot
-    loop before it settles, CPython only its caches. Peers on the same interpreter get the same."""
+    """Seconds of the workload run before measuring: PyPy's JIT needs seconds of the hot loop
+    before it settles (grpclib's sequential gets reach their speed only after about 10 s), CPython
+    only its caches. Peers on the same interpreter get the same."""
     import platform
 
-    return 4.0 if platform.python_implementation() == "PyPy" else 0.5
+    return 12.0 if platform.python_implementation() == "PyPy" else 0.5
 
 
 def warmup_arg(argv: list[str], index: int) -> float:
