@@ -215,6 +215,10 @@ class Client(KVMixin, WatchMixin, LeaseMixin, ConcurrencyMixin, NamespaceMixin, 
                     method, request, reply_type, timeout=remaining, metadata=metadata
                 )
             except RpcError as next_error:
+                if next_error.code == StatusCode.DEADLINE_EXCEEDED and error.code == _UNAVAILABLE:
+                    # The deadline ran out while retrying: as when the next backoff no longer
+                    # fits, the earlier failure is what the caller needs to see.
+                    raise from_rpc_error(error) from None
                 error = next_error
 
     def _backoff_delay(self, attempt: int) -> float:
