@@ -98,6 +98,78 @@ def run_one(
     return result
 
 
+def run_paired(
+    found: list[Contender],
+    workload: str,
+    endpoint: str,
+    *,
+    seconds: float,
+    first: int,
+    warmup: float | None,
+) -> dict[str, dict[str, float]]:
+    """One round of a ``w.PAIRED`` workload: every client's worker started at once, warmed up
+    one after the other, then taking turns of ``w.PAIRED_TURN`` calls until each has had
+    ``seconds`` of turns; returns each client's result (median ms of its calls)."""
+    env = dict(os.environ, **{w.PAIRED_ENV: "1"})
+    procs: dict[str, subprocess.Popen[str]] = {}
+    try:
+        for c in found:
+            procs[c.name] = subprocess.Popen(
+                c.command(workload, endpoint, seconds, first, warmup),
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                cwd=ROOT,
+                env=env,
+            )
+        return _take_turns(procs, workload, seconds)
+    except (RuntimeError, OSError, ValueError, subprocess.TimeoutExpired) as exc:
+        print(f"  {workload}: paired run failed: {exc}", file=sys.stderr)
+        return {}
+    finally:
+        for proc in procs.values():
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+
+
+def _take_turns(
+    procs: dict[str, subprocess.Popen[str]], workload: str, seconds: float
+) -> dict[str, dict[str, float]]:
+    def ask(name: str, line: str) -> str:
+        proc = procs[name]
+        assert proc.stdin is not None
+        assert proc.stdout is not None
+        if line:
+            proc.stdin.write(line + "\n")
+            proc.stdin.flush()
+        answer = proc.stdout.readline()
+        if not answer:
+            raise RuntimeError(f"{name} {workload} worker exited: {proc.wait()}")
+        return answer.strip()
+
+    for name in procs:
+        if ask(name, "") != "ready" or ask(name, "warmup") != "warm":
+            raise RuntimeError(f"{name} {workload} worker did not start")
+    spent = dict.fromkeys(procs, 0.0)
+    turns = 0
+    # Bounded: a turn is a few calls, and there are at most 1,000 turns.
+    while turns < 1000 and (turns < 10 or min(spent.values()) < seconds):
+        turns += 1
+        for name in procs:
+            spent[name] += sum(json.loads(ask(name, f"run {w.PAIRED_TURN}"))) / 1000
+    results: dict[str, dict[str, float]] = {}
+    for name, proc in procs.items():
+        out, err = proc.communicate("end\n", timeout=60)
+        if proc.returncode != 0:
+            tail = (err.strip().splitlines() or ["?"])[-1]
+            print(f"  {name} {workload}: failed: {tail}", file=sys.stderr)
+            continue
+        results[name] = json.loads(out.strip().splitlines()[-1])
+    return results
+
+
 # (ours, peer) pairs whose ratio the table shows, when both ran: each peer on its own
 # interpreter, and ours on PyPy against the CPython peers (the issue's "aim" row).
 RATIOS = [
@@ -189,6 +261,19 @@ def profile(args: argparse.Namespace, endpoint: str, first: int) -> None:
     print(f"profile written to {out}.html and {out}.txt")
 
 
+def record(
+    c: Contender, workload: str, result: dict[str, float] | None, round_index: int, took: float
+) -> None:
+    if result is not None:
+        c.results.setdefault(workload, []).append(result["value"])
+        c.extra.setdefault(workload, []).append(result)
+    print(
+        f"  round {round_index + 1} {workload:15} {c.name:26} "
+        f"{result and result['value']:>12} ({took:.1f} s)",
+        file=sys.stderr,
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("workloads", nargs="*", help=f"default: all of {', '.join(w.DEFAULT)}")
@@ -234,27 +319,36 @@ def main() -> None:
         )
         for round_index in range(args.rounds):
             for workload in names:
-                for c in found:
-                    if not c.supports(workload):
-                        continue
+                supporting = [c for c in found if c.supports(workload)]
+                if workload in w.PAIRED:
+                    started = time.perf_counter()
+                    paired = run_paired(
+                        supporting,
+                        workload,
+                        endpoint,
+                        seconds=args.seconds,
+                        first=first,
+                        warmup=args.warmup,
+                    )
+                    took = time.perf_counter() - started
+                    for c in supporting:
+                        record(c, workload, paired.get(c.name), round_index, took)
+                    continue
+                for c in supporting:
                     started = time.perf_counter()
                     result = run_one(
                         c, workload, endpoint, seconds=args.seconds, first=first, warmup=args.warmup
                     )
-                    if result is not None:
-                        c.results.setdefault(workload, []).append(result["value"])
-                        c.extra.setdefault(workload, []).append(result)
-                    took = time.perf_counter() - started
-                    print(
-                        f"  round {round_index + 1} {workload:15} {c.name:26} "
-                        f"{result and result['value']:>12} ({took:.1f} s)",
-                        file=sys.stderr,
-                    )
+                    record(c, workload, result, round_index, time.perf_counter() - started)
         print(table(found, names))
         print(f"\n{spread(found, names)}\n")
         print(cpu_table(found, names))
         print()
         for c in found:
+            runs = c.extra.get("prefix_10k") or []
+            if runs and "faults_per_call" in runs[0]:
+                faults = statistics.median(r["faults_per_call"] for r in runs)
+                print(f"- {c.name} prefix_10k: {faults:,.0f} page faults per call")
             for workload in ("get_seq", "put_seq"):
                 runs = c.extra.get(workload) or []
                 if runs and "p50_ms" in runs[0]:

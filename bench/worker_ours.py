@@ -92,17 +92,14 @@ async def run(workload: str, endpoint: str, seconds: float, warmup: float) -> di
                 result["p99_ms"] = _percentile(latencies, 0.99)
             return result
         if workload == "prefix_10k":
-            warm_until = time.perf_counter() + warmup
-            while time.perf_counter() < warm_until:
-                await client.get(b"bench/prefix/", prefix=True)
-            times = []
-            deadline = time.perf_counter() + seconds
-            while len(times) < 3 or (time.perf_counter() < deadline and len(times) < 50):
-                start = time.perf_counter()
-                response = await client.get(b"bench/prefix/", prefix=True)
-                assert len(response.kvs) == w.PREFIX_KEYS, len(response.kvs)
-                times.append(time.perf_counter() - start)
-            return {"value": sorted(times)[len(times) // 2] * 1000}
+
+            async def get_prefix() -> int:
+                return len((await client.get(b"bench/prefix/", prefix=True)).kvs)
+
+            async def readline() -> str:
+                return await trio.to_thread.run_sync(sys.stdin.readline)
+
+            return await w.prefix_session(get_prefix, warmup, seconds, readline)
         if workload == "watch_replay":
             first = int(sys.argv[4])
             count = 0

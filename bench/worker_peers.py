@@ -146,17 +146,14 @@ async def run(
                 result["p99_ms"] = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] * 1000
             return result
         if workload == "prefix_10k":
-            warm_until = time.perf_counter() + warmup
-            while time.perf_counter() < warm_until:
-                await kv.get_prefix(b"bench/prefix/")
-            times = []
-            deadline = time.perf_counter() + seconds
-            while len(times) < 3 or (time.perf_counter() < deadline and len(times) < 50):
-                start = time.perf_counter()
-                kvs = await kv.get_prefix(b"bench/prefix/")
-                assert len(kvs) == w.PREFIX_KEYS, len(kvs)
-                times.append(time.perf_counter() - start)
-            return {"value": sorted(times)[len(times) // 2] * 1000}
+
+            async def get_prefix() -> int:
+                return len(await kv.get_prefix(b"bench/prefix/"))
+
+            async def readline() -> str:
+                return await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
+
+            return await w.prefix_session(get_prefix, warmup, seconds, readline)
         if workload == "watch_replay":
             start = time.perf_counter()
             count = await kv.watch_replay(b"bench/replay/", int(sys.argv[5]))

@@ -6,6 +6,8 @@ interpreter (CPython or PyPy) and event loop (trio or asyncio) and nothing is sh
 
 from __future__ import annotations
 
+from typing import Awaitable, Callable
+
 PREFIX_KEYS = 10_000
 PREFIX_VALUE_SIZE = 256
 REPLAY_EVENTS = 50_000
@@ -78,3 +80,79 @@ def rss_kib() -> int:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1])
     return 0
+
+
+# The prefix get is dominated by etcd's own work (about 15-20 ms of its ~20-25), which drifts by
+# several milliseconds over seconds as Go's garbage collector runs; a run per client one after
+# the other measured that drift more than the clients. So the driver starts every client's
+# worker at once and has them take turns, a few calls each, for the whole round (``PAIRED``).
+PAIRED = {"prefix_10k"}
+PAIRED_ENV = "BENCH_PAIRED"
+PAIRED_TURN = 4
+
+
+async def prefix_session(
+    get_prefix: Callable[[], Awaitable[int]],
+    warmup: float,
+    seconds: float,
+    readline: Callable[[], Awaitable[str]],
+) -> dict[str, float]:
+    """Time prefix gets (``get_prefix`` returns how many keys it read), in milliseconds, and
+    count the page faults they cost (fresh memory from the OS: see bench/README.md).
+
+    Standalone (``BENCH_PAIRED`` unset): warm up, then time calls for ``seconds`` (at least 3).
+    Paired: print ``ready`` and obey the driver's lines on stdin: ``warmup``, ``run N`` (answered
+    with the N times as a JSON list) and ``end``. The result is the median of all timed calls.
+    """
+    import json
+    import os
+    import resource
+    import time
+
+    perf = time.perf_counter
+    faults = 0
+
+    async def timed(count: int) -> list[float]:
+        nonlocal faults
+        times = []
+        faults_before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        for _ in range(count):
+            start = perf()
+            keys = await get_prefix()
+            times.append((perf() - start) * 1000)
+            assert keys == PREFIX_KEYS, keys
+        faults += resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults_before
+        return times
+
+    async def warm() -> None:
+        until = perf() + warmup
+        while perf() < until:
+            await get_prefix()
+
+    times: list[float] = []
+    if not os.environ.get(PAIRED_ENV):
+        await warm()
+        deadline = perf() + seconds
+        while len(times) < 3 or (perf() < deadline and len(times) < 200):
+            times += await timed(1)
+    else:
+        print("ready", flush=True)
+        while True:
+            command = (await readline()).split()
+            if not command or command[0] == "end":
+                break
+            if command[0] == "warmup":
+                await warm()
+                print("warm", flush=True)
+            elif command[0] == "run":
+                batch = await timed(int(command[1]))
+                times += batch
+                print(json.dumps(batch), flush=True)
+            else:
+                raise SystemExit(f"unknown command {command!r}")
+    times.sort()
+    return {
+        "value": times[len(times) // 2],
+        "calls": len(times),
+        "faults_per_call": faults / len(times),
+    }
