@@ -13,7 +13,7 @@ from google.protobuf.message import Message
 
 from .call_state import CallState
 from .connection import Connection, ConnectionUnusable
-from .framing import Payload, encode_message
+from .framing import Payload, encode_message, recycle
 from .metadata import Metadata, metadata_block
 from .status import RpcError, StatusCode
 
@@ -42,15 +42,18 @@ def _encode(message: Message, limit: int) -> bytes:
 
 
 def _decode(reply_type: Type[ReplyT], data: Payload) -> ReplyT:
+    """Parse a reply; the buffer of a large one goes back for the next (framing.recycle)."""
     try:
-        if isinstance(data, bytearray):
-            # A large message (framing.MessageDecoder); upb reads it through a memoryview.
-            return reply_type.FromString(memoryview(data))  # type: ignore[arg-type]
-        return reply_type.FromString(data)
+        if type(data) is bytes:
+            return reply_type.FromString(data)
+        # A large message (framing.MessageDecoder); upb reads it through a memoryview.
+        reply = reply_type.FromString(memoryview(data))  # type: ignore[arg-type]
     except Exception as exc:  # protobuf raises DecodeError, and more
         raise RpcError(
             StatusCode.INTERNAL, f"failed to parse the {reply_type.__name__} reply: {exc}"
         ) from None
+    recycle(data)
+    return reply
 
 
 def _deadline_error(timeout: float | None) -> RpcError:
@@ -138,7 +141,7 @@ async def unary_unary(
             f"expected one reply message for a unary call, received {len(messages)}",
             trailing_metadata=call.trailing_metadata or (),
         )
-    return _decode(reply_type, messages[0])
+    return _decode(reply_type, messages.popleft())
 
 
 class Stream(Generic[ReplyT]):

@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from puregrpc_etcd.grpc import framing
 from puregrpc_etcd.grpc.framing import FramingError, MessageDecoder, encode_message
 from puregrpc_etcd.grpc.status import StatusCode
 
@@ -134,3 +135,87 @@ def test_a_large_message_is_assembled_in_place_as_it_arrives() -> None:
     assert first == body
     assert second == b"next"
     assert decoder.buffered == 0
+
+
+def _fresh_spare(monkeypatch: pytest.MonkeyPatch) -> framing._SpareBuffer:
+    spare = framing._SpareBuffer()
+    monkeypatch.setattr(framing, "_SPARE", spare)
+    return spare
+
+
+def _large(size: int, fill: int) -> tuple[bytes, list[bytes]]:
+    """A message of ``size`` bytes, and its framing cut in two so it is assembled in place."""
+    body = bytes([fill]) * size
+    data = encode_message(body)
+    return body, [data[:600], data[600:]]
+
+
+def test_the_buffer_of_a_large_message_is_reused_once_its_size_is_known(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    spare = _fresh_spare(monkeypatch)
+    spare._parser_copies = True
+    decoder = MessageDecoder(LIMIT * 4, in_place_min=1024)
+
+    def receive(size: int, fill: int) -> framing.Payload:
+        body, pieces = _large(size, fill)
+        assert decoder.feed(pieces[0]) == []
+        (message,) = decoder.feed(pieces[1])
+        assert message == body
+        return message
+
+    first = receive(4000, 1)
+    framing.recycle(first)  # a size not seen before is let go (glibc learns the size)
+    assert spare._spares == []
+    second = receive(4000, 2)
+    assert second is not first
+    framing.recycle(second)
+    assert spare._spares == [second]
+    third = receive(3000, 3)  # fits the spare: a view of its front
+    assert isinstance(third, memoryview)
+    assert third.obj is second
+    assert len(third) == 3000
+    framing.recycle(third)
+    assert spare._spares == [second]
+    fourth = receive(9000, 4)  # too large for the spare: a new buffer, the spare dropped
+    assert type(fourth) is bytearray
+    assert spare._spares == []
+    framing.recycle(b"small messages are bytes and never kept")
+    assert spare._spares == []
+
+
+def test_no_buffer_is_kept_for_a_parser_that_does_not_copy(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    spare = _fresh_spare(monkeypatch)
+    spare._parser_copies = False
+    spare._largest_let_go = 10_000
+    framing.recycle(bytearray(4000))
+    assert spare._spares == []
+
+
+def test_a_reply_parsed_from_a_reused_buffer_keeps_its_values(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # protobuf's parsers copy what they read: a reply must not change when its buffer is
+    # filled with the next one (_parser_copies checks the same at run time).
+    from puregrpc_etcd._proto import rpc_pb2
+    from puregrpc_etcd.grpc.call import _decode
+
+    _fresh_spare(monkeypatch)
+    assert framing._parser_copies()
+    decoder = MessageDecoder(2**20, in_place_min=1024)
+
+    def reply(value: bytes) -> rpc_pb2.RangeResponse:
+        response = rpc_pb2.RangeResponse(count=50)
+        for index in range(50):
+            response.kvs.add(key=b"key/%02d" % index, value=value)
+        data = encode_message(response.SerializeToString())
+        assert decoder.feed(data[:700]) == []
+        (message,) = decoder.feed(data[700:])
+        return _decode(rpc_pb2.RangeResponse, message)
+
+    replies = [reply(bytes([65 + n]) * 100) for n in range(4)]
+    assert framing._SPARE._spares  # the buffer went round
+    for n, parsed in enumerate(replies):
+        assert [kv.value for kv in parsed.kvs] == [bytes([65 + n]) * 100] * 50
