@@ -296,3 +296,30 @@ async def test_client_default_timeout(server: EtcdServer, p: str) -> None:
             await hurried.get(p + "k")
         await hurried.put(p + "k", "v", timeout=10)
         assert await hurried.get_value(p + "k", timeout=10) == b"v"
+
+
+async def test_concurrent_large_replies_keep_their_own_values(client: etcd.Client, p: str) -> None:
+    # Replies over 256 KiB are assembled in a buffer that is handed on to the next large reply
+    # once parsed (grpc/framing.py); replies of three sizes, twelve at a time, must never mix.
+    sizes = {"a": 1_200, "b": 2_500, "c": 4_000}  # keys of 300 B values: 0.4 to 1.3 MB
+    for name, count in sizes.items():
+        for start in range(0, count, 100):
+            ops = [
+                etcd.Op.put(f"{p}{name}/{index:05d}", name * 300)
+                for index in range(start, min(start + 100, count))
+            ]
+            await client.txn(success=ops)
+    seen: list[tuple[str, int, set[bytes]]] = []
+
+    async def read(name: str) -> None:
+        reply = await client.get(f"{p}{name}/", prefix=True)
+        seen.append((name, len(reply.kvs), {kv.value for kv in reply.kvs}))
+
+    with trio.fail_after(60):
+        for _ in range(3):
+            async with trio.open_nursery() as nursery:
+                for name in "abcabcabcabc":
+                    nursery.start_soon(read, name)
+    assert len(seen) == 36
+    for name, count, values in seen:
+        assert (count, values) == (sizes[name], {name.encode() * 300})

@@ -184,6 +184,28 @@ def test_the_buffer_of_a_large_message_is_reused_once_its_size_is_known(
     assert spare._spares == []
 
 
+def test_two_messages_assembled_at_once_never_share_the_spare(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    spare = _fresh_spare(monkeypatch)
+    spare._parser_copies = True
+    spare._largest_let_go = 10_000
+    framing.recycle(bytearray(5000))
+    assert len(spare._spares) == 1
+    one, two = (
+        MessageDecoder(LIMIT * 4, in_place_min=1024),
+        MessageDecoder(LIMIT * 4, in_place_min=1024),
+    )
+    body_one, pieces_one = _large(4000, 1)
+    body_two, pieces_two = _large(4000, 2)
+    assert one.feed(pieces_one[0]) == []
+    assert two.feed(pieces_two[0]) == []  # the spare is taken: this one gets a new buffer
+    (first,) = one.feed(pieces_one[1])
+    (second,) = two.feed(pieces_two[1])
+    assert first == body_one
+    assert second == body_two
+
+
 def test_no_buffer_is_kept_for_a_parser_that_does_not_copy(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
