@@ -137,8 +137,14 @@ def test_a_large_message_is_assembled_in_place_as_it_arrives() -> None:
     assert decoder.buffered == 0
 
 
-def _fresh_spare(monkeypatch: pytest.MonkeyPatch) -> framing._SpareBuffer:
+def _fresh_spare(
+    monkeypatch: pytest.MonkeyPatch, *, parser_copies: bool = True, largest_let_go: int = 0
+) -> framing._SpareBuffer:
+    """A new spare buffer in place of the process's, as if the parser copies (or not) and
+    sizes up to ``largest_let_go`` had been let go already."""
     spare = framing._SpareBuffer()
+    spare._parser_copies = parser_copies
+    spare._largest_let_go = largest_let_go
     monkeypatch.setattr(framing, "_SPARE", spare)
     return spare
 
@@ -154,7 +160,6 @@ def test_the_buffer_of_a_large_message_is_reused_once_its_size_is_known(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     spare = _fresh_spare(monkeypatch)
-    spare._parser_copies = True
     decoder = MessageDecoder(LIMIT * 4, in_place_min=1024)
 
     def receive(size: int, fill: int) -> framing.Payload:
@@ -187,9 +192,7 @@ def test_the_buffer_of_a_large_message_is_reused_once_its_size_is_known(
 def test_two_messages_assembled_at_once_never_share_the_spare(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    spare = _fresh_spare(monkeypatch)
-    spare._parser_copies = True
-    spare._largest_let_go = 10_000
+    spare = _fresh_spare(monkeypatch, largest_let_go=10_000)
     framing.recycle(bytearray(5000))
     assert len(spare._spares) == 1
     one, two = (
@@ -209,9 +212,7 @@ def test_two_messages_assembled_at_once_never_share_the_spare(
 def test_no_buffer_is_kept_for_a_parser_that_does_not_copy(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    spare = _fresh_spare(monkeypatch)
-    spare._parser_copies = False
-    spare._largest_let_go = 10_000
+    spare = _fresh_spare(monkeypatch, parser_copies=False, largest_let_go=10_000)
     framing.recycle(bytearray(4000))
     assert spare._spares == []
 
