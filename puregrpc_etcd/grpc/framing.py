@@ -132,8 +132,7 @@ class MessageDecoder:
     memoryview of its front when the buffer is longer; protobuf's C parser (upb) reads either.
     """
 
-    __slots__ = ("_body", "_chunks", "_filled", "_in_place_min", "_length", "_max_message_size",
-                 "_size")  # fmt: skip
+    __slots__ = ("_body", "_chunks", "_in_place_min", "_length", "_max_message_size", "_size")
 
     def __init__(self, max_message_size: int, *, in_place_min: int | None = None) -> None:
         self._max_message_size = max_message_size
@@ -141,8 +140,7 @@ class MessageDecoder:
         self._chunks: list[bytes | memoryview] = []
         self._size = 0
         self._length = -1  # of the body whose prefix has arrived, else -1
-        self._body: bytearray | None = None
-        self._filled = 0
+        self._body: bytearray | None = None  # a large message being assembled, of _size bytes
 
     @property
     def buffered(self) -> int:
@@ -185,24 +183,24 @@ class MessageDecoder:
         have = self._size
         body[:have] = self._take(have)
         self._body = body
-        self._filled = self._size = have
+        self._size = have
 
     def _fill(self, data: bytes | memoryview, messages: list[Payload]) -> bytes | memoryview:
         """Copy ``data`` into the message being assembled; returns what is left over."""
         body = self._body
         assert body is not None
-        filled = self._filled
+        filled = self._size
         length = self._length
         room = length - filled
         if len(data) < room:
             body[filled : filled + len(data)] = data
-            self._filled = self._size = filled + len(data)
+            self._size = filled + len(data)
             return b""
         view = memoryview(data)
         body[filled:length] = view[:room]
         messages.append(body if len(body) == length else memoryview(body)[:length])
         self._body = None
-        self._filled = self._size = 0
+        self._size = 0
         self._length = -1
         return view[room:]
 
