@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from google.protobuf.internal.encoder import _VarintBytes
 from google.protobuf.message import DecodeError
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -149,3 +150,73 @@ def test_put_replies_decode_as_protobuf_decodes_them(
 def test_put_requests_encode_as_protobuf_encodes_them(key: bytes, value: bytes) -> None:
     expected = rpc_pb2.PutRequest(key=key, value=value).SerializeToString()
     assert _fastpb.PutRequest(key, value).SerializeToString() == expected
+
+
+def _varint(value: int) -> bytes:
+    return _VarintBytes(value & (2**64 - 1))
+
+
+def _field(number: int, value: bytes | int) -> bytes:
+    if isinstance(value, bytes):
+        return _varint(number << 3 | 2) + _varint(len(value)) + value
+    return _varint(number << 3) + _varint(value)
+
+
+# The fields of a KeyValue as anyone might write them: any order, repeated, or left out.
+key_value_fields = st.lists(
+    st.one_of(
+        st.tuples(st.sampled_from([1, 5]), st.binary(max_size=20)),
+        st.tuples(st.sampled_from([2, 3, 4, 6]), st.one_of(INT64, st.integers(0, 2**28))),
+    ),
+    max_size=10,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(kvs=st.lists(key_value_fields, max_size=4))
+def test_key_values_in_any_field_order_decode_as_protobuf_decodes_them(
+    kvs: list[list[tuple[int, bytes | int]]],
+) -> None:
+    # etcd writes fields in number order, which the decoder reads without a loop; any other
+    # order, or a field twice (the last one counts), takes the general path.
+    data = b"".join(
+        _field(2, b"".join(_field(number, value) for number, value in kv)) for kv in kvs
+    )
+    fast = _fastpb.decode_range_response(data)
+    assert fields(fast) == fields(rpc_pb2.RangeResponse.FromString(data))
+
+
+def test_kvs_reads_as_a_list() -> None:
+    stored = [kv_pb2.KeyValue(key=b"k%d" % i, value=b"v" * i, mod_revision=i + 1) for i in range(5)]
+    data = rpc_pb2.RangeResponse(kvs=stored, count=5).SerializeToString()
+    kvs = _fastpb.decode_range_response(data).kvs
+
+    def plain(items: Any) -> list[tuple[Any, ...]]:
+        return [tuple(getattr(kv, name) for name in KV_FIELDS) for kv in items]
+
+    assert len(kvs) == 5
+    assert plain(kvs) == plain(stored)
+    assert plain([kvs[0], kvs[4], kvs[-1], kvs[-5]]) == plain(
+        [stored[0], stored[4], stored[-1], stored[-5]]
+    )
+    assert plain(kvs[1:3]) == plain(stored[1:3])
+    assert plain(kvs[::-2]) == plain(stored[::-2])
+    assert kvs[7:] == []
+    for index in (5, -6):
+        with pytest.raises(IndexError):
+            kvs[index]
+    empty = _fastpb.decode_range_response(rpc_pb2.RangeResponse(count=0).SerializeToString())
+    assert len(empty.kvs) == 0
+    assert list(empty.kvs) == []
+
+
+def test_a_reply_in_a_buffer_the_transport_reuses_is_kept() -> None:
+    # The KeyValues are made when read, from the reply's bytes: a buffer the transport reuses
+    # (a bytearray, or a view of one) must be copied first.
+    stored = [kv_pb2.KeyValue(key=b"key", value=b"value", version=1)]
+    wire = rpc_pb2.RangeResponse(kvs=stored).SerializeToString()
+    for buffer in (bytearray(wire), memoryview(bytearray(wire))):
+        reply = _fastpb.RangeResponse.FromString(buffer)  # type: ignore[arg-type]
+        buffer[:] = b"\xee" * len(wire)
+        (kv,) = reply.kvs
+        assert (kv.key, kv.value, kv.version) == (b"key", b"value", 1)
