@@ -17,6 +17,7 @@ MAX_HEADER_LIST_SIZE = 64 * 1024
 _SETTINGS_ACK = h.frame(h.SETTINGS, h.ACK, 0)
 _unpack_frame_header = h.FRAME_HEADER.unpack_from
 _DATA, _HEADERS, _END_STREAM, _PADDED = h.DATA, h.HEADERS, h.END_STREAM, h.PADDED
+_LARGEST_FRAME = 9 + h.DEFAULT_MAX_FRAME_SIZE  # we never raise SETTINGS_MAX_FRAME_SIZE
 
 
 class FrameReader:
@@ -81,23 +82,31 @@ class FrameReader:
         """Feed bytes from the socket; results land in calls, ``changed`` and the flags."""
         if self.failure is not None:
             return
-        if self._unparsed:
-            data = self._unparsed + data
-        elif type(data) is not bytes:
+        if type(data) is not bytes:
             data = bytes(data)  # received messages may keep views of it: it must not change
         try:
-            used = self._receive_frames(data)
+            start = 0
+            unparsed = self._unparsed
+            if unparsed:
+                # The frame cut by the last read is completed with the head of this one; the
+                # rest is read where it lies rather than copied behind the cut frame.
+                head = unparsed + data[:_LARGEST_FRAME]
+                used = self._receive_frames(head, 0)
+                if used < len(unparsed):  # still incomplete: ``head`` holds all of ``data``
+                    self._unparsed = head[used:]
+                    return
+                start = used - len(unparsed)
+            used = self._receive_frames(data, start)
         except Http2Error as exc:
             self.close(exc.error_code)
             self.fail(RpcError(StatusCode.UNAVAILABLE, f"HTTP/2 protocol error from server: {exc}"))
             return
-        self._unparsed = bytes(data[used:]) if used < len(data) else b""
+        self._unparsed = data[used:] if used < len(data) else b""
 
-    def _receive_frames(self, data: bytes) -> int:
-        """Handle every whole frame in ``data``; returns how many bytes they took."""
+    def _receive_frames(self, data: bytes, offset: int) -> int:
+        """Handle every whole frame in ``data`` from ``offset``; returns where they end."""
         view = memoryview(data)
         size = len(data)
-        offset = 0
         while size - offset >= 9:
             head, flags, stream_id = _unpack_frame_header(data, offset)
             length = head >> 8

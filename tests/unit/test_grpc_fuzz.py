@@ -205,10 +205,12 @@ def outcomes(protocol: GrpcProtocol, calls: list[CallState]) -> list[tuple[Any, 
     return result
 
 
-def run_in_reads(wire: bytes, cuts: list[int], *, reuse_buffer: bool) -> tuple[Any, ...]:
+def run_in_reads(
+    wire: bytes, cuts: list[int], *, reuse_buffer: bool, calls_made: int = 0
+) -> tuple[Any, ...]:
     protocol = GrpcProtocol(max_receive_message_size=1 << 20, stream_window=64 * 1024)
     protocol.initiate()
-    calls = [start(protocol) for _ in range(VALID_CALLS)]
+    calls = [start(protocol) for _ in range(calls_made or VALID_CALLS)]
     sent = protocol.data_to_send()
     edges = [0, *sorted(cuts), len(wire)]
     for start_at, end_at in zip(edges, edges[1:]):
@@ -278,3 +280,28 @@ def test_reads_that_end_on_frame_edges_give_the_same_outcomes() -> None:
 def test_one_byte_reads_give_the_same_outcomes() -> None:
     cuts = list(range(1, len(VALID_WIRE)))
     assert run_in_reads(VALID_WIRE, cuts, reuse_buffer=True) == REFERENCE
+
+
+def full_frames_wire() -> bytes:
+    """One call's reply in DATA frames of the largest size, 16 KiB."""
+    server = ServerPeer()
+    body = encode_message(bytes(range(256)) * 117) * 2  # 59,914 bytes: four frames
+    return b"".join(
+        [server.settings(), server.headers(1, OK_HEADERS), server.data(1, body), server.trailers(1)]
+    )
+
+
+FULL_FRAMES_WIRE = full_frames_wire()
+FULL_FRAMES_REFERENCE = run_in_reads(FULL_FRAMES_WIRE, [], reuse_buffer=False, calls_made=1)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.integers(0, len(FULL_FRAMES_WIRE)), max_size=6), st.booleans())
+def test_reads_longer_than_a_frame_complete_the_frame_they_cut(
+    cuts: list[int], reuse: bool
+) -> None:
+    # A frame cut by one read is completed from the head of the next, longer read, whose rest
+    # is read where it lies.
+    assert FULL_FRAMES_REFERENCE[0][0][2] == [bytes(range(256)) * 117] * 2
+    outcome = run_in_reads(FULL_FRAMES_WIRE, cuts, reuse_buffer=reuse, calls_made=1)
+    assert outcome == FULL_FRAMES_REFERENCE
