@@ -13,7 +13,7 @@ from google.protobuf.message import Message
 
 from .call_state import CallState
 from .connection import Connection, ConnectionUnusable
-from .framing import Payload, encode_message, recycle
+from .framing import encode_message
 from .metadata import Metadata, metadata_block
 from .status import RpcError, StatusCode
 
@@ -41,19 +41,13 @@ def _encode(message: Message, limit: int) -> bytes:
     return encode_message(payload)
 
 
-def _decode(reply_type: Type[ReplyT], data: Payload) -> ReplyT:
-    """Parse a reply; the buffer of a large one goes back for the next (framing.recycle)."""
+def _decode(reply_type: Type[ReplyT], data: bytes) -> ReplyT:
     try:
-        if type(data) is bytes:
-            return reply_type.FromString(data)
-        # A large message (framing.MessageDecoder); upb reads it through a memoryview.
-        reply = reply_type.FromString(memoryview(data))  # type: ignore[arg-type]
+        return reply_type.FromString(data)
     except Exception as exc:  # protobuf raises DecodeError, and more
         raise RpcError(
             StatusCode.INTERNAL, f"failed to parse the {reply_type.__name__} reply: {exc}"
         ) from None
-    recycle(data)
-    return reply
 
 
 def _deadline_error(timeout: float | None) -> RpcError:

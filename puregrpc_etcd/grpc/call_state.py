@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections import deque
 from typing import Any, Deque, Optional, Sequence, Tuple
 
-from .framing import MessageDecoder, Payload
+from .framing import MessageDecoder
 from .metadata import decode_metadata
 from .status import RpcError, StatusCode
 
@@ -43,7 +43,7 @@ class CallState:
     def __init__(self, max_receive_message_size: int) -> None:
         self.stream_id = 0
         self.decoder = MessageDecoder(max_receive_message_size)
-        self.messages: Deque[Payload] = deque()
+        self.messages: Deque[bytes] = deque()
         self.queued_bytes = 0
         self.unacked_bytes = 0
         self.response_headers: Optional[Headers] = None

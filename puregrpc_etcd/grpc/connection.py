@@ -11,7 +11,6 @@ import trio
 
 from .call_state import CallState
 from .deadlines import DeadlineQueue
-from .framing import Payload
 from .metadata import RequestHeaderTemplate
 from .protocol import GrpcProtocol
 from .status import RpcError, StatusCode
@@ -372,7 +371,7 @@ class Connection:
         if not self._defer_flush:
             await self.flush()
 
-    async def receive(self, call: CallState) -> Payload | None:
+    async def receive(self, call: CallState) -> bytes | None:
         """The next message of a call, or None once it has ended and nothing is left."""
         protocol = self.protocol
         while True:

@@ -45,7 +45,7 @@ from typing import Deque, Dict, List, Optional, Sequence, Tuple, Union
 
 from . import http2 as h
 from .call_state import CallState
-from .framing import PREFIX_SIZE, FramingError, Payload
+from .framing import PREFIX_SIZE, FramingError
 from .http2 import Headers
 from .inbound import MAX_HEADER_LIST_SIZE, FrameReader
 from .metadata import decode_metadata
@@ -266,7 +266,7 @@ class GrpcProtocol(FrameReader):
             self._out.append(h.rst_stream_frame(call.stream_id, error_code))
             self._release(call)
 
-    def consume(self, call: CallState) -> Payload | None:
+    def consume(self, call: CallState) -> bytes | None:
         """The next received message of a call, returning its flow-control credit."""
         messages = call.messages
         if not messages:
