@@ -29,7 +29,9 @@ class _HeapPrimer:
     its thresholds from the largest block freed so far (mmap threshold = its size, trim
     threshold = twice that, up to 32 MiB), so one block of twice the message, allocated and
     freed here, keeps later replies and their parses on the heap: no faults. Costs one
-    allocation per new largest size; other allocators simply see one more block come and go.
+    allocation per new largest size, and glibc then keeps up to four times the largest message
+    (at most 64 MiB) of free memory rather than returning it to the kernel. Other allocators
+    simply see one more block come and go.
     """
 
     __slots__ = ("_primed",)
