@@ -14,8 +14,9 @@ PREFIX_SIZE = _PREFIX.size
 
 # Messages from this size on prime the heap (see _HeapPrimer).
 LARGE_MESSAGE = 256 * 1024
-# glibc raises its thresholds for blocks up to this size only (DEFAULT_MMAP_THRESHOLD_MAX).
-_PRIME_MAX = 32 * 1024 * 1024
+# glibc raises its thresholds for blocks up to 32 MiB only (DEFAULT_MMAP_THRESHOLD_MAX), and a
+# block is counted with its chunk's overhead, rounded up to a page: stay clear of the limit.
+_PRIME_MAX = 32 * 1024 * 1024 - 64 * 1024
 
 
 class _HeapPrimer:
@@ -43,10 +44,12 @@ class _HeapPrimer:
         if length <= self._primed:
             return
         size = min(2 * length, _PRIME_MAX)
-        self._primed = max(length, size // 2)
+        # Past the cap glibc has nothing more to learn: no more priming.
+        self._primed = length if size < _PRIME_MAX else _NEVER_AGAIN
         bytearray(size)  # allocated and, unreferenced, freed at once (at a collection on PyPy)
 
 
+_NEVER_AGAIN = 2**63
 _HEAP = _HeapPrimer()
 
 

@@ -132,10 +132,14 @@ def test_the_heap_is_primed_once_for_each_new_largest_message() -> None:
     assert primer._primed == 300_000
     primer.prime(200_000)  # smaller: nothing to do
     assert primer._primed == 300_000
-    primer.prime(20 * 2**20)  # glibc adjusts for blocks up to 32 MiB only
-    assert primer._primed == 20 * 2**20
-    primer.prime(17 * 2**20)
-    assert primer._primed == 20 * 2**20
+    primer.prime(10 * 2**20)
+    assert primer._primed == 10 * 2**20
+    # glibc adjusts for blocks up to 32 MiB only (with their overhead): from a message of 16 MiB
+    # on, the block is capped below that, and nothing larger is primed again.
+    assert framing._PRIME_MAX <= 32 * 2**20 - 8192
+    primer.prime(16 * 2**20)
+    primer.prime(40 * 2**20)
+    assert primer._primed > 2**40
 
 
 def test_a_large_message_primes_the_heap_when_its_prefix_arrives(
