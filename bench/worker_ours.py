@@ -12,6 +12,7 @@ import json
 import resource
 import sys
 import time
+from functools import partial
 
 import trio
 
@@ -116,6 +117,8 @@ async def run(workload: str, endpoint: str, seconds: float, warmup: float) -> di
             return {"value": await _keepalive(client, seconds)}
         if workload == "mem_watcher":
             return {"value": await _mem_watchers(client)}
+        if workload == "mem_call":
+            return {"value": await _mem_calls(client)}
     raise SystemExit(f"unknown workload {workload}")
 
 
@@ -182,6 +185,32 @@ async def _mem_watchers(client: etcd.Client) -> float:
             await stack.enter_async_context(client.watch(f"bench/mem/{index}"))
         await trio.sleep(0.2)
         after = w.rss_kib()
+    return (after - before) / count
+
+
+async def _mem_calls(client: etcd.Client, count: int = 1000) -> float:
+    """Resident memory per unary call in flight: ``count`` v3lock Lock calls wait behind one
+    lock holder, each on a lease of its own, until every waiter's key is on the server."""
+    name = b"bench/mem-lock"
+    leases = [(await client.grant(60)).id for _ in range(count + 1)]
+    try:
+        await client.lock_rpc(name, leases[0], timeout=30)
+        await trio.sleep(0.2)
+        before = w.rss_kib()
+        async with trio.open_nursery() as nursery:
+            for lease in leases[1:]:
+                nursery.start_soon(partial(client.lock_rpc, name, lease, timeout=60))
+            with trio.fail_after(30):
+                keys = partial(client.get, name + b"/", prefix=True, count_only=True)
+                while (await keys()).count <= count:  # noqa: ASYNC110 - the keys are etcd's
+                    await trio.sleep(0.1)
+            await trio.sleep(0.2)
+            after = w.rss_kib()
+            nursery.cancel_scope.cancel()
+    finally:
+        with trio.CancelScope(shield=True):
+            for lease in leases:
+                await client.revoke(lease)
     return (after - before) / count
 
 

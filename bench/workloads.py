@@ -34,12 +34,13 @@ WORKLOADS: dict[str, tuple[str, bool, str]] = {
     "watch_fanout": ("events/s", True, f"{FANOUT_EVENTS} puts to {FANOUT_WATCHERS} watchers"),
     "lease_keepalive": ("CPU %", False, f"keepalive of {KEEPALIVE_LEASES:,} leases (ttl 6 s)"),
     "mem_watcher": ("KiB", False, "memory per idle watcher (1,000 watchers)"),
+    "mem_call": ("KiB", False, "memory per in-flight call (1,000 calls)"),
 }
 
 MAIN = ["get_seq", "put_seq", "get_c128", "put_c128", "prefix_10k"]
 DEFAULT = [
     "get_seq", "put_seq", "get_c1", "put_c1", "get_c16", "put_c16", "get_c128", "put_c128",
-    "prefix_10k", "watch_replay", "watch_fanout", "lease_keepalive", "mem_watcher",
+    "prefix_10k", "watch_replay", "watch_fanout", "lease_keepalive", "mem_watcher", "mem_call",
 ]  # fmt: skip
 
 

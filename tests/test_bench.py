@@ -71,6 +71,16 @@ async def test_one_client_workload_and_tables(server: EtcdServer) -> None:
     assert "get_c16" in driver.cpu_table([ours], ["get_c16"])
 
 
+async def test_memory_per_in_flight_call_leaves_nothing_behind(server: EtcdServer) -> None:
+    # 1,000 v3lock calls wait behind one holder; each on a lease the worker revokes at the end.
+    result = driver.run_one(_ours(), "mem_call", server.endpoint, seconds=1, first=0, warmup=0)
+    assert result is not None
+    assert 0 < result["value"] < 100  # KiB per call
+    async with etcd.connect(server.endpoint) as client:
+        assert (await client.get(b"bench/mem-lock/", prefix=True, count_only=True)).count == 0
+        assert await client.leases() == []
+
+
 def test_a_failing_worker_is_reported_not_raised(
     server: EtcdServer, capsys: pytest.CaptureFixture[str]
 ) -> None:
