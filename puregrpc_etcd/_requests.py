@@ -104,12 +104,15 @@ def _set_sort(request: rpc_pb2.RangeRequest, sort_order: object, sort_target: ob
     target = SORT_TARGETS.get(sort_target) if isinstance(sort_target, str) else None
     if target is None:
         raise ValueError(f"sort_target must be one of {sorted(SORT_TARGETS)}, not {sort_target!r}")
-    if target and not order:
-        # As Go's clientv3.WithSort: sorting by anything but the key implies ascending order.
-        order = 1
-    if order:
-        request.sort_order = order  # type: ignore[assignment]
-        request.sort_target = target  # type: ignore[assignment]
+    if target == 0 and order == 1:
+        # As Go's clientv3.WithSort: the server's natural order is ascending by key, and an
+        # order other than NONE would make it read the whole range before applying the limit.
+        order = 0
+    # Any other order is sent as given, NONE with another target included (as Go and etcdctl
+    # send it): etcd then applies the limit (+1, for ``more``) in key order BEFORE it sorts
+    # ascending by the target, so the answer is not the range's first keys by that target.
+    request.sort_order = order  # type: ignore[assignment]
+    request.sort_target = target  # type: ignore[assignment]
 
 
 def put_request(

@@ -82,6 +82,15 @@ class KVMixin(ClientBase):
 
         ``revision`` reads the store as it was then; ``serializable`` lets the member answer
         from its local state without a quorum round; the other options filter and sort.
+
+        Sorting is sent as Go's ``WithSort`` sends it (``sort_order="ascend"`` by key, the
+        server's natural order, goes out as no order). With ``sort_order`` "ascend" or
+        "descend", etcd reads the whole range, sorts it by ``sort_target`` and then keeps
+        ``limit`` keys. With ``sort_target`` alone (``sort_order="none"``) etcd sorts ascending
+        by the target only what it read in key order up to the limit: ``get(p, prefix=True,
+        sort_target="create", limit=3)`` gives the 3 oldest of the first 4 keys (``limit + 1``)
+        in key order, not the 3 oldest keys; ``sort_order="ascend"`` gives those. ``etcdctl get
+        --sort-by=CREATE --limit 3`` without ``--order`` gives the same as the former.
         """
         request = _requests.range_request(
             self,

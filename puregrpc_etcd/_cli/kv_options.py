@@ -65,8 +65,6 @@ def get_options(args: argparse.Namespace) -> dict[str, Any]:
     sort_order = args.order
     if sort_order and not sort_target:
         sort_target = "KEY"
-    if sort_target and not sort_order:
-        sort_order = "ASCEND"
     options.update(
         limit=args.limit,
         revision=args.rev,
@@ -75,7 +73,11 @@ def get_options(args: argparse.Namespace) -> dict[str, Any]:
         count_only=args.count_only,
     )
     if sort_target:
-        options.update(sort_target=_SORT_TARGETS[sort_target], sort_order=_SORT_ORDERS[sort_order])
+        # No --order is no order, as etcdctl sends it: etcd then limits before it sorts.
+        options.update(
+            sort_target=_SORT_TARGETS[sort_target],
+            sort_order=_SORT_ORDERS[sort_order] if sort_order else "none",
+        )
     return options
 
 

@@ -39,6 +39,27 @@ def test_get_outputs_match_etcdctl(cli: Runner, prefix: str) -> None:
             assert ours.out == theirs.out, args
 
 
+def test_get_sorted_with_a_limit_matches_etcdctl(cli: Runner, prefix: str) -> None:
+    # Created in the reverse of key order: without --order, etcd limits before it sorts.
+    for key in ("e", "d", "c", "b", "a"):
+        assert cli("put", prefix + key, key).code == 0
+    cases = [
+        ["--sort-by=CREATE", "--limit", "3"],
+        ["--sort-by=CREATE", "--order=ASCEND", "--limit", "3"],
+        ["--sort-by=MODIFY", "--order=DESCEND", "--limit", "2"],
+        ["--sort-by=VERSION", "--limit", "1"],
+        ["--sort-by=KEY", "--limit", "2"],
+        ["--order=ASCEND", "--limit", "2"],
+    ]
+    for args in cases:
+        ours = cli("get", "--prefix", prefix, *args)
+        theirs = cli.etcdctl("get", "--prefix", prefix, *args)
+        assert ours.code == theirs.code == 0, (args, ours.error)
+        assert ours.out == theirs.out, args
+    first = cli("get", "--prefix", prefix, "--sort-by=CREATE", "--limit", "3", "--keys-only")
+    assert first.out.split() == [(prefix + key).encode() for key in ("d", "c", "b")]
+
+
 def test_get_at_a_revision_and_count_only(cli: Runner, prefix: str) -> None:
     first = json.loads(cli("put", "-w", "json", prefix + "k", "v1").out)["header"]["revision"]
     cli("put", prefix + "k", "v2")

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import base64
 import itertools
+import json
 
 import pytest
 import trio
 
 import puregrpc_etcd as etcd
 from puregrpc_etcd._proto import rpc_pb2
-from puregrpc_etcd.testing import EtcdServer
+from puregrpc_etcd.testing import EtcdServer, find_etcd_tool
 
 _prefixes = itertools.count()
 
@@ -89,6 +91,46 @@ async def test_get_sorting(client: etcd.Client, p: str) -> None:
     ]
     by_version = await client.get(p, prefix=True, sort_target="version", sort_order="descend")
     assert keys(by_version)[0] == b"b"
+
+
+async def etcdctl_keys(server: EtcdServer, *args: str) -> list[bytes]:
+    """The keys ``etcdctl get -w json ARGS`` prints, in its order."""
+    done = await trio.run_process(
+        [find_etcd_tool("etcdctl"), f"--endpoints={server.endpoint}", "get", "-w", "json", *args],
+        capture_stdout=True,
+    )
+    return [base64.b64decode(kv["key"]) for kv in json.loads(done.stdout).get("kvs", [])]
+
+
+async def test_sorting_with_a_limit_is_what_etcdctl_gets(
+    client: etcd.Client, server: EtcdServer, p: str
+) -> None:
+    # Created in the reverse of key order, so that create and key order disagree.
+    for name in ("k5", "k4", "k3", "k2", "k1"):
+        await client.put(p + name, "v")
+    await client.put(p + "k3", "v again")
+    keys = lambda reply: [kv.key[len(p) :] for kv in reply.kvs]  # noqa: E731
+    # No order with another target: etcd reads limit + 1 keys in key order, then sorts them.
+    first = await client.get(p, prefix=True, sort_target="create", limit=3)
+    assert keys(first) == [b"k4", b"k3", b"k2"]
+    assert first.more
+    oldest = await client.get(p, prefix=True, sort_target="create", sort_order="ascend", limit=3)
+    assert keys(oldest) == [b"k5", b"k4", b"k3"]
+    for target, flag in (("create", "CREATE"), ("mod", "MODIFY"), ("version", "VERSION")):
+        for order in ("none", "ascend", "descend"):
+            for limit in (0, 1, 3):
+                args = ["--prefix", p, f"--sort-by={flag}", f"--limit={limit}"]
+                if order != "none":
+                    args.append(f"--order={order.upper()}")
+                ours = await client.get(
+                    p, prefix=True, sort_target=target, sort_order=order, limit=limit
+                )
+                theirs = await etcdctl_keys(server, *args)
+                assert [kv.key for kv in ours.kvs] == theirs, args
+    for order in ("none", "ascend", "descend"):
+        args = ["--prefix", p, "--limit=2"] + ([] if order == "none" else [f"--order={order}"])
+        ours = await client.get(p, prefix=True, sort_order=order, limit=2)
+        assert [kv.key for kv in ours.kvs] == await etcdctl_keys(server, *args), args
 
 
 async def test_get_revision_filters(client: etcd.Client, p: str) -> None:

@@ -135,9 +135,20 @@ def test_range_request_options() -> None:
     assert request.count_only
     assert (request.min_mod_revision, request.max_mod_revision) == (1, 2)
     assert (request.min_create_revision, request.max_create_revision) == (3, 4)
-    by_version = _requests.range_request(PLAIN, "a", sort_target="version")
-    assert by_version.sort_order == rpc_pb2.RangeRequest.ASCEND
+    # As Go's WithSort: a target alone is sent without an order (etcd then limits before it
+    # sorts), and ascending by key, the natural order, is sent as no order at all.
+    by_version = _requests.range_request(PLAIN, "a", sort_target="version", limit=3)
+    assert by_version.sort_order == rpc_pb2.RangeRequest.NONE
     assert by_version.sort_target == rpc_pb2.RangeRequest.VERSION
+    ascending = _requests.range_request(PLAIN, "a", sort_target="create", sort_order="ascend")
+    assert ascending.sort_order == rpc_pb2.RangeRequest.ASCEND
+    assert ascending.sort_target == rpc_pb2.RangeRequest.CREATE
+    by_key = _requests.range_request(PLAIN, "a", sort_order="ascend", limit=3)
+    plain = _requests.range_request(PLAIN, "a", limit=3)
+    assert by_key.SerializeToString() == plain.SerializeToString()
+    by_key_down = _requests.range_request(PLAIN, "a", sort_order="descend")
+    assert by_key_down.sort_order == rpc_pb2.RangeRequest.DESCEND
+    assert by_key_down.sort_target == rpc_pb2.RangeRequest.KEY
     every = _requests.range_request(NAMESPACED, "", prefix=True)
     assert (every.key, every.range_end) == (b"app/", b"app0")
 
