@@ -8,7 +8,16 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-from typing import AsyncContextManager, AsyncIterator, Awaitable, Callable, Iterator, Protocol
+from collections import deque
+from typing import (
+    AsyncContextManager,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Deque,
+    Iterator,
+    Protocol,
+)
 
 import trio
 
@@ -28,32 +37,41 @@ REOPEN_BACKOFF = (0.05, 1.0)
 
 
 class _Timing:
-    __slots__ = ("deadline", "next_send", "sent_at", "ttl")
+    __slots__ = ("deadline", "next_send", "ttl")
 
     def __init__(self, ttl: float, deadline: float, next_send: float) -> None:
         self.ttl = ttl
         self.deadline = deadline
         self.next_send = next_send
-        self.sent_at: float | None = None
 
 
 class KeepAliveSchedule:
     """When each lease must be renewed and when it counts as lost; every time is passed in.
 
     Theory of operation:
-    - A lease is due as soon as it is added, then ttl/3 after each answered renewal (the
-      cadence of etcd's Go client).
+    - A lease is due as soon as it is added, then ttl/3 after the send of each answered
+      renewal (the cadence of etcd's Go client).
     - An unanswered renewal is sent again after ``retry_interval`` (at most ttl/3), so that a
       dropped stream or a slow member costs little of the TTL.
-    - An answer with TTL > 0 moves the deadline to (the first unanswered send) + TTL: the server
-      restarted the lease's clock no earlier than that send, so the bound is safe.
+    - etcd answers the renewals of one stream one by one, in the order they were sent. So each
+      answer is matched to the oldest unanswered send of its lease on the stream, and an answer
+      with TTL > 0 moves the deadline to (that send) + TTL: the server restarted the lease's
+      clock no earlier than that send, so the client's deadline is never later than the
+      server's expiry, however late the answers arrive. Go's client counts from the arrival
+      of the answer instead (``client/v3/lease.go``, ``recvKeepAlive``), which can believe a
+      lease held for as long as an answer spent on the way back after the server let it go:
+      we are stricter on purpose, since a lock must not outlive its lease.
     - A lease is lost when its deadline passes without an answer, or when an answer says
-      TTL <= 0 (the server no longer knows it). Lost leases leave the schedule.
+      TTL <= 0 (the server no longer knows it) or comes after the deadline. Lost leases leave
+      the schedule.
     """
 
     def __init__(self, retry_interval: float = RETRY_INTERVAL) -> None:
         self.retry_interval = retry_interval
         self._timings: dict[int, _Timing] = {}
+        # Send times of the renewals not answered yet on the current stream, oldest first, by
+        # lease; kept for leases that left the schedule too, whose answers are still to come.
+        self._in_flight: dict[int, Deque[float]] = {}
 
     def __len__(self) -> int:
         return len(self._timings)
@@ -62,7 +80,8 @@ class KeepAliveSchedule:
         return lease_id in self._timings
 
     def add(self, lease_id: int, ttl: float, now: float, *, remaining: float | None = None) -> None:
-        """Start renewing a lease granted ``ttl`` seconds, ``remaining`` of which are left."""
+        """Start renewing a lease granted ``ttl`` seconds, ``remaining`` of which were left at
+        ``now`` (for a safe deadline: when the request that reported them was sent)."""
         if lease_id in self._timings:
             return
         left = ttl if remaining is None else remaining
@@ -74,31 +93,40 @@ class KeepAliveSchedule:
 
     def due(self, now: float, *, early: float = 0.0) -> list[int]:
         """The leases to renew now, with those due within ``early`` seconds (at most a tenth of
-        their TTL); they are counted as sent."""
+        their TTL); they are counted as sent at ``now``."""
         sent = []
         for lease_id, timing in self._timings.items():
             if timing.next_send <= now or (
                 early and timing.next_send <= now + min(early, timing.ttl / 10)
             ):
-                if timing.sent_at is None:
-                    timing.sent_at = now
+                self._in_flight.setdefault(lease_id, deque()).append(now)
                 timing.next_send = now + min(self.retry_interval, timing.ttl / 3)
                 sent.append(lease_id)
         return sent
 
     def answered(self, lease_id: int, ttl: float, now: float) -> bool:
-        """Record the server's answer for a lease; False when the answer says it is gone."""
+        """Record the server's answer for a lease; False when the lease is lost by it."""
+        sends = self._in_flight.get(lease_id)
+        sent = sends.popleft() if sends else None
+        if sends is not None and not sends:
+            del self._in_flight[lease_id]
         timing = self._timings.get(lease_id)
         if timing is None:
             return True
-        if ttl <= 0:
+        if ttl <= 0 or timing.deadline <= now:
+            # Past the deadline the lease counts as lost (the expiry task may not have run yet):
+            # it is never revived, as Go's client does not revive it either.
             del self._timings[lease_id]
             return False
-        started = now if timing.sent_at is None else timing.sent_at
+        if sent is None:
+            # No renewal of ours to match (none is sent outside ``due``): nothing safe to count
+            # the TTL from, so the deadline stays where it is.
+            return True
         timing.ttl = ttl
-        timing.deadline = max(timing.deadline, started + ttl)
-        timing.next_send = now + ttl / 3
-        timing.sent_at = None
+        timing.deadline = max(timing.deadline, sent + ttl)
+        if lease_id not in self._in_flight:
+            # With later renewals still unanswered, their retry timer stays in charge.
+            timing.next_send = sent + ttl / 3
         return True
 
     def expired(self, now: float) -> list[int]:
@@ -109,7 +137,9 @@ class KeepAliveSchedule:
         return gone
 
     def resend_all(self, now: float) -> None:
-        """Make every lease due now: a new stream knows nothing of renewals sent on the old one."""
+        """Make every lease due now: a new stream knows nothing of renewals sent on the old one,
+        and the old one's answers will never come."""
+        self._in_flight.clear()
         for timing in self._timings.values():
             timing.next_send = now
 
@@ -193,13 +223,26 @@ class LeaseKeeper:
         self._running = False
         self._answers = 0
 
-    def hold(self, lease_id: int, ttl: int, *, remaining: float | None = None) -> KeptLease:
-        """Keep a lease alive until every holder has called ``release``."""
+    def hold(
+        self,
+        lease_id: int,
+        ttl: int,
+        *,
+        remaining: float | None = None,
+        since: float | None = None,
+    ) -> KeptLease:
+        """Keep a lease alive until every holder has called ``release``.
+
+        ``remaining`` (default ``ttl``) seconds were left at ``since`` (``trio.current_time()``
+        value; default now): pass when the grant or TTL request was sent, so that the first
+        deadline is not later than the server's expiry either.
+        """
         kept = self._kept.get(lease_id)
         if kept is None or kept.lost.is_set():
             kept = KeptLease(lease_id, ttl)
             self._kept[lease_id] = kept
-            self._schedule.add(lease_id, ttl, trio.current_time(), remaining=remaining)
+            start = trio.current_time() if since is None else since
+            self._schedule.add(lease_id, ttl, start, remaining=remaining)
             self._notify()
             if not self._running:
                 self._nursery.start_soon(self._run)

@@ -263,11 +263,13 @@ class LeaseMixin(ClientBase):
 
         ``LeaseNotFoundError`` if the lease does not exist; ``cancel_on_loss`` as for ``lease``.
         """
+        asked = trio.current_time()
         status = await self.time_to_live(id, timeout=timeout)
         if status.ttl < 0:
             raise _lease_not_found()
         keeper = self._keeper()
-        kept = keeper.hold(id, status.granted_ttl, remaining=float(status.ttl))
+        # etcd rounds the remaining TTL down, and counted it after we asked: a safe deadline.
+        kept = keeper.hold(id, status.granted_ttl, remaining=float(status.ttl), since=asked)
         try:
             async with _guard(kept, cancel_on_loss):
                 yield Lease(kept)
@@ -289,13 +291,15 @@ class LeaseMixin(ClientBase):
     async def _open_lease(self, ttl: int, *, id: int = 0, timeout: float | None) -> KeptLease:
         """Grant a lease, keep it alive, and revoke it when the client closes unless
         ``_close_lease`` did first: the session of ``lease()`` blocks and of locks."""
+        # The lease's clock starts when etcd applies the grant, after this: a safe first deadline.
+        asked = trio.current_time()
         granted = await self.grant(ttl, id=id, timeout=timeout)
         owned = self._owned_leases
         if owned is None:
             owned = self._owned_leases = {}
             self._closers.append(self._revoke_owned_leases)
         try:
-            kept = self._keeper().hold(granted.id, granted.ttl)
+            kept = self._keeper().hold(granted.id, granted.ttl, since=asked)
         except BaseException:
             await self._revoke_quietly(granted.id, REVOKE_TIMEOUT)
             raise

@@ -38,11 +38,11 @@ def test_answer_moves_renewal_to_a_third_of_the_ttl() -> None:
     schedule.add(1, 9, now=0.0)
     schedule.due(0.0)
     assert schedule.answered(1, 9, now=0.2)
-    assert schedule.next_send() == pytest.approx(3.2)
-    # The deadline counts from the send, not the answer: the server restarted the TTL in between.
+    # Both count from the send, not the answer: the server restarted the TTL in between.
+    assert schedule.next_send() == pytest.approx(3.0)
     assert schedule.next_deadline() == pytest.approx(9.0)
-    assert schedule.due(3.1) == []
-    assert schedule.due(3.2) == [1]
+    assert schedule.due(2.9) == []
+    assert schedule.due(3.0) == [1]
 
 
 def test_retry_interval_never_exceeds_a_third_of_the_ttl() -> None:
@@ -62,6 +62,59 @@ def test_deadline_counts_from_the_first_unanswered_send() -> None:
     schedule.due(3.0)
     assert schedule.answered(1, 6, now=3.1)
     assert schedule.next_deadline() == pytest.approx(8.0)
+
+
+def renewed(ttl: float, *sends: float) -> KeepAliveSchedule:
+    """Lease 1 of ``ttl`` added at the first send time and renewed at each one."""
+    schedule = KeepAliveSchedule(retry_interval=0.5)
+    schedule.add(1, ttl, now=sends[0])
+    for when in sends:
+        assert schedule.due(when) == [1]
+    return schedule
+
+
+def test_each_late_answer_counts_from_the_renewal_it_answers() -> None:
+    schedule = renewed(6, 0.0, 0.5)  # re-sent at 0.5: unanswered for retry_interval
+    # Both answers come late, in order: the first answers the send at 0, the second the one
+    # at 0.5, whatever their arrival (etcd renewed the lease when each request reached it).
+    assert schedule.answered(1, 6, now=2.5)
+    assert schedule.next_deadline() == pytest.approx(6.0)
+    assert schedule.answered(1, 6, now=2.6)
+    assert schedule.next_deadline() == pytest.approx(6.5)
+    assert schedule.next_send() == pytest.approx(2.5)
+
+
+def test_a_pending_renewal_keeps_its_retry_timer_when_an_older_one_is_answered() -> None:
+    schedule = renewed(6, 0.0, 0.5)
+    assert schedule.answered(1, 6, now=0.7)
+    assert schedule.next_send() == pytest.approx(1.0)  # the retry of the send at 0.5
+
+
+def test_an_answer_after_the_deadline_loses_the_lease() -> None:
+    schedule = renewed(3, 0.0)
+    assert not schedule.answered(1, 3, now=3.0)
+    assert 1 not in schedule
+
+
+def test_an_answer_without_a_renewal_to_match_keeps_the_deadline() -> None:
+    schedule = renewed(6, 0.0)
+    schedule.resend_all(1.0)  # a new stream: the old one's renewal will not be answered
+    assert schedule.answered(1, 6, now=1.5)
+    assert schedule.next_deadline() == pytest.approx(6.0)
+    schedule.due(2.0)
+    assert schedule.answered(1, 6, now=2.5)
+    assert schedule.next_deadline() == pytest.approx(8.0)
+
+
+def test_answers_of_a_released_lease_are_not_matched_to_its_next_hold() -> None:
+    schedule = renewed(6, 0.0)
+    schedule.discard(1)
+    schedule.add(1, 6, now=1.0)
+    schedule.due(1.0)
+    assert schedule.answered(1, 6, now=1.1)  # answers the send at 0.0, of the first hold
+    assert schedule.next_deadline() == pytest.approx(7.0)
+    assert schedule.answered(1, 6, now=1.2)
+    assert schedule.next_deadline() == pytest.approx(7.0)
 
 
 def test_zero_ttl_answer_means_gone() -> None:
@@ -114,6 +167,9 @@ class SimulatedLeaseServer:
         self.opens = 0
         self.refuse_opens = 0
         self.streams: list[trio.MemorySendChannel[rpc_pb2.LeaseKeepAliveResponse]] = []
+        # Answers spend this long on the way back (delivered in order by tasks of ``nursery``).
+        self.reply_delay = 0.0
+        self.nursery: trio.Nursery | None = None
 
     def grant(self, lease_id: int, ttl: int) -> None:
         self.expiry[lease_id] = trio.current_time() + ttl
@@ -158,8 +214,18 @@ class SimulatedStream:
         if server.alive(message.ID):
             ttl = server.ttl[message.ID]
             server.expiry[message.ID] = trio.current_time() + ttl
+        reply = rpc_pb2.LeaseKeepAliveResponse(ID=message.ID, TTL=ttl)
+        if server.reply_delay:
+            assert server.nursery is not None
+            server.nursery.start_soon(self._deliver, reply, server.reply_delay)
+        else:
+            await self._deliver(reply, 0.0)
+
+    async def _deliver(self, reply: rpc_pb2.LeaseKeepAliveResponse, delay: float) -> None:
+        if delay:
+            await trio.sleep(delay)
         with contextlib.suppress(trio.ClosedResourceError):
-            self._send.send_nowait(rpc_pb2.LeaseKeepAliveResponse(ID=message.ID, TTL=ttl))
+            self._send.send_nowait(reply)
 
     def __aiter__(self) -> AsyncIterator[rpc_pb2.LeaseKeepAliveResponse]:
         return self._receive.__aiter__()
@@ -307,3 +373,40 @@ async def test_lease_lost_while_the_stream_cannot_be_opened(
         with trio.fail_after(30):
             await kept.lost.wait()
         assert trio.current_time() == pytest.approx(4.0)
+
+
+async def test_late_answers_never_stretch_the_lease_past_the_servers_expiry(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    server = SimulatedLeaseServer()
+    server.grant(7, 6)
+    async with trio.open_nursery() as delays, running_keeper(server) as keeper:
+        server.nursery = delays
+        kept = keeper.hold(7, 6)
+        await trio.sleep(1)
+        # The renewal at t=2 and its retry at t=2.5 reach the server (expiry 2.5 + 6) but their
+        # answers take 2.5 s back; then the server hears nothing more, as behind a black hole.
+        server.reply_delay = 2.5
+        await trio.sleep(1.75)
+        assert [when for when, _ in server.renewals][-2:] == [2.0, 2.5]
+        server.answering = False
+        with trio.fail_after(30):
+            await kept.lost.wait()
+        # Counted from the arrival of the second answer (t=5), the client would hold the lease
+        # until t=11, 2.5 s after the server let it go.
+        assert trio.current_time() == pytest.approx(8.5)
+        assert trio.current_time() <= server.expiry[7]
+        delays.cancel_scope.cancel()
+
+
+async def test_the_first_deadline_counts_from_when_the_grant_was_asked(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    server = SimulatedLeaseServer()
+    server.answering = False
+    async with running_keeper(server) as keeper:
+        await trio.sleep(2)
+        kept = keeper.hold(7, 6, since=1.0)
+        with trio.fail_after(30):
+            await kept.lost.wait()
+        assert trio.current_time() == pytest.approx(7.0)
