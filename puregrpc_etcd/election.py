@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import weakref
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, AsyncIterator, Awaitable, Callable, Union
 
@@ -169,7 +170,8 @@ class Election:
 
     def observe(self) -> LeaderObserver:
         """The leader's key-value now and after every change: each new leader and each
-        proclamation, in order (an async iterator; use it in ``async with`` to end it early).
+        proclamation, in order (an async iterator; ``async with`` it, or ``aclose()`` it, to end
+        it early: one merely dropped ends when it is garbage collected).
 
         As Go's ``Observe``: it may skip intermediate values but always reaches the latest.
         """
@@ -209,9 +211,13 @@ class LeaderObserver:
     """An async iterator of leaders' key-values, produced by a task in the client's nursery.
 
     ``async with election.observe() as leaders: async for kv in leaders: ...`` stops the task
-    on leaving; a bare ``async for`` stops it when the iteration ends or fails. Errors of the
-    producer (e.g. ``CompactedError``) are raised from the iteration.
+    on leaving, and so do ``close()`` and ``await aclose()``; a bare ``async for`` stops it when
+    the iteration ends or fails, or once the iterator is dropped (left with ``break``): at
+    once on CPython, at the next garbage collection on PyPy. Errors of the producer (e.g.
+    ``CompactedError``) are raised from the iteration.
     """
+
+    __slots__ = ("__weakref__", "_nursery", "_produce", "_receive", "_scope", "_send", "_started")
 
     def __init__(
         self,
@@ -241,6 +247,10 @@ class LeaderObserver:
         self._scope.cancel()
         self._receive.close()
 
+    async def aclose(self) -> None:
+        """Stop observing (as ``close``; for ``contextlib.aclosing`` and the like)."""
+        self.close()
+
     def __aiter__(self) -> LeaderObserver:
         return self
 
@@ -258,16 +268,33 @@ class LeaderObserver:
     def _start(self) -> None:
         if not self._started:
             self._started = True
-            self._nursery.start_soon(self._run)
+            # The task holds nothing that leads back to this object, so an iterator left with
+            # ``break`` outside ``async with`` becomes garbage, and its finaliser cancels the
+            # task (from the scheduler: a finaliser may run at any point, inside trio's too).
+            finaliser = weakref.finalize(
+                self, _cancel_soon, trio.lowlevel.current_trio_token(), self._scope
+            )
+            finaliser.atexit = False
+            self._nursery.start_soon(_produce_into, self._produce, self._send, self._scope)
 
-    async def _run(self) -> None:
-        async with self._send:
-            with self._scope:
-                try:
-                    await self._produce(self._send.send)
-                except (trio.BrokenResourceError, trio.ClosedResourceError):
-                    return
-                except Exception as exc:
-                    # The consumer, not the client's nursery, is the one to hear of it.
-                    with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
-                        await self._send.send(exc)
+
+def _cancel_soon(token: trio.lowlevel.TrioToken, scope: trio.CancelScope) -> None:
+    with contextlib.suppress(trio.RunFinishedError):
+        token.run_sync_soon(scope.cancel)
+
+
+async def _produce_into(
+    produce: Callable[[Callable[[KeyValue], Awaitable[None]]], Awaitable[None]],
+    send: trio.MemorySendChannel[_Item],
+    scope: trio.CancelScope,
+) -> None:
+    async with send:
+        with scope:
+            try:
+                await produce(send.send)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                return
+            except Exception as exc:
+                # The consumer, not the client's nursery, is the one to hear of it.
+                with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+                    await send.send(exc)
