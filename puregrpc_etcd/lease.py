@@ -105,7 +105,8 @@ class Lease:
     """A lease kept alive by the client: ``id``, the granted ``ttl`` and ``lost``.
 
     ``lost`` is a ``trio.Event`` set when the lease expired, was revoked elsewhere, or could not
-    be renewed before its TTL ran out; from then on keys attached to it may be gone.
+    be renewed before its TTL ran out; from then on keys attached to it may be gone. It is set
+    no later than etcd expires the lease: each renewal's TTL counts from when it was sent.
     """
 
     __slots__ = ("_kept",)

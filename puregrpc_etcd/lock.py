@@ -68,7 +68,7 @@ class Lock:
                            [etcd.Op.put("config", "new")])
 
     - ``lost``: a ``trio.Event`` set when the session lease was lost, so that the lock no
-      longer excludes others.
+      longer excludes others; never later than etcd expires the lease (see ``Lease``).
 
     ``await lock.release()`` gives it up before the end of its block, and is how a lock taken
     with ``lock = await client.try_lock(name)`` is given up.
