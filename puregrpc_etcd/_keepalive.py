@@ -53,14 +53,16 @@ class KeepAliveSchedule:
       renewal (the cadence of etcd's Go client).
     - An unanswered renewal is sent again after ``retry_interval`` (at most ttl/3), so that a
       dropped stream or a slow member costs little of the TTL.
-    - etcd answers the renewals of one stream one by one, in the order they were sent. So each
-      answer is matched to the oldest unanswered send of its lease on the stream, and an answer
-      with TTL > 0 moves the deadline to (that send) + TTL: the server restarted the lease's
-      clock no earlier than that send, so the client's deadline is never later than the
-      server's expiry, however late the answers arrive. Go's client counts from the arrival
-      of the answer instead (``client/v3/lease.go``, ``recvKeepAlive``), which can believe a
-      lease held for as long as an answer spent on the way back after the server let it go:
-      we are stricter on purpose, since a lock must not outlive its lease.
+    - etcd answers the renewals of one stream one by one, in the order they were sent (or ends
+      the stream). So each answer is matched to the oldest unanswered send of its lease on the
+      stream (were an answer ever missing, later ones would match older sends: earlier
+      deadlines, the safe side), and an answer with TTL > 0 moves the deadline to (that send)
+      + TTL: the server restarted the lease's clock no earlier than that send, so the client's
+      deadline is never later than the server's expiry, however late the answers arrive. Go's
+      client counts from the arrival of the answer instead (``client/v3/lease.go``,
+      ``recvKeepAlive``), which can believe a lease held for as long as an answer spent on the
+      way back after the server let it go: we are stricter on purpose, since a lock must not
+      outlive its lease.
     - A lease is lost when its deadline passes without an answer, or when an answer says
       TTL <= 0 (the server no longer knows it) or comes after the deadline. Lost leases leave
       the schedule.
