@@ -88,13 +88,13 @@ class FaultProxy:
                     if relay.blackholed:
                         await _swallow(client)
                         return
-                    with trio.move_on_after(2):
+                    with trio.fail_after(2):
                         server = await trio.open_tcp_stream("127.0.0.1", self.target_port)
                     relay.sockets.append(server)
                     async with server, trio.open_nursery() as nursery:
                         nursery.start_soon(self._pump, relay, client, server)
                         nursery.start_soon(self._pump, relay, server, client)
-        except (OSError, trio.BrokenResourceError, trio.ClosedResourceError):
+        except (OSError, trio.BrokenResourceError, trio.ClosedResourceError, trio.TooSlowError):
             pass  # the member is down or a side reset: the client sees the connection close
         finally:
             self._relays.discard(relay)
@@ -300,6 +300,7 @@ async def nemesis(  # noqa: PLR0917 - one call site
                 proxy.reset()
         if victim is not None:
             name = victim.name
-        log.append(f"{at:6.1f} s {fault} ({name}, {hold:.1f} s)")
+        held = "" if fault == "reset" else f", {hold:.1f} s"
+        log.append(f"{at:6.1f} s {fault} ({name}{held})")
         done[fault] += 1
         await wait_healthy(cluster)
