@@ -213,7 +213,13 @@ def prune(ops: list[Operation]) -> tuple[list[Operation], int]:
 def check_key(
     ops: list[Operation], *, initial: Value = None, max_steps: int = DEFAULT_MAX_STEPS
 ) -> KeyResult:
-    """Wing & Gong's search over one key's operations, memoised on (linearized set, state)."""
+    """Wing & Gong's search over one key's operations, memoised on (linearized set, state).
+
+    Unknown operations never complete: each may take effect anywhere after its invoke, or not
+    at all (the search succeeds once every ok operation is placed). Three exact reductions keep
+    them from multiplying the search: ``prune``; an unknown operation is only placed where it
+    changes the value; identical unknown operations are placed in invoke order only.
+    """
     key = ops[0].key if ops else ""
     ops, pruned = prune(ops)
     ops = sorted(ops, key=lambda op: op.invoke)
