@@ -133,6 +133,7 @@ class Record:
     op: Operation
     revision: int = 0  # the reply header's store revision (0 when there was no reply)
     mod_revision: int = 0  # a get's key: the revision of the write it read (0: absent)
+    took: float = 0.0  # seconds from invoke until the call returned or raised
 
 
 @dataclass
@@ -221,7 +222,7 @@ async def run_client(  # noqa: PLR0917 - one call site, all positional for reada
             note=note,
             **fields,  # type: ignore[arg-type]
         )
-        workload.records.append(Record(op, revision, mod_revision))
+        workload.records.append(Record(op, revision, mod_revision, complete - invoke))
         # The next cas of this key expects what this client last knew of it.
         if outcome == "ok":
             wrote = kind == "put" or (kind == "cas" and op.succeeded)
