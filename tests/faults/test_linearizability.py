@@ -172,6 +172,8 @@ async def test_history_is_linearizable_under_faults(etcd_cluster: EtcdCluster) -
         print(f"  {line}")
     print(f"operations: {len(records)}, {dict(outcomes)}; by kind {dict(sorted(kinds.items()))}")
     reproduce = f"reproduce with LIN_SEED={seed} ETCD_BIN={binary}"
+    errors = Counter(r.op.note.split(" (")[0] for r in records if r.op.outcome != "ok")
+    print(f"errors: {dict(errors.most_common())}")
     for outcome in ("ok", "unknown"):
         took = sorted(r.took for r in records if r.op.outcome == outcome)
         if took:
