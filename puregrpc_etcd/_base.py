@@ -51,6 +51,9 @@ class ClientBase:
       e.g. the lease module revokes the leases it granted.
     - ``_unreachable_at``: when (trio time) a clean-up call on the way out last found no
       endpoint reachable (see ``_cleanup.cleanup_call``).
+    - ``_username``: the user the client authenticates as (None: no password, no token).
+    - ``_tls``: whether the client dials with TLS; endpoints it learns (``auto_sync``) keep to it.
+    - ``_plaintext_warned``: whether ``_credentials.warn_if_exposed`` has warned already.
     """
 
     _nursery: trio.Nursery
@@ -59,6 +62,9 @@ class ClientBase:
     _namespace: bytes = b""
     _closers: list[Callable[[], Awaitable[None]]]
     _unreachable_at: float = -math.inf
+    _username: str | None = None
+    _tls: bool = False
+    _plaintext_warned: bool = False
 
     async def _unary(
         self,

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field, replace
 from typing import Mapping, Sequence, Union
 from urllib.parse import parse_qs, unquote
 
+from puregrpc_etcd.grpc.endpoints import redact_userinfo
+
 __all__ = [
     "DEFAULT_ENDPOINT",
     "ConnectSettings",
@@ -83,6 +85,12 @@ def parse_endpoints(endpoints: EndpointsArg) -> ConnectSettings:
         lowered = text.lower()
         if lowered.startswith(("etcd://", "etcds://")):
             return _parse_etcd_url(text)
+        if "@" in text:
+            # A password with a "," would be split into pieces no message can then hide.
+            raise ValueError(
+                f"invalid endpoints {redact_userinfo(text)!r}: only an etcd:// URL carries a "
+                "user name and password (or give username=/password=)"
+            )
         items: list[str] = [part for part in text.split(",") if part.strip()]
     else:
         items = list(endpoints)
@@ -103,6 +111,15 @@ def normalize_endpoint(endpoint: str) -> str:
 
     A missing port means 2379; a trailing ``/`` is dropped. ``[::1]:2379`` is IPv6.
     """
+    try:
+        return _normalized(endpoint)
+    except ValueError as exc:
+        reason = str(exc)
+    # Raised outside the handler, so that no chained exception keeps what the message hides.
+    raise ValueError(f"invalid endpoint {redact_userinfo(endpoint.strip())!r}: {reason}")
+
+
+def _normalized(endpoint: str) -> str:
     text = endpoint.strip().rstrip("/")
     if not text:
         raise ValueError("empty endpoint")
@@ -114,47 +131,75 @@ def normalize_endpoint(endpoint: str) -> str:
             break
     else:
         if "://" in text:
-            raise ValueError(f"unsupported endpoint scheme: {endpoint!r}")
+            raise ValueError("unsupported scheme: use http or https")
     if scheme.startswith("unix"):
-        raise ValueError(f"unix socket endpoints are not supported: {endpoint!r}")
+        raise ValueError("unix socket endpoints are not supported")
     host, port = split_host_port(text)
     return f"{scheme}{host}:{port}"
 
 
 def split_host_port(text: str) -> tuple[str, int]:
-    """``"h:1"`` -> ``("h", 1)``; ``"[::1]:1"`` -> ``("[::1]", 1)``; no port -> 2379."""
-    if "/" in text or "@" in text:
-        raise ValueError(f"invalid endpoint: {text!r}")
+    """``"h:1"`` -> ``("h", 1)``; ``"[::1]:1"`` -> ``("[::1]", 1)``; no port -> 2379.
+
+    The ValueError says what is wrong without quoting ``text``: callers quote their whole input,
+    with any credentials redacted.
+    """
+    if "@" in text:
+        raise ValueError(
+            "an endpoint carries no user name or password: use an etcd:// URL or "
+            "username=/password="
+        )
+    if "/" in text:
+        raise ValueError("expected host:port")
     if text.startswith("["):
         close = text.find("]")
         if close < 0:
-            raise ValueError(f"invalid IPv6 endpoint: {text!r}")
+            raise ValueError("an IPv6 address goes in brackets, as in [::1]:2379")
         host, rest = text[: close + 1], text[close + 1 :]
         if not rest:
             return host, DEFAULT_PORT
         if not rest.startswith(":"):
-            raise ValueError(f"invalid endpoint: {text!r}")
+            raise ValueError("expected host:port")
         port_text = rest[1:]
     else:
         host, sep, port_text = text.rpartition(":")
         if not sep:
             host, port_text = text, ""
         elif ":" in host:
-            raise ValueError(f"IPv6 addresses need brackets, e.g. [::1]:2379: {text!r}")
+            raise ValueError("IPv6 addresses need brackets, e.g. [::1]:2379")
         if not port_text:
-            return _checked_host(host, text), DEFAULT_PORT
+            return _checked_host(host), DEFAULT_PORT
     if not port_text.isdigit() or not 0 < int(port_text) < 65536:
-        raise ValueError(f"invalid port in endpoint {text!r}")
-    return _checked_host(host, text), int(port_text)
+        raise ValueError("invalid port")
+    return _checked_host(host), int(port_text)
 
 
-def _checked_host(host: str, text: str) -> str:
+def _checked_host(host: str) -> str:
     if not host:
-        raise ValueError(f"missing host in endpoint {text!r}")
+        raise ValueError("missing host")
     return host
 
 
 def _parse_etcd_url(url: str) -> ConnectSettings:
+    try:
+        return _etcd_url_settings(url)
+    except ValueError as exc:
+        reason = str(exc)
+    scheme_end = url.index("://") + 3
+    authority_end = min(
+        (i for i in (url.find("/", scheme_end), url.find("?", scheme_end)) if i >= 0),
+        default=len(url),
+    )
+    if url.rfind("@") > authority_end:
+        # An "@" after the host list: most likely a password with an unescaped "/" or "?",
+        # whose pieces the parser took for hosts or options; any detail could quote them.
+        reason = "a user name or password must percent-encode '/', '?', '#' and '@'"
+    raise ValueError(f"invalid etcd:// URL {redact_userinfo(url)!r}: {reason}")
+
+
+def _etcd_url_settings(url: str) -> ConnectSettings:
+    # The messages raised here may quote hosts and options but never the user info (before
+    # the last "@" of the authority); ``_parse_etcd_url`` quotes the URL itself, redacted.
     scheme, _, rest = url.partition("://")
     tls = scheme.lower() == "etcds"
     authority, _, tail = rest.partition("/")
@@ -173,7 +218,7 @@ def _parse_etcd_url(url: str) -> ConnectSettings:
     if not hosts:
         raise ValueError("an etcd:// URL needs at least one host")
     url_scheme = "https://" if tls else "http://"
-    endpoints = [url_scheme + "{}:{}".format(*split_host_port(host.strip())) for host in hosts]
+    endpoints = [url_scheme + "{}:{}".format(*_host_port_of(host.strip())) for host in hosts]
     options = {name: values[-1] for name, values in parse_qs(query, keep_blank_values=True).items()}
     known = {
         "dial_timeout",
@@ -200,6 +245,13 @@ def _parse_etcd_url(url: str) -> ConnectSettings:
         key=options.get("key") or None,
         insecure_skip_verify=_parse_bool(options.get("insecure_skip_tls_verify", "")),
     )
+
+
+def _host_port_of(host: str) -> tuple[str, int]:
+    try:
+        return split_host_port(host)
+    except ValueError as exc:
+        raise ValueError(f"host {host!r}: {exc}") from None
 
 
 def settings_from_env(environ: Mapping[str, str] | None = None) -> ConnectSettings:

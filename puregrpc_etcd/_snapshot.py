@@ -79,10 +79,16 @@ async def _save_to_path(
 
 def _owner_only(path: str, flags: int) -> int:
     # A snapshot holds every key and value: readable by its owner only, as etcdctl writes it.
-    fd = os.open(path, flags, 0o600)
-    if hasattr(os, "fchmod"):
-        os.fchmod(fd, 0o600)  # a leftover .part file keeps its old mode otherwise
-    return fd
+    # Created, never opened: whatever already sits at the path (a symlink put there to have
+    # the snapshot written elsewhere, or a file others may read) is neither followed nor reused.
+    create = (flags & ~os.O_TRUNC) | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+    try:
+        return os.open(path, create, 0o600)
+    except FileExistsError:
+        # Most likely the leftover of a snapshot that died; unlink removes a symlink itself,
+        # not its target. Something appearing there again meanwhile is an error.
+        os.unlink(path)
+        return os.open(path, create, 0o600)
 
 
 class SnapshotVerifier:

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, AsyncContextManager, AsyncIterator, Seque
 import trio
 
 from puregrpc_etcd._base import check_timeout
+from puregrpc_etcd._credentials import warn_if_exposed
 from puregrpc_etcd._endpoints import (
     ConnectSettings,
     EndpointsArg,
@@ -242,6 +243,7 @@ class Client(KVMixin, WatchMixin, LeaseMixin, ConcurrencyMixin, NamespaceMixin, 
         """A channel to that one endpoint (for per-member calls such as Status)."""
         channel = self._endpoint_channels.get(endpoint)
         if channel is None:
+            warn_if_exposed(self, [endpoint], stacklevel=3)
             channel = await connect_channel(self._nursery, [endpoint], **self._channel_options)
             # Another call may have opened one meanwhile: keep a single channel per endpoint.
             kept = self._endpoint_channels.setdefault(endpoint, channel)
@@ -380,8 +382,19 @@ async def connect(
             nursery: trio.Nursery = await outer.start(_run_system_nursery, system_scope)
             client._nursery = nursery
             client._channel_options = channel_options
-            client._channel = await connect_channel(nursery, settings.endpoints, **channel_options)
+            client._tls = tls_context is not None
             try:
+                client._channel = await connect_channel(
+                    nursery, settings.endpoints, **channel_options
+                )
+            except BaseException:
+                # A channel option refused (ValueError): the shielded system nursery must end
+                # too, or leaving the block would wait for it forever.
+                system_scope.cancel()
+                raise
+            try:
+                # Before the first dial: a warning turned into an error stops the password there.
+                warn_if_exposed(client, settings.endpoints, stacklevel=3)
                 if username is not None:
                     await client._authenticate()
                 if auto_sync_interval is not None:

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Iterable, Sequence, Union
 
 import trio
 
+from puregrpc_etcd._credentials import warn_if_exposed
 from puregrpc_etcd._endpoints import normalize_endpoint
 from puregrpc_etcd._proto import rpc_pb2
 from puregrpc_etcd.errors import EtcdError
@@ -20,7 +21,14 @@ from puregrpc_etcd.types import ResponseHeader, response_header
 if TYPE_CHECKING:
     from puregrpc_etcd._base import ClientBase
 
-__all__ = ["Cluster", "Member", "MemberAddResponse", "auto_sync", "serving_endpoints"]
+__all__ = [
+    "Cluster",
+    "Member",
+    "MemberAddResponse",
+    "auto_sync",
+    "serving_endpoints",
+    "sync_endpoints",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -193,8 +201,13 @@ class Cluster:
         return _members(reply.members)
 
 
-def serving_endpoints(members: Iterable[Member]) -> list[str]:
-    """The client endpoints worth connecting to: those of started, voting members."""
+def serving_endpoints(members: Iterable[Member], *, tls: bool | None = None) -> list[str]:
+    """The client endpoints worth connecting to: those of started, voting members.
+
+    ``tls`` keeps only the ``https://`` (True) or ``http://`` (False) URLs: a client never moves
+    from TLS to plaintext (or to a TLS it has no settings for) because a member also listens so.
+    """
+    scheme = {None: "", True: "https://", False: "http://"}[tls]
     endpoints: list[str] = []
     for member in members:
         if not member.started or member.is_learner:
@@ -205,7 +218,7 @@ def serving_endpoints(members: Iterable[Member]) -> list[str]:
             except ValueError:
                 # A member may also listen on a unix socket; this client cannot use it.
                 continue
-            if endpoint not in endpoints:
+            if endpoint.startswith(scheme) and endpoint not in endpoints:
                 endpoints.append(endpoint)
     return endpoints
 
@@ -221,19 +234,26 @@ async def auto_sync(
 
     Runs until cancelled; start it with ``await nursery.start(auto_sync, client, interval)``
     so that a bad interval fails there. A failed refresh is logged and tried again next period:
-    the old list still works, and the channel fails over on its own.
+    the old list still works, and the channel fails over on its own. Only member URLs of the
+    client's own scheme are taken (``https://`` for a TLS client, ``http://`` otherwise).
     """
     if not interval > 0:
         raise ValueError("auto_sync_interval must be a positive number of seconds")
     task_status.started()
-    cluster = Cluster(client)
     while True:
         await trio.sleep(interval)
-        try:
-            members = await cluster.members(timeout=timeout)
-        except EtcdError as exc:
-            logger.debug("auto sync: MemberList failed, keeping the endpoints: %s", exc)
-            continue
-        endpoints = serving_endpoints(members)
-        if endpoints:
-            client._channel.set_endpoints(endpoints)
+        await sync_endpoints(client, timeout=timeout)
+
+
+async def sync_endpoints(client: ClientBase, *, timeout: float = 5.0) -> None:
+    """One round of ``auto_sync``: the channel's endpoints replaced with the members' URLs of
+    the client's scheme (kept as they are when MemberList fails or lists none)."""
+    try:
+        members = await Cluster(client).members(timeout=timeout)
+    except EtcdError as exc:
+        logger.debug("auto sync: MemberList failed, keeping the endpoints: %s", exc)
+        return
+    endpoints = serving_endpoints(members, tls=client._tls)
+    if endpoints:
+        warn_if_exposed(client, endpoints, stacklevel=1)
+        client._channel.set_endpoints(endpoints)

@@ -229,10 +229,12 @@ class Maintenance:
         """Stream the connected member's database to ``file``; returns the bytes written.
 
         ``file`` is a path (written to ``<path>.part``, then renamed, so a failed snapshot leaves
-        no file behind) or a binary file object (sync or trio async). ``progress(done, total)``
-        is called after each chunk, ``total`` being the size once the server has said it. The
-        result is what ``etcdutl snapshot restore`` takes: the database followed by its SHA-256,
-        which is checked before returning (``EtcdError`` if it does not match).
+        no file behind; the ``.part`` file is created anew with mode 0600, and a file or symlink
+        already there is removed, never followed) or a binary file object (sync or trio async).
+        ``progress(done, total)`` is called after each chunk, ``total`` being the size once the
+        server has said it. The result is what ``etcdutl snapshot restore`` takes: the database
+        followed by its SHA-256, which is checked before returning (``EtcdError`` if it does not
+        match).
         """
         return await save_snapshot(self._client, file, progress=progress, timeout=timeout)
 
@@ -261,7 +263,7 @@ class Maintenance:
             raise EtcdError("the cluster has no leader to move leadership from")
         for member in await Cluster(self._client).members():
             if member.id == status.leader:
-                endpoints = serving_endpoints([member])
+                endpoints = serving_endpoints([member], tls=self._client._tls)
                 if endpoints:
                     return endpoints[0]
         raise EtcdError(f"the leader {status.leader:x} publishes no usable client URL")

@@ -98,7 +98,7 @@ async def unary_unary(
     metadata: Metadata | None,
 ) -> ReplyT:
     payload = _encode(request, channel.max_send_message_size)
-    headers = metadata_block(metadata)
+    headers = metadata_block(metadata, channel.metadata_blocks)
     deadline = math.inf if timeout is None else trio.current_time() + timeout
     for attempt in range(1 + _TRANSPARENT_RETRIES):
         call = CallState(channel.max_receive_message_size)
@@ -295,7 +295,7 @@ class StreamContext(Generic[ReplyT]):
         self._method = method
         self._reply_type = reply_type
         self._timeout = timeout
-        self._headers = metadata_block(metadata)
+        self._headers = metadata_block(metadata, channel.metadata_blocks)
         self._stream: Optional[Stream[ReplyT]] = None
 
     async def __aenter__(self) -> Stream[ReplyT]:

@@ -20,6 +20,7 @@ from .endpoints import Endpoint, TlsOption, parse_endpoint
 from .metadata import Metadata, RequestHeaderTemplate
 from .protocol import GrpcProtocol
 from .status import RpcError, StatusCode
+from .tls import check_tls_option, default_context
 
 __all__ = ["Channel", "connect_channel", "open_channel"]
 
@@ -61,6 +62,7 @@ class Channel:
         self._endpoints: List[Endpoint] = [parse_endpoint(text) for text in endpoints]
         if not self._endpoints:
             raise ValueError("a channel needs at least one endpoint")
+        check_tls_option(tls, self._endpoints)
         if keepalive_interval is not None and keepalive_interval <= 0:
             raise ValueError("keepalive_interval must be positive (or None for no pings)")
         self._tls = tls
@@ -84,6 +86,8 @@ class Channel:
         self._nursery: Optional[trio.Nursery] = None
         self._own_nursery: Any = None
         self._closed = False
+        #: HPACK blocks of the metadata tuples sent lately (``metadata.metadata_block``).
+        self.metadata_blocks: dict[object, bytes] = {}
 
     # -- lifetime -----------------------------------------------------------------------------
 
@@ -121,6 +125,7 @@ class Channel:
         if self._closed:
             return
         self._closed = True
+        self.metadata_blocks.clear()  # they hold auth tokens
         if self._connection is not None:
             self._connection.close(RpcError(StatusCode.CANCELLED, "channel closed"))
             self._connection = None
@@ -142,6 +147,7 @@ class Channel:
         parsed = [parse_endpoint(text) for text in endpoints]
         if not parsed:
             raise ValueError("a channel needs at least one endpoint")
+        check_tls_option(self._tls, parsed)
         self._endpoints = parsed
         connection = self._connection
         current = [e.text for e in parsed]
@@ -274,13 +280,10 @@ class Channel:
         if not wants_tls:
             return None
         if isinstance(self._tls, ssl.SSLContext):
-            context = self._tls
-        else:
-            if self._default_tls_context is None:
-                self._default_tls_context = ssl.create_default_context()
-            context = self._default_tls_context
-        context.set_alpn_protocols(["h2"])
-        return context
+            return self._tls  # checked to offer h2 (tls.py); the caller's, never changed
+        if self._default_tls_context is None:
+            self._default_tls_context = default_context()
+        return self._default_tls_context
 
     async def _open_stream(self, endpoint: Endpoint) -> tuple[trio.abc.Stream, str]:
         """A byte stream to the endpoint and its scheme (in-memory tests override this)."""

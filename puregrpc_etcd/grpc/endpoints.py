@@ -1,16 +1,22 @@
 """Endpoint strings ("host:port", "http://host:port", "https://host:port", "[::1]:2379")
-parsed into host, port and whether the scheme asks for TLS. Pure parsing; no I/O."""
+parsed into host, port and whether the scheme asks for TLS. Pure parsing; no I/O.
+
+Error messages quote endpoints through ``redact_userinfo``: a URL written with a password in
+it (``http://user:secret@host``) must not carry the password into logs and tracebacks."""
 
 from __future__ import annotations
 
+import re
 import ssl
 from typing import NamedTuple, Union
 
-__all__ = ["Endpoint", "TlsOption", "parse_endpoint"]
+__all__ = ["Endpoint", "TlsOption", "parse_endpoint", "redact_userinfo"]
 
 TlsOption = Union[ssl.SSLContext, bool, None]
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
+# The schemes kept in front of a redaction; any other "word://" may be the start of user info.
+_SCHEME = re.compile(r"\s*(?:https?|etcds?|unixs?)://", re.IGNORECASE)
 
 
 class Endpoint(NamedTuple):
@@ -28,40 +34,66 @@ class Endpoint(NamedTuple):
         return f"{host}:{self.port}"
 
 
+def redact_userinfo(text: str) -> str:
+    """``text`` fit to quote in a message: everything before its last ``@`` but a leading
+    ``http(s)://``, ``etcd(s)://`` or ``unix(s)://`` replaced by ``***``.
+
+    Whatever precedes an ``@`` may be user info, and a malformed URL (an unescaped ``/``, ``?``
+    or ``,`` in the password) does not say where it ends, so all of it goes; for a list of
+    URLs that hides more than the credentials, never less.
+    """
+    at = text.rfind("@")
+    if at < 0:
+        return text
+    scheme = _SCHEME.match(text)
+    start = scheme.end() if scheme is not None and scheme.end() <= at else 0
+    return text[:start] + "***" + text[at:]
+
+
 def parse_endpoint(text: str) -> Endpoint:
     """Parse an endpoint; ValueError when it is not one."""
     if not isinstance(text, str):
         raise TypeError(f"an endpoint must be a str, not {type(text).__name__}")
+    try:
+        return _parse(text)
+    except ValueError as exc:
+        reason = str(exc)
+    raise ValueError(f"invalid endpoint {redact_userinfo(text)!r}: {reason}")
+
+
+def _parse(text: str) -> Endpoint:
     rest = text.strip()
     scheme = None
     if "://" in rest:
         scheme, rest = rest.split("://", 1)
         scheme = scheme.lower()
         if scheme not in _DEFAULT_PORTS:
-            raise ValueError(f"unsupported scheme in endpoint {text!r}: use http or https")
+            raise ValueError("unsupported scheme: use http or https")
     rest = rest.rstrip("/")
-    if not rest or "/" in rest or "@" in rest:
-        raise ValueError(f"invalid endpoint {text!r}: expected host:port")
+    if "@" in rest:
+        raise ValueError("an endpoint carries no user name or password")
+    if not rest or "/" in rest:
+        raise ValueError("expected host:port")
     if rest.startswith("["):
         host, bracket, after = rest[1:].partition("]")
         if not bracket or (after and not after.startswith(":")):
-            raise ValueError(f"invalid IPv6 endpoint {text!r}")
+            raise ValueError("an IPv6 address goes in brackets, as in [::1]:2379")
         port_text = after[1:]
     elif rest.count(":") == 1:
         host, port_text = rest.split(":")
     elif ":" in rest:
-        raise ValueError(f"IPv6 endpoint {text!r} needs brackets, as in [::1]:2379")
+        raise ValueError("an IPv6 address needs brackets, as in [::1]:2379")
     else:
         host, port_text = rest, ""
     if not host:
-        raise ValueError(f"invalid endpoint {text!r}: no host")
+        raise ValueError("no host")
     if port_text:
         if not port_text.isdigit() or not 0 < int(port_text) < 65536:
-            raise ValueError(f"invalid port in endpoint {text!r}")
+            raise ValueError("invalid port")
         port = int(port_text)
     elif scheme is not None:
         port = _DEFAULT_PORTS[scheme]
     else:
-        raise ValueError(f"endpoint {text!r} needs a port (host:port)")
+        raise ValueError("a port is needed (host:port)")
     scheme_tls = None if scheme is None else scheme == "https"
     return Endpoint(text, host, port, scheme_tls)

@@ -112,23 +112,26 @@ def encode_metadata(metadata: Metadata) -> HeaderList:
 
 
 _BLOCK_CACHE_LIMIT = 64
-_metadata_blocks: dict[object, bytes] = {}
 
 
-def metadata_block(metadata: Metadata | None) -> bytes:
-    """Custom metadata as an HPACK header block (see encode_metadata), cached by value: a
-    client sends the same few metadata tuples on every call."""
+def metadata_block(metadata: Metadata | None, cache: dict[object, bytes] | None = None) -> bytes:
+    """Custom metadata as an HPACK header block (see encode_metadata), cached by value in
+    ``cache``: a client sends the same few metadata tuples on every call. The cache is the
+    channel's own, not this module's, because metadata carries auth tokens, which must not
+    outlive their client."""
     if not metadata:
         return b""
+    if cache is None:
+        return encode_header_list(encode_metadata(metadata))
     try:
-        block = _metadata_blocks.get(metadata)
+        block = cache.get(metadata)
     except TypeError:  # a list: not hashable, not cached
         return encode_header_list(encode_metadata(metadata))
     if block is None:
         block = encode_header_list(encode_metadata(metadata))
-        if len(_metadata_blocks) >= _BLOCK_CACHE_LIMIT:
-            _metadata_blocks.clear()
-        _metadata_blocks[metadata] = block
+        if len(cache) >= _BLOCK_CACHE_LIMIT:
+            cache.clear()
+        cache[metadata] = block
     return block
 
 

@@ -46,6 +46,7 @@ class Certificates:
         self.ca.configure_trust(context)
         if with_client_cert:
             self.client.configure_cert(context)
+        context.set_alpn_protocols(["h2"])
         return context
 
 
@@ -105,6 +106,7 @@ async def test_tls_with_a_wrong_ca_fails_clearly(tls_server: EtcdServer) -> None
     stranger = trustme.CA()
     context = ssl.create_default_context()
     stranger.configure_trust(context)
+    context.set_alpn_protocols(["h2"])
     for tls in (context, True):
         with trio.fail_after(30), pytest.raises(ConnectionFailedError) as failed:
             async with etcd.connect(tls_server.endpoints, tls=tls, connect_timeout=3) as client:

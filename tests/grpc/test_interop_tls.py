@@ -83,6 +83,7 @@ def client_context(
     trusted: trustme.CA | None = None, certificate: trustme.LeafCert | None = None
 ) -> ssl.SSLContext:
     context = ssl.create_default_context()
+    context.set_alpn_protocols(["h2"])
     if trusted is not None:
         trusted.configure_trust(context)
     if certificate is not None:
