@@ -5,6 +5,7 @@ The public names of ../shared/design/API.md live here and nowhere else.
 
 from __future__ import annotations
 
+from puregrpc_etcd._credentials import PlaintextCredentialsWarning
 from puregrpc_etcd.auth import Auth, AuthStatus, Permission, Role, User
 from puregrpc_etcd.client import Client, connect
 from puregrpc_etcd.cluster import Cluster, Member, MemberAddResponse
@@ -105,6 +106,7 @@ __all__ = [
     "Op",
     "Permission",
     "PermissionDeniedError",
+    "PlaintextCredentialsWarning",
     "PutResponse",
     "RequestTooLargeError",
     "ResponseHeader",

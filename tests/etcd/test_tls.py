@@ -4,6 +4,7 @@ with an error that names the TLS problem."""
 
 from __future__ import annotations
 
+import socket
 import ssl
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,7 +14,9 @@ import trio
 import trustme
 
 import puregrpc_etcd as etcd
+from puregrpc_etcd.cluster import serving_endpoints, sync_endpoints
 from puregrpc_etcd.errors import ConnectionFailedError, EtcdError
+from puregrpc_etcd.grpc.tls import offered_alpn
 from puregrpc_etcd.testing import EtcdServer
 
 
@@ -163,3 +166,69 @@ async def test_client_certificate_common_name_is_the_auth_user(
         finally:
             await client.auth.disable()
         assert not (await client.auth.status()).enabled
+
+
+def alpn_and_verification(context: ssl.SSLContext) -> tuple[object, ...]:
+    return (
+        offered_alpn(context),
+        context.verify_mode,
+        context.check_hostname,
+        context.verify_flags,
+        context.options,
+        context.minimum_version,
+        context.maximum_version,
+        # (not get_ca_certs(): OpenSSL adds the system CAs it looks up while verifying)
+    )
+
+
+async def test_the_callers_context_is_used_unchanged(
+    tls_server: EtcdServer, certificates: Certificates
+) -> None:
+    context = certificates.context()
+    context.set_alpn_protocols(["h2", "http/1.1"])  # theirs: kept, h2 is what etcd picks
+    before = alpn_and_verification(context)
+    async with etcd.connect(tls_server.endpoints, tls=context) as client:
+        await client.put("tls/unchanged", "yes")
+        await client.maintenance.status(tls_server.client_url)  # a second channel, same context
+    assert alpn_and_verification(context) == before
+    # Without h2 it cannot work, and fixing it would change the caller's other connections:
+    # refused before any I/O, left as it was.
+    bare = ssl.create_default_context()
+    certificates.ca.configure_trust(bare)
+    with pytest.raises(ValueError, match="set_alpn_protocols"):
+        async with etcd.connect(tls_server.endpoints, tls=bare):
+            pytest.fail("connected")
+    assert offered_alpn(bare) == []
+
+
+@pytest.fixture(scope="module")
+def dual_scheme_server(certificates: Certificates) -> Iterator[EtcdServer]:
+    """One member serving TLS and, on a second port, plaintext; it advertises both URLs."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        http_port = probe.getsockname()[1]
+    server = EtcdServer(scheme="https", args=certificates.server_args())
+    urls = f"{server.client_url},http://127.0.0.1:{http_port}"
+    server.args += ["--listen-client-urls", urls, "--advertise-client-urls", urls]
+    with server:
+        yield server
+
+
+async def test_endpoint_sync_keeps_each_client_on_its_own_scheme(
+    dual_scheme_server: EtcdServer, certificates: Certificates
+) -> None:
+    server = dual_scheme_server
+    async with etcd.connect(server.endpoints, tls=certificates.context()) as client:
+        (member,) = await client.cluster.members()
+        assert {url.split(":")[0] for url in member.client_urls} == {"http", "https"}
+        await sync_endpoints(client)
+        assert client._channel.endpoints == [server.client_url]
+        http_url = next(url for url in member.client_urls if url.startswith("http://"))
+        # The leader lookup of move_leader picks the same way.
+        assert serving_endpoints([member], tls=True) == [server.client_url]
+    async with etcd.connect(http_url, auto_sync_interval=0.05) as plain:
+        await sync_endpoints(plain)
+        assert plain._channel.endpoints == [http_url]
+        await trio.sleep(0.2)  # the background task, a few rounds
+        assert plain._channel.endpoints == [http_url]
+        await plain.put("tls/plain", "over http")
