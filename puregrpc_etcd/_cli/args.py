@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from typing import TYPE_CHECKING, Any, Awaitable, Callable, NoReturn, Sequence
 
 from puregrpc_etcd._endpoints import parse_duration
@@ -41,6 +42,47 @@ class Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         raise UsageError(f"{message} (see '{self.prog} --help')")
+
+    def parse_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> argparse.Namespace:
+        argv = list(sys.argv[1:] if args is None else args)
+        try:
+            parsed, extras = self.parse_known_args(argv, namespace)
+        except UsageError:
+            # An unknown flag makes argparse take its value for something else ("invalid
+            # choice: '<the value>'"), and that value may be a password: name the flag instead.
+            unknown = _first_unknown_flag(argv, _known_flags(self))
+            if unknown is None:
+                raise
+            self.error(f"unknown flag: {unknown}")
+        if extras:
+            # Named, never quoted: a mistyped --password=... carries the password (etcdctl
+            # also names the flag only).
+            first = extras[0]
+            if first.startswith("-"):
+                self.error(f"unknown flag: {first.partition('=')[0]}")
+            self.error(f"{len(extras)} unexpected argument(s)")
+        return parsed
+
+
+def _known_flags(parser: argparse.ArgumentParser) -> set[str]:
+    flags = set(parser._option_string_actions)
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in action.choices.values():
+                flags |= _known_flags(child)
+    return flags
+
+
+def _first_unknown_flag(argv: Sequence[str], known: set[str]) -> str | None:
+    for token in argv:
+        if token == "--":
+            break
+        name = token.partition("=")[0]
+        if name.startswith("--") and name not in known:
+            return name
+    return None
 
 
 def duration(text: str) -> float:

@@ -23,6 +23,7 @@ from puregrpc_etcd._cli.args import (
     duration,
 )
 from puregrpc_etcd._cli.formats import Output
+from puregrpc_etcd.grpc.endpoints import redact_userinfo
 
 if TYPE_CHECKING:
     import ssl
@@ -95,6 +96,12 @@ def settings_from(args: argparse.Namespace, environ: Mapping[str, str]) -> Setti
 
     settings = Settings()
     endpoints = pick("endpoints")
+    if endpoints and "@" in endpoints:
+        # Refused whole: split at its commas, a password would leave pieces no message hides.
+        raise UsageError(
+            f"invalid endpoints {redact_userinfo(endpoints)!r}: give the user with --user "
+            "(and --password), not in the endpoints"
+        )
     if endpoints:
         settings.endpoints = [e.strip() for e in endpoints.split(",") if e.strip()]
         if not settings.endpoints:
