@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, replace
 from typing import Mapping, Sequence, Union
 from urllib.parse import parse_qs, unquote
 
-from puregrpc_etcd.grpc.endpoints import redact_userinfo
+from puregrpc_etcd.grpc.endpoints import parsed_or_redacted, redact_userinfo
 
 __all__ = [
     "DEFAULT_ENDPOINT",
@@ -111,12 +111,7 @@ def normalize_endpoint(endpoint: str) -> str:
 
     A missing port means 2379; a trailing ``/`` is dropped. ``[::1]:2379`` is IPv6.
     """
-    try:
-        return _normalized(endpoint)
-    except ValueError as exc:
-        reason = str(exc)
-    # Raised outside the handler, so that no chained exception keeps what the message hides.
-    raise ValueError(f"invalid endpoint {redact_userinfo(endpoint.strip())!r}: {reason}")
+    return parsed_or_redacted(_normalized, endpoint.strip())
 
 
 def _normalized(endpoint: str) -> str:

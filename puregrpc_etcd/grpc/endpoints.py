@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import re
 import ssl
-from typing import NamedTuple, Union
+from typing import Callable, NamedTuple, TypeVar, Union
 
-__all__ = ["Endpoint", "TlsOption", "parse_endpoint", "redact_userinfo"]
+__all__ = ["Endpoint", "TlsOption", "parse_endpoint", "parsed_or_redacted", "redact_userinfo"]
+
+T = TypeVar("T")
 
 TlsOption = Union[ssl.SSLContext, bool, None]
 
@@ -50,15 +52,21 @@ def redact_userinfo(text: str) -> str:
     return text[:start] + "***" + text[at:]
 
 
+def parsed_or_redacted(parse: Callable[[str], T], text: str, what: str = "endpoint") -> T:
+    """``parse(text)``; its ValueError (whose reason must not quote ``text``) raised again as
+    ``invalid <what> '<text redacted>': <reason>``, with no chained exception to keep more."""
+    try:
+        return parse(text)
+    except ValueError as exc:
+        reason = str(exc)
+    raise ValueError(f"invalid {what} {redact_userinfo(text)!r}: {reason}")
+
+
 def parse_endpoint(text: str) -> Endpoint:
     """Parse an endpoint; ValueError when it is not one."""
     if not isinstance(text, str):
         raise TypeError(f"an endpoint must be a str, not {type(text).__name__}")
-    try:
-        return _parse(text)
-    except ValueError as exc:
-        reason = str(exc)
-    raise ValueError(f"invalid endpoint {redact_userinfo(text)!r}: {reason}")
+    return parsed_or_redacted(_parse, text)
 
 
 def _parse(text: str) -> Endpoint:
