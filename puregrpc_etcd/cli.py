@@ -11,6 +11,7 @@ import argparse
 import signal
 import sys
 import threading
+import warnings
 from typing import Sequence
 
 import trio
@@ -82,7 +83,9 @@ def run(argv: Sequence[str] | None = None) -> int:
         )
     try:
         context = from_environment(args)
-        return trio.run(_run_command, handler, context, args)
+        with warnings.catch_warnings():
+            warnings.showwarning = _show_warning
+            return trio.run(_run_command, handler, context, args)
     except _Interrupted:
         return _fail("interrupted", EXIT_INTERRUPTED)
     except KeyboardInterrupt:
@@ -104,6 +107,11 @@ def _report(exc: BaseException) -> int:
     if isinstance(exc, (KeyboardInterrupt, _Interrupted)):
         return _fail("interrupted", EXIT_INTERRUPTED)
     raise exc
+
+
+def _show_warning(message: Warning | str, *_: object, **__: object) -> None:
+    # One line, as errors are: the file and line of the library are no help to a command user.
+    print(f"Warning: {message}", file=sys.stderr)
 
 
 def _fail(message: str, code: int) -> int:

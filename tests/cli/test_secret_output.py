@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 
 import pytest
@@ -69,8 +70,28 @@ def test_the_real_process_prints_no_password() -> None:
 
 @pytest.fixture
 def closed_endpoint() -> str:
-    import socket
-
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return f"127.0.0.1:{probe.getsockname()[1]}"
+
+
+def test_plaintext_credentials_to_another_host_warn_in_one_line(
+    cli: Runner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dialled: list[object] = []
+
+    def no_dialling(sock: socket.socket, address: object) -> None:
+        dialled.append(address)  # under trio: no packet leaves, whatever way it dials
+        raise OSError("a test must not dial a non-loopback host")
+
+    monkeypatch.setattr(socket.socket, "connect", no_dialling)
+    result = cli(
+        "--endpoints=192.0.2.1:2379", f"--user=root:{PASSWORD}", "get", "k", endpoint=False
+    )
+    assert result.code != 0
+    warning, error = result.error.splitlines()
+    assert warning.startswith("Warning: ")
+    assert "192.0.2.1" in warning
+    assert error.startswith("Error: ")
+    assert PASSWORD not in result.error + result.text
+    assert all(address[0] == "192.0.2.1" for address in dialled)  # type: ignore[index]
