@@ -404,6 +404,7 @@ async def connect(
                 await client._run_closers()
                 for channel in (*client._endpoint_channels.values(), client._channel):
                     channel.close()
+                client._set_token(None)  # a closed client keeps no credential it got
                 system_scope.cancel()
     except BaseException as exc:
         # Only the group the client's own nursery put around the error comes off: a group

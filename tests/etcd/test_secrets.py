@@ -90,6 +90,8 @@ async def test_no_token_outlives_its_client(server: EtcdServer) -> None:
         reversed_token = token[::-1]
         del token
         assert strings_reachable_from_package_globals(reversed_token[::-1]) == []
+    assert client._token is None
+    assert all(value != reversed_token[::-1] for _, value in client._metadata)
     del client
     gc.collect()
     assert strings_reachable_from_package_globals(reversed_token[::-1]) == []
