@@ -20,7 +20,7 @@ from .endpoints import Endpoint, TlsOption, parse_endpoint
 from .metadata import Metadata, RequestHeaderTemplate
 from .protocol import GrpcProtocol
 from .status import RpcError, StatusCode
-from .tls import check_tls_option, default_context
+from .tls import check_tls_option, default_context, offering_h2
 
 __all__ = ["Channel", "connect_channel", "open_channel"]
 
@@ -280,7 +280,7 @@ class Channel:
         if not wants_tls:
             return None
         if isinstance(self._tls, ssl.SSLContext):
-            return self._tls  # checked to offer h2 (tls.py); the caller's, never changed
+            return self._tls  # the caller's: offered h2 only while wrapping (tls.py)
         if self._default_tls_context is None:
             self._default_tls_context = default_context()
         return self._default_tls_context
@@ -291,7 +291,8 @@ class Channel:
         context = self._tls_context(endpoint)
         if context is None:
             return tcp_stream, "http"
-        tls_stream = trio.SSLStream(tcp_stream, context, server_hostname=endpoint.host)
+        with offering_h2(context):
+            tls_stream = trio.SSLStream(tcp_stream, context, server_hostname=endpoint.host)
         try:
             await tls_stream.do_handshake()
             _check_alpn(tls_stream.selected_alpn_protocol())

@@ -2,20 +2,22 @@
 
 gRPC needs ALPN ``h2`` (etcd answers HTTP/1.1 otherwise), but an ``ssl.SSLContext`` can be
 neither copied (its certificates and keys cannot be read back) nor asked for its ALPN list, and
-``set_alpn_protocols`` on the caller's context would change what their other connections offer.
-So a caller's context is used as it is, and checked before any I/O by reading the ALPN list
-from the ClientHello it writes into memory.
+leaving ``h2`` set on the caller's context would change what their other connections offer.
+So the ALPN list a caller's context offers is read from the ClientHello it writes into memory;
+when it lacks ``h2``, ``h2`` is offered only while our TLS object is made (OpenSSL copies the
+list into each connection when it is created) and the caller's list is put back at once.
 """
 
 from __future__ import annotations
 
 import ssl
 import struct
-from typing import Sequence
+from contextlib import contextmanager
+from typing import Iterator, Sequence
 
 from .endpoints import Endpoint, TlsOption
 
-__all__ = ["check_tls_option", "default_context", "offered_alpn"]
+__all__ = ["check_tls_option", "default_context", "offered_alpn", "offering_h2"]
 
 _HANDSHAKE_RECORD = 22
 _CLIENT_HELLO = 1
@@ -32,8 +34,7 @@ def default_context() -> ssl.SSLContext:
 def check_tls_option(tls: TlsOption, endpoints: Sequence[Endpoint]) -> None:
     """Refuse, before any I/O, what would make a channel quietly weaker than asked.
 
-    ``tls=`` with an ``http://`` endpoint would send that endpoint's calls in plaintext; a
-    caller's context that does not offer ALPN ``h2`` cannot speak gRPC, and is not ours to change.
+    ``tls=`` with an ``http://`` endpoint would send that endpoint's calls in plaintext.
     """
     if tls is not None and not isinstance(tls, (bool, ssl.SSLContext)):
         raise TypeError(f"tls must be an ssl.SSLContext, a bool or None, not {type(tls).__name__}")
@@ -45,14 +46,25 @@ def check_tls_option(tls: TlsOption, endpoints: Sequence[Endpoint]) -> None:
                 f"endpoint {endpoint.text!r} is http:// but tls= asks for TLS: "
                 "use https:// (or leave tls= out for plaintext)"
             )
-    if isinstance(tls, ssl.SSLContext):
-        offered = offered_alpn(tls)
-        if offered is not None and "h2" not in offered:
-            raise ValueError(
-                "the ssl.SSLContext given as tls= does not offer ALPN 'h2', which gRPC needs; "
-                "call context.set_alpn_protocols(['h2']) on it (it is used as given, never "
-                "changed)"
-            )
+
+
+@contextmanager
+def offering_h2(context: ssl.SSLContext) -> Iterator[None]:
+    """Make the TLS objects created inside this block offer ALPN ``h2`` on ``context``, and
+    leave ``context`` offering what it offered before.
+
+    The block must create its ``SSLObject`` without awaiting: other tasks see the caller's list,
+    and only another thread wrapping with the same context at that instant could see ``h2``.
+    """
+    offered = offered_alpn(context)
+    if offered is None or "h2" in offered:
+        yield  # already offers h2, or cannot be read: used exactly as given
+        return
+    context.set_alpn_protocols(["h2", *offered])
+    try:
+        yield
+    finally:
+        context.set_alpn_protocols(offered)  # [] clears the list again (OpenSSL)
 
 
 def offered_alpn(context: ssl.SSLContext) -> list[str] | None:

@@ -191,14 +191,19 @@ async def test_the_callers_context_is_used_unchanged(
         await client.put("tls/unchanged", "yes")
         await client.maintenance.status(tls_server.client_url)  # a second channel, same context
     assert alpn_and_verification(context) == before
-    # Without h2 it cannot work, and fixing it would change the caller's other connections:
-    # refused before any I/O, left as it was.
-    bare = ssl.create_default_context()
-    certificates.ca.configure_trust(bare)
-    with pytest.raises(ValueError, match="set_alpn_protocols"):
-        async with etcd.connect(tls_server.endpoints, tls=bare):
-            pytest.fail("connected")
-    assert offered_alpn(bare) == []
+    # A context offering no ALPN, or not h2, as ssl.create_default_context() makes them: h2 is
+    # offered on our connections only, and the caller's context still offers what it did.
+    for theirs in ([], ["http/1.1"]):
+        bare = ssl.create_default_context()
+        certificates.ca.configure_trust(bare)
+        if theirs:
+            bare.set_alpn_protocols(theirs)
+        before = alpn_and_verification(bare)
+        async with etcd.connect(tls_server.endpoints, tls=bare) as client:
+            await client.put("tls/bare", "h2 offered for us")
+            await client.maintenance.status(tls_server.client_url)
+        assert alpn_and_verification(bare) == before
+        assert offered_alpn(bare) == theirs
 
 
 @pytest.fixture(scope="module")

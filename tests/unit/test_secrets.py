@@ -18,7 +18,12 @@ from puregrpc_etcd import grpc
 from puregrpc_etcd._credentials import PlaintextCredentialsWarning, exposed_hosts, is_loopback
 from puregrpc_etcd._endpoints import parse_endpoints, settings_from_env
 from puregrpc_etcd.grpc.endpoints import redact_userinfo
-from puregrpc_etcd.grpc.tls import check_tls_option, offered_alpn
+from puregrpc_etcd.grpc.tls import (
+    _alpn_of_client_hello,
+    check_tls_option,
+    offered_alpn,
+    offering_h2,
+)
 
 # Each piece of each password is unique, so that finding any piece in a message is a leak.
 PASSWORD = "Pw9Secret7Qx"
@@ -221,15 +226,22 @@ def test_alpn_is_read_from_the_client_hello_without_changing_the_context() -> No
     assert offered_alpn(tls12) == ["h2"]
 
 
-def test_a_context_without_h2_is_refused_not_changed() -> None:
-    context = ssl.create_default_context()
-    with pytest.raises(ValueError, match="set_alpn_protocols"):
-        check_tls_option(context, [])
-    assert offered_alpn(context) == []  # still none: refused, not fixed behind the caller's back
-    context.set_alpn_protocols(["http/1.1"])
-    with pytest.raises(ValueError, match="h2"):
-        grpc.Channel(["https://h:1"], tls=context)
-    assert offered_alpn(context) == ["http/1.1"]
+def test_a_context_without_h2_offers_it_only_while_wrapping() -> None:
+    for theirs in ([], ["http/1.1"], ["h2", "http/1.1"]):
+        context = ssl.create_default_context()
+        if theirs:
+            context.set_alpn_protocols(theirs)
+        check_tls_option(context, [])  # accepted: h2 is added where our connections are made
+        outgoing = ssl.MemoryBIO()
+        with offering_h2(context):
+            ours = context.wrap_bio(ssl.MemoryBIO(), outgoing, server_hostname="example.test")
+        assert offered_alpn(context) == theirs  # the caller's list, back at once
+        with pytest.raises(ssl.SSLWantReadError):
+            ours.do_handshake()
+        offered = _alpn_of_client_hello(outgoing.read())
+        assert offered is not None
+        assert offered[0] == "h2"
+        assert offered[1:] == [name for name in theirs if name != "h2"]
     with pytest.raises(TypeError):
         check_tls_option("yes", [])  # type: ignore[arg-type]
 
