@@ -116,7 +116,7 @@ class ClientBase:
         """Authenticate again, unless the token already changed since ``stale`` (a
         ``_token_marker()``) was taken; nothing for a client without a user."""
 
-    def _is_stale_token(self, error: BaseException) -> bool:
+    def _is_stale_token(self, error: BaseException | None) -> bool:
         """Whether ``error`` means "authenticate again and repeat" (invalid or old token)."""
         return False
 

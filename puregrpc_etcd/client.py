@@ -284,7 +284,7 @@ class Client(KVMixin, WatchMixin, LeaseMixin, ConcurrencyMixin, NamespaceMixin, 
         if self._username is not None:
             await self._reauthenticate(stale)
 
-    def _is_stale_token(self, error: BaseException) -> bool:
+    def _is_stale_token(self, error: BaseException | None) -> bool:
         details = getattr(error, "details", None)
         return self._username is not None and details in _REAUTH_MESSAGES
 

@@ -411,6 +411,12 @@ async def test_errors_before_io(client: etcd.Client) -> None:
         client.watch("k", on_overflow="drop")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="at most one"):
         client.watch("k", prefix=True, range_end="z")
+    # An empty range, which etcd would refuse (it used to leave the watch waiting forever).
+    for key, end in (("b", "a"), ("b", "b"), ("b\x00", "b")):
+        with pytest.raises(ValueError, match="must sort after the key"):
+            client.watch(key, range_end=end)
+        with pytest.raises(ValueError, match="must sort after the key"):
+            client.namespace("ns/").watch(key, range_end=end)
     assert client._watch_hub is None  # nothing was started
 
 
