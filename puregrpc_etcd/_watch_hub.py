@@ -318,6 +318,7 @@ class WatchHub:
     ) -> None:
         """A create the server refused: fail the watcher, unless the refusal may come from the
         token the stream was opened with (it may have expired, or the server restarted)."""
+        self.creates_refused += 1
         error = cancel_error(delivery.compact_revision, delivery.cancel_reason)
         subscription.watch_id = None
         retry: Optional[Callable[[Subscription, _StreamOutcome], Awaitable[None]]] = None

@@ -185,6 +185,10 @@ async def test_everything_carries_on_across_restart_and_token_expiry(
                     put = await writer.put("m/after", "2")
                     await mirror.wait_for(put.header.revision)
                     assert mirror.get("m/after") is not None
+                # The token was renewed before the stream was opened again, so that no create
+                # was refused on the way.
+                assert watching._watch_hub is not None
+                assert watching._watch_hub.creates_refused == 0
                 assert not got_lock.is_set()
             # The leader resigned: a new one is elected and the observer sees it.
             async with b.election("E", ttl=SESSION_TTL).campaign("two"):
