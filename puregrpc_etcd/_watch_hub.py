@@ -106,6 +106,8 @@ class WatchHub:
         self.streams_opened = 0
         #: How many replies came as fragments of a larger one (reassembled by the router).
         self.fragments_received = 0
+        #: How many creates the server refused (permission, token, ...).
+        self.creates_refused = 0
 
     @property
     def default_timeout(self) -> Optional[float]:
