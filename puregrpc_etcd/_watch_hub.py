@@ -41,6 +41,10 @@ RANGE_METHOD = "/etcdserverpb.KV/Range"
 #: Reconnect delays: first retry after about RETRY_FIRST seconds, doubling up to RETRY_MAX.
 RETRY_FIRST = 0.05
 RETRY_MAX = 2.0
+#: An unanswered progress request is sent again this often. etcd >= 3.5.8 drops a request,
+#: without an answer, while a watcher of the stream is still catching up or starts at a revision
+#: the store has not reached yet (``progressIfSync``); it answers a later one once it can.
+PROGRESS_RESEND = 1.0
 
 # Codes that no reconnect can cure; anything else (UNAVAILABLE, a server restart's CANCELLED or
 # INTERNAL, no leader, ...) is a break to resume from.
@@ -255,7 +259,14 @@ class WatchHub:
     ) -> None:
         try:
             while True:
-                await self._work.wait()
+                work = self._work
+                if self._progress_sent:
+                    with trio.move_on_after(PROGRESS_RESEND):
+                        await work.wait()
+                    if not work.is_set():
+                        self._progress_sent = False  # still unanswered: ask again
+                else:
+                    await work.wait()
                 self._work = trio.Event()
                 await self._send_pending(stream, router)
         except Exception as exc:
