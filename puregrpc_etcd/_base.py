@@ -105,6 +105,21 @@ class ClientBase:
         """
         raise NotImplementedError
 
+    # Auth tokens, for the streams (a stream keeps the token it was opened with).
+
+    def _token_marker(self) -> object:
+        """An object that changes whenever the auth token does; None for a client without a
+        user (no token to renew)."""
+        return None
+
+    async def _renew_token(self, stale: object) -> None:
+        """Authenticate again, unless the token already changed since ``stale`` (a
+        ``_token_marker()``) was taken; nothing for a client without a user."""
+
+    def _is_stale_token(self, error: BaseException | None) -> bool:
+        """Whether ``error`` means "authenticate again and repeat" (invalid or old token)."""
+        return False
+
     # Keys: validation and namespacing, in and out.
 
     def _key(self, key: object, *, what: str = "key") -> bytes:

@@ -224,6 +224,8 @@ class LeaseKeeper:
         self._changed = trio.Event()
         self._running = False
         self._answers = 0
+        #: What broke the last stream (``open_stream`` may look: a refused token, say).
+        self.last_failure: Exception | None = None
 
     def hold(
         self,
@@ -328,6 +330,7 @@ class LeaseKeeper:
         # Whatever broke the stream (connection, server, a member without leader), the remedy
         # is the same: open it again while the leases' deadlines allow.
         log.debug("lease keepalive stream failed: %r", exc)
+        self.last_failure = exc
 
     async def _send(self, stream: KeepAliveStream) -> None:
         while self._schedule:

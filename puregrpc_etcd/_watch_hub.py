@@ -1,5 +1,6 @@
 """The one shared Watch stream of a client: the task that keeps it open, resumes every watcher
-after a break, and routes replies into each watcher's bounded backlog without ever blocking.
+after a break (with a renewed auth token), and routes replies into each watcher's bounded
+backlog without ever blocking.
 
 A ``Subscription`` (``_watch_backlog``) is one watcher's state as the hub sees it; ``watch.Watcher``
 is its public face.
@@ -8,7 +9,7 @@ is its public face.
 from __future__ import annotations
 
 import random
-from typing import TYPE_CHECKING, Dict, List, Optional
+from typing import TYPE_CHECKING, Awaitable, Callable, Dict, List, Optional
 
 import trio
 
@@ -20,8 +21,11 @@ from puregrpc_etcd._watch_state import (
     CANCELED,
     CREATED,
     EVENTS,
+    OVERSIZED,
     PROGRESS,
     PROGRESS_ALL,
+    REFUSED,
+    Delivery,
     Router,
     cancel_error,
 )
@@ -37,6 +41,10 @@ RANGE_METHOD = "/etcdserverpb.KV/Range"
 #: Reconnect delays: first retry after about RETRY_FIRST seconds, doubling up to RETRY_MAX.
 RETRY_FIRST = 0.05
 RETRY_MAX = 2.0
+#: An unanswered progress request is sent again this often. etcd >= 3.5.8 drops a request,
+#: without an answer, while a watcher of the stream is still catching up or starts at a revision
+#: the store has not reached yet (``progressIfSync``); it answers a later one once it can.
+PROGRESS_RESEND = 1.0
 
 # Codes that no reconnect can cure; anything else (UNAVAILABLE, a server restart's CANCELLED or
 # INTERNAL, no leader, ...) is a break to resume from.
@@ -51,21 +59,24 @@ _PERMANENT_CODES = frozenset(
 
 
 class _StreamOutcome:
-    """How one stream ended: the first failure seen, and whether any reply came."""
+    """One stream: the first failure seen, whether any reply came, the auth token it was opened
+    with (``ClientBase._token_marker``), and the nursery of its tasks."""
 
-    __slots__ = ("failure", "served")
+    __slots__ = ("failure", "nursery", "opened", "opened_with", "renewed", "served")
 
     def __init__(self) -> None:
         self.failure: Optional[BaseException] = None
         self.served = False
+        self.opened = False
+        self.opened_with: object = None
+        self.renewed = False
+        self.nursery: Optional[trio.Nursery] = None
 
     def fail(self, error: BaseException) -> None:
         if self.failure is None:
             self.failure = error
-
-
-def _maybe_stale_token(error: BaseException) -> bool:
-    return isinstance(error, (errors.PermissionDeniedError, errors.InvalidAuthTokenError))
+        if self.nursery is not None:
+            self.nursery.cancel_scope.cancel()
 
 
 def _is_permanent(exc: BaseException) -> bool:
@@ -91,7 +102,6 @@ class WatchHub:
         self._router: Optional[Router[Subscription]] = None
         self._to_create: Dict[Subscription, None] = {}
         self._to_cancel: List[int] = []
-        self._access_checks: List[Subscription] = []
         self._work = trio.Event()
         self._progress_wanted = False
         self._progress_sent = False
@@ -100,6 +110,8 @@ class WatchHub:
         self.streams_opened = 0
         #: How many replies came as fragments of a larger one (reassembled by the router).
         self.fragments_received = 0
+        #: How many creates the server refused (permission, token, ...).
+        self.creates_refused = 0
 
     @property
     def default_timeout(self) -> Optional[float]:
@@ -158,17 +170,20 @@ class WatchHub:
 
     async def _run(self) -> None:
         failures = 0
+        # The token of the last stream that broke: renewed before the next stream opens, since
+        # a restarted etcd forgets its simple tokens and refuses every create made with one.
+        stale_token: object = None
         try:
             while any(sub.active or sub.paused for sub in self._subscriptions):
                 outcome = _StreamOutcome()
                 with trio.CancelScope() as scope:
                     self._scope = scope
-                    await self._serve_one_stream(outcome)
+                    await self._serve_one_stream(outcome, stale_token)
                 self._scope = None
-                if scope.cancelled_caught:
-                    # Closed while idle, or to renew the token; reopened if still needed.
-                    await self._check_access()
-                    continue
+                if outcome.renewed:
+                    stale_token = None
+                if scope.cancelled_caught and outcome.failure is None:
+                    continue  # closed while idle, or to carry a renewed token; reopened if needed
                 failure = _as_etcd_error(
                     outcome.failure
                     or errors.UnavailableError(
@@ -179,6 +194,8 @@ class WatchHub:
                     for sub in list(self._subscriptions):
                         sub.fail(failure)
                     break
+                if outcome.opened:
+                    stale_token = outcome.opened_with
                 if isinstance(failure, errors.NoLeaderError):
                     # require_leader: this member lost its leader; watch through another one.
                     await self._client._channel.rotate()
@@ -195,48 +212,41 @@ class WatchHub:
                     sub.fail(closing)
             self._wake_progress_waiters()
 
-    async def _check_access(self) -> None:
-        """Read (count only) what each refused watcher watches: ``_unary`` re-authenticates if
-        the token expired, and a real lack of permission becomes that watcher's error."""
-        while self._access_checks:
-            subscription = self._access_checks.pop()
-            spec = subscription.spec
-            probe = rpc_pb2.RangeRequest(
-                key=spec.key, range_end=spec.range_end, count_only=True, serializable=True
-            )
-            try:
-                await self._client._unary(
-                    RANGE_METHOD, probe, rpc_pb2.RangeResponse, repeatable=True
-                )
-            except errors.EtcdError as error:
-                subscription.fail(error)
-
-    async def _serve_one_stream(self, outcome: _StreamOutcome) -> None:
+    async def _serve_one_stream(self, outcome: _StreamOutcome, stale_token: object) -> None:
         """Serve one stream until it breaks, recording why in ``outcome``.
 
         The reader and the writer record their own failures instead of raising, so that only
         cancellations cross the nursery (no exception group to pick apart)."""
+        client = self._client
         try:
-            async with self._client._stream(WATCH_METHOD, rpc_pb2.WatchResponse) as stream:
+            if stale_token is not None:
+                await client._renew_token(stale_token)
+                outcome.renewed = True
+            async with client._stream(WATCH_METHOD, rpc_pb2.WatchResponse) as stream:
+                outcome.opened = True
+                outcome.opened_with = client._token_marker()
                 self.streams_opened += 1
-                router: Router[Subscription] = Router()
+                limit = client._channel.max_receive_message_size
+                router: Router[Subscription] = Router(max_fragment_bytes=limit)
                 self._router = router
                 self._to_cancel.clear()
                 self._to_create = {sub: None for sub in self._subscriptions if sub.active}
                 self._progress_sent = False
                 self._work.set()
                 async with trio.open_nursery() as nursery:
-                    nursery.start_soon(self._write_loop, stream, router, outcome, nursery)
+                    outcome.nursery = nursery
+                    nursery.start_soon(self._write_loop, stream, router, outcome)
                     try:
                         async for response in stream:
                             outcome.served = True
-                            self._dispatch(router, response)
+                            self._dispatch(router, response, outcome)
                     except Exception as exc:
                         outcome.fail(exc)
                     nursery.cancel_scope.cancel()
         except Exception as exc:
             outcome.fail(exc)
         finally:
+            outcome.nursery = None
             self._router = None
             for sub in self._subscriptions:
                 sub.watch_id = None
@@ -246,16 +256,21 @@ class WatchHub:
         stream: Stream[rpc_pb2.WatchResponse],
         router: Router[Subscription],
         outcome: _StreamOutcome,
-        nursery: trio.Nursery,
     ) -> None:
         try:
             while True:
-                await self._work.wait()
+                work = self._work
+                if self._progress_sent:
+                    with trio.move_on_after(PROGRESS_RESEND):
+                        await work.wait()
+                    if not work.is_set():
+                        self._progress_sent = False  # still unanswered: ask again
+                else:
+                    await work.wait()
                 self._work = trio.Event()
                 await self._send_pending(stream, router)
         except Exception as exc:
             outcome.fail(exc)
-            nursery.cancel_scope.cancel()
 
     async def _send_pending(
         self, stream: Stream[rpc_pb2.WatchResponse], router: Router[Subscription]
@@ -277,7 +292,12 @@ class WatchHub:
             progress = rpc_pb2.WatchProgressRequest()
             await stream.send_message(rpc_pb2.WatchRequest(progress_request=progress))
 
-    def _dispatch(self, router: Router[Subscription], response: rpc_pb2.WatchResponse) -> None:
+    def _dispatch(
+        self,
+        router: Router[Subscription],
+        response: rpc_pb2.WatchResponse,
+        outcome: _StreamOutcome,
+    ) -> None:
         if response.fragment:
             self.fragments_received += 1
         for delivery in router.receive(response):
@@ -292,23 +312,76 @@ class WatchHub:
             elif kind == PROGRESS_ALL:
                 subscription.on_progress(delivery.revision, resumable=False)
             elif kind == CREATED:
+                subscription.watch_id = delivery.watch_id
                 subscription.on_created(delivery.revision)
+            elif kind == REFUSED:
+                self._refused(subscription, delivery, outcome)
             elif kind == CANCELED:
-                error = cancel_error(delivery.compact_revision, delivery.cancel_reason)
-                if _maybe_stale_token(error) and not subscription.access_checked:
-                    # A stream keeps the token it was opened with, and etcd refuses new watches
-                    # on it once that token expired: check access (which renews the token) and
-                    # open a new stream rather than fail the watcher.
-                    subscription.access_checked = True
-                    self._access_checks.append(subscription)
-                    if self._scope is not None:
-                        self._scope.cancel()
-                else:
-                    subscription.fail(error)
+                subscription.fail(cancel_error(delivery.compact_revision, delivery.cancel_reason))
+            elif kind == OVERSIZED:
+                self._detach(subscription)
+                subscription.fail(_oversized_error(self._client._channel.max_receive_message_size))
         if response.watch_id == BROADCAST_ID and not (response.created or response.canceled):
             self._progress_wanted = False
             self._progress_sent = False
             self._wake_progress_waiters()
+
+    def _refused(
+        self, subscription: Subscription, delivery: Delivery[Subscription], outcome: _StreamOutcome
+    ) -> None:
+        """A create the server refused: fail the watcher, unless the refusal may come from the
+        token the stream was opened with (it may have expired, or the server restarted)."""
+        self.creates_refused += 1
+        error = cancel_error(delivery.compact_revision, delivery.cancel_reason)
+        subscription.watch_id = None
+        retry: Optional[Callable[[Subscription, _StreamOutcome], Awaitable[None]]] = None
+        if outcome.opened_with is not None and not subscription.access_checked:
+            if self._client._is_stale_token(error):
+                retry = self._renew_and_retry
+            elif (
+                isinstance(error, errors.PermissionDeniedError)
+                and delivery.watch_id != BROADCAST_ID
+            ):
+                # Before 3.4.22 and 3.5.6 etcd answers a create made with an expired token
+                # "permission denied" (under the id asked for): find out which one it is.
+                retry = self._probe_and_retry
+        if retry is None or outcome.nursery is None:
+            subscription.fail(error)
+            return
+        subscription.access_checked = True  # once per creation: no loop of refusals
+        outcome.nursery.start_soon(retry, subscription, outcome)
+
+    async def _renew_and_retry(self, subscription: Subscription, outcome: _StreamOutcome) -> None:
+        """The server refused the stream's token: renew it and reopen the stream with it."""
+        try:
+            await self._client._renew_token(outcome.opened_with)
+        except errors.EtcdError as error:
+            outcome.fail(error)  # a break like any other (or the end, if no password works)
+            return
+        self._retry_create(subscription, outcome)
+
+    async def _probe_and_retry(self, subscription: Subscription, outcome: _StreamOutcome) -> None:
+        """Read (count only) what a refused watcher watches: ``_unary`` re-authenticates if the
+        token expired, and a real lack of permission becomes that watcher's error."""
+        spec = subscription.spec
+        probe = rpc_pb2.RangeRequest(
+            key=spec.key, range_end=spec.range_end, count_only=True, serializable=True
+        )
+        try:
+            await self._client._unary(RANGE_METHOD, probe, rpc_pb2.RangeResponse, repeatable=True)
+        except errors.EtcdError as error:
+            if _is_permanent(error):
+                subscription.fail(error)
+            else:
+                outcome.fail(error)
+            return
+        self._retry_create(subscription, outcome)
+
+    def _retry_create(self, subscription: Subscription, outcome: _StreamOutcome) -> None:
+        if self._client._token_marker() is outcome.opened_with:
+            self._request_create(subscription)  # the token holds: ask again on this stream
+        elif self._scope is not None:
+            self._scope.cancel()  # a new stream, with the new token
 
     def _overflow(self, subscription: Subscription, bound: str) -> None:
         """Stop a watcher whose consumer fell behind: paused to be resumed, or failed."""
@@ -322,3 +395,11 @@ class WatchHub:
     def _wake_progress_waiters(self) -> None:
         arrived, self._progress_arrived = self._progress_arrived, trio.Event()
         arrived.set()
+
+
+def _oversized_error(limit: int) -> errors.RpcError:
+    return errors.RpcError(
+        StatusCode.RESOURCE_EXHAUSTED,
+        f"a watch reply sent in fragments grew larger than max_receive_message_size ({limit} "
+        "bytes) before its last fragment; the watch was cancelled",
+    )

@@ -16,18 +16,24 @@ lose those events. It only advances the revision shown to the consumer. A watche
 notifications (``progress_notify``) travel with its events and only once it has caught up: safe.
 
 A ``Router`` lives for one stream. Every (re)creation of a watcher on it gets a fresh, never reused
-watch id (etcd >= 3.4 honours client-chosen ids; id 0 would ask the server to choose). Responses for
-ids that are no longer attached (cancelled by us, or from before a pause) are dropped: the watcher
-re-requests that history from its cursor, so nothing is lost and nothing is repeated. Fragments of
-one response are merged before anything is delivered, so a half-received batch never moves a
-cursor. A progress reply with watch id -1 concerns every watcher already created on the stream.
+watch id (etcd >= 3.4 honours client-chosen ids; id 0 would ask the server to choose). The server
+answers creates in the order they were sent, so a created reply belongs to the oldest create not
+answered yet, whatever id it carries, as Go's clientv3 matches them: since etcd 3.4.22 and 3.5.6 a
+refused create (permission denied, invalid or stale token; on every version an empty range) comes
+back ``created, canceled`` with watch id -1, not the id asked for. Responses for ids that are no
+longer attached (cancelled by us, or from before a pause) are dropped: the watcher re-requests that
+history from its cursor, so nothing is lost and nothing is repeated. Fragments of one response are
+merged before anything is delivered, so a half-received batch never moves a cursor; what the
+fragments of a stream hold together is bounded (``max_fragment_bytes``). A progress reply with
+watch id -1 (neither created nor canceled) concerns every watcher already created on the stream.
 """
 
 from __future__ import annotations
 
 import re
+from collections import deque
 from dataclasses import dataclass
-from typing import Dict, Generic, List, Sequence, TypeVar
+from typing import Deque, Dict, Generic, List, Sequence, TypeVar
 
 from puregrpc_etcd import errors
 from puregrpc_etcd._proto import kv_pb2, rpc_pb2
@@ -43,6 +49,8 @@ EVENTS = "events"
 PROGRESS = "progress"
 PROGRESS_ALL = "progress-all"
 CANCELED = "canceled"
+REFUSED = "refused"  # a create the server refused (answered created and canceled)
+OVERSIZED = "oversized"  # a reply whose fragments went over the router's bound
 
 # A refused create carries grpc-go's rendering of a status as its reason.
 _GO_STATUS = re.compile(r"rpc error: code = (\w+) desc = (.*)", re.DOTALL)
@@ -115,35 +123,58 @@ class Cursor:
 class Delivery(Generic[T]):
     """One reply (fragments merged) for one watcher."""
 
-    __slots__ = ("cancel_reason", "compact_revision", "events", "kind", "revision", "target")
+    __slots__ = (
+        "cancel_reason",
+        "compact_revision",
+        "events",
+        "kind",
+        "revision",
+        "target",
+        "watch_id",
+    )
 
     target: T
-    kind: str  # CREATED, EVENTS, PROGRESS, PROGRESS_ALL or CANCELED
+    kind: str  # CREATED, EVENTS, PROGRESS, PROGRESS_ALL, CANCELED, REFUSED or OVERSIZED
     revision: int  # the reply's header revision
     events: Sequence[kv_pb2.Event]
     compact_revision: int
     cancel_reason: str
+    #: The id the reply carries (for CREATED: the id the server holds the watcher under).
+    watch_id: int
 
 
 class Router(Generic[T]):
-    """Matches one Watch stream's replies to the watchers attached to it."""
+    """Matches one Watch stream's replies to the watchers attached to it.
 
-    def __init__(self) -> None:
+    ``max_fragment_bytes`` bounds the serialized size of the fragments held, all watchers
+    together, until their last one arrives; a reply that would go over it is dropped and its
+    watcher gets an ``OVERSIZED`` delivery (the hub cancels it).
+    """
+
+    def __init__(self, max_fragment_bytes: int = 2**31 - 1) -> None:
         self._next_id = 1
         self._targets: Dict[int, T] = {}
         self._created: Dict[int, T] = {}
+        # The ids of the creates sent and not answered yet, in the order they were sent.
+        self._creating: Deque[int] = deque()
         self._fragments: Dict[int, List[kv_pb2.Event]] = {}
+        self._fragment_sizes: Dict[int, int] = {}
+        self._fragment_bytes = 0
+        self._max_fragment_bytes = max_fragment_bytes
 
     def attach(self, target: T) -> int:
-        """Register ``target`` under a fresh watch id (send the create request with it)."""
+        """Register ``target`` under a fresh watch id: send its create request next, with it."""
         watch_id = self._next_id
         self._next_id += 1
         self._targets[watch_id] = target
+        self._creating.append(watch_id)
         return watch_id
 
     def detach(self, watch_id: int) -> bool:
-        """Forget ``watch_id``; True when the server may still hold it (send a cancel)."""
-        self._fragments.pop(watch_id, None)
+        """Forget ``watch_id``; True when the server may still hold it (send a cancel).
+
+        A create still unanswered keeps its place in the queue: its reply is dropped."""
+        self._drop_fragments(watch_id)
         self._created.pop(watch_id, None)
         return self._targets.pop(watch_id, None) is not None
 
@@ -155,43 +186,80 @@ class Router(Generic[T]):
         """How many watchers the stream carries (created or still being created)."""
         return len(self._targets)
 
+    @property
+    def creating(self) -> int:
+        """How many creates wait for their answer."""
+        return len(self._creating)
+
     def receive(self, response: rpc_pb2.WatchResponse) -> List[Delivery[T]]:
         """The deliveries one reply makes: none, one, or (for a progress broadcast) many."""
         watch_id = response.watch_id
         revision = response.header.revision
-        if watch_id == BROADCAST_ID and not (response.created or response.canceled):
+        if response.created:
+            return self._answer_create(response)
+        if watch_id == BROADCAST_ID and not response.canceled:
             return [
-                Delivery(target, PROGRESS_ALL, revision, (), 0, "")
+                Delivery(target, PROGRESS_ALL, revision, (), 0, "", watch_id)
                 for target in self._created.values()
             ]
         target = self._targets.get(watch_id)
         if target is None:
             return []
         if response.fragment:
-            self._fragments.setdefault(watch_id, []).extend(response.events)
-            return []
+            return self._hold_fragment(watch_id, target, response)
         events: Sequence[kv_pb2.Event] = response.events
-        pending = self._fragments.pop(watch_id, None)
+        pending = self._drop_fragments(watch_id)
         if pending is not None:
             pending.extend(events)
             events = pending
         if response.canceled:
             self.detach(watch_id)
+            compact_revision = response.compact_revision
+            reason = response.cancel_reason
             return [
-                Delivery(
-                    target,
-                    CANCELED,
-                    revision,
-                    events,
-                    response.compact_revision,
-                    response.cancel_reason,
-                )
+                Delivery(target, CANCELED, revision, events, compact_revision, reason, watch_id)
             ]
-        if response.created:
-            self._created[watch_id] = target
-            return [Delivery(target, CREATED, revision, (), 0, "")]
         kind = EVENTS if events else PROGRESS
-        return [Delivery(target, kind, revision, events, 0, "")]
+        return [Delivery(target, kind, revision, events, 0, "", watch_id)]
+
+    def _answer_create(self, response: rpc_pb2.WatchResponse) -> List[Delivery[T]]:
+        if not self._creating:
+            return []  # no create of ours is waiting: nothing to match it to
+        requested = self._creating.popleft()
+        target = self._targets.get(requested)
+        if target is None:
+            return []  # detached while its create was on the way (a cancel follows it)
+        revision = response.header.revision
+        if response.canceled:
+            self.detach(requested)
+            compact_revision = response.compact_revision
+            reason = response.cancel_reason
+            return [
+                Delivery(target, REFUSED, revision, (), compact_revision, reason, response.watch_id)
+            ]
+        watch_id = response.watch_id
+        if watch_id != requested:  # a server that chose its own id: follow it
+            del self._targets[requested]
+            self._targets[watch_id] = target
+        self._created[watch_id] = target
+        return [Delivery(target, CREATED, revision, (), 0, "", watch_id)]
+
+    def _hold_fragment(
+        self, watch_id: int, target: T, response: rpc_pb2.WatchResponse
+    ) -> List[Delivery[T]]:
+        size = response.ByteSize()
+        if self._fragment_bytes + size > self._max_fragment_bytes:
+            self._drop_fragments(watch_id)
+            revision = response.header.revision
+            return [Delivery(target, OVERSIZED, revision, (), 0, "", watch_id)]
+        self._fragments.setdefault(watch_id, []).extend(response.events)
+        self._fragment_sizes[watch_id] = self._fragment_sizes.get(watch_id, 0) + size
+        self._fragment_bytes += size
+        return []
+
+    def _drop_fragments(self, watch_id: int) -> List[kv_pb2.Event] | None:
+        self._fragment_bytes -= self._fragment_sizes.pop(watch_id, 0)
+        return self._fragments.pop(watch_id, None)
 
 
 def cancel_error(compact_revision: int, reason: str) -> errors.EtcdError:

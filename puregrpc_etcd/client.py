@@ -266,7 +266,7 @@ class Client(KVMixin, WatchMixin, LeaseMixin, ConcurrencyMixin, NamespaceMixin, 
             raise
         self._set_token(reply.token or None)
 
-    async def _reauthenticate(self, stale_metadata: tuple[tuple[str, str], ...]) -> None:
+    async def _reauthenticate(self, stale_metadata: object) -> None:
         async with self._auth_lock:
             # Another call may have refreshed the token while this one waited for the lock.
             if self._metadata is stale_metadata or self._token is None:
@@ -276,6 +276,17 @@ class Client(KVMixin, WatchMixin, LeaseMixin, ConcurrencyMixin, NamespaceMixin, 
     def _set_token(self, token: str | None) -> None:
         self._token = token
         self._metadata = self._build_metadata()
+
+    def _token_marker(self) -> object:
+        return self._metadata if self._username is not None else None
+
+    async def _renew_token(self, stale: object) -> None:
+        if self._username is not None:
+            await self._reauthenticate(stale)
+
+    def _is_stale_token(self, error: BaseException | None) -> bool:
+        details = getattr(error, "details", None)
+        return self._username is not None and details in _REAUTH_MESSAGES
 
     # Lifetime.
 

@@ -135,6 +135,8 @@ class LeaseMixin(ClientBase):
     """The Lease service, and leases kept alive by a task in the client's nursery."""
 
     _lease_keeper: LeaseKeeper | None = None
+    #: The token (``_token_marker``) the last LeaseKeepAlive stream was opened with.
+    _keepalive_token: object = None
     # The leases this client granted for a block or a session, revoked when it closes.
     _owned_leases: dict[int, KeptLease] | None = None
 
@@ -282,12 +284,25 @@ class LeaseMixin(ClientBase):
     def _keeper(self) -> LeaseKeeper:
         keeper = self._lease_keeper
         if keeper is None:
-            keeper = LeaseKeeper(
-                self._nursery,
-                lambda: self._stream(_LEASE + "LeaseKeepAlive", rpc_pb2.LeaseKeepAliveResponse),
-            )
+            keeper = LeaseKeeper(self._nursery, self._keepalive_stream)
             self._lease_keeper = keeper
         return keeper
+
+    @contextlib.asynccontextmanager
+    async def _keepalive_stream(
+        self,
+    ) -> AsyncIterator[grpc.Stream[rpc_pb2.LeaseKeepAliveResponse]]:
+        """The LeaseKeepAlive stream, opened with a renewed token when the server refused the
+        last one: etcd 3.5.x's recent releases check the token of every renewal, and a
+        restarted etcd has forgotten every simple token."""
+        keeper = self._lease_keeper
+        if keeper is not None and self._is_stale_token(keeper.last_failure):
+            keeper.last_failure = None
+            await self._renew_token(self._keepalive_token)
+        method = _LEASE + "LeaseKeepAlive"
+        async with self._stream(method, rpc_pb2.LeaseKeepAliveResponse) as stream:
+            self._keepalive_token = self._token_marker()
+            yield stream
 
     async def _open_lease(self, ttl: int, *, id: int = 0, timeout: float | None) -> KeptLease:
         """Grant a lease, keep it alive, and revoke it when the client closes unless

@@ -19,7 +19,7 @@ from typing import (
 import trio
 
 from puregrpc_etcd._base import ClientBase
-from puregrpc_etcd._keys import KeyLike
+from puregrpc_etcd._keys import ALL_KEYS, KeyLike
 from puregrpc_etcd._proto import kv_pb2
 from puregrpc_etcd._watch_backlog import (
     DEFAULT_MAX_BACKLOG,
@@ -282,11 +282,17 @@ class WatchMixin(ClientBase):
         for a slow consumer; going over either one raises ``WatchOverflowError`` after the
         buffered events, or with ``on_overflow="pause"`` pauses the watch on the server until
         the consumer catches up (see ``Watcher``).
+        An empty range (``range_end`` not after ``key``) is a ``ValueError``; a watch the server
+        refuses raises its error on entry (``PermissionDeniedError`` for a key the user may not
+        read), and only there: the client's other watchers carry on.
         ``timeout`` (else the client's default timeout) bounds the wait for the server to create
         the watch on entry (``DeadlineExceededError``); once created, a watch has no deadline and
         rides out outages, resuming as soon as an endpoint answers.
         """
         start, end = self._range(key, prefix=prefix, from_key=from_key, range_end=range_end)
+        if end not in (b"", ALL_KEYS) and end <= start:
+            # etcd refuses such a watch (an empty range); say so before any I/O.
+            raise ValueError(f"range_end {end!r} must sort after the key {start!r}")
         if isinstance(start_revision, bool) or not isinstance(start_revision, int):
             raise TypeError("start_revision must be an int")
         if start_revision < 0:

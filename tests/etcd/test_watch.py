@@ -396,6 +396,25 @@ async def test_callback_errors_reach_the_callers_nursery(client: etcd.Client, pr
     assert [type(error) for error in caught.value.exceptions] == [LookupError]
 
 
+async def test_progress_request_is_answered_once_the_server_can(
+    client: etcd.Client, prefix: str
+) -> None:
+    # etcd >= 3.5.8 drops a progress request, unanswered, while a watcher of the stream starts
+    # at a revision the store has not reached: the client asks again until it is answered.
+    revision = (await client.put(prefix + "before", "1")).header.revision
+
+    async def write_elsewhere_soon() -> None:
+        await trio.sleep(0.3)
+        await client.put(prefix + "elsewhere", "2")
+
+    async with (
+        client.watch(prefix + "quiet", start_revision=revision + 1) as watcher,
+        trio.open_nursery() as nursery,
+    ):
+        nursery.start_soon(write_elsewhere_soon)
+        assert await watcher.request_progress(timeout=10) >= revision
+
+
 async def test_errors_before_io(client: etcd.Client) -> None:
     with pytest.raises(TypeError):
         client.watch(42)  # type: ignore[arg-type]
@@ -411,6 +430,12 @@ async def test_errors_before_io(client: etcd.Client) -> None:
         client.watch("k", on_overflow="drop")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="at most one"):
         client.watch("k", prefix=True, range_end="z")
+    # An empty range, which etcd would refuse (it used to leave the watch waiting forever).
+    for key, end in (("b", "a"), ("b", "b"), ("b\x00", "b")):
+        with pytest.raises(ValueError, match="must sort after the key"):
+            client.watch(key, range_end=end)
+        with pytest.raises(ValueError, match="must sort after the key"):
+            client.namespace("ns/").watch(key, range_end=end)
     assert client._watch_hub is None  # nothing was started
 
 

@@ -9,7 +9,8 @@ import pytest
 import trio
 
 import puregrpc_etcd as etcd
-from puregrpc_etcd.errors import PermissionDeniedError
+from puregrpc_etcd.errors import PermissionDeniedError, RpcError
+from puregrpc_etcd.grpc import StatusCode
 from puregrpc_etcd.testing import EtcdServer, find_etcd_tool
 from puregrpc_etcd.watch import Event, Watcher
 
@@ -96,3 +97,28 @@ async def test_fragmented_replies_are_reassembled() -> None:
                 assert hub.fragments_received > 0
     assert [e.kv.key for e in events] == [f"big/{index:03}".encode() for index in range(count)]
     assert [e.kv.mod_revision for e in events] == list(range(start, start + count))
+
+
+async def test_fragments_beyond_the_receive_limit_fail_that_watcher_only() -> None:
+    # Fragments of about 516 KiB each (--max-request-bytes + 512 KiB) of a 1.2 MB catch-up
+    # batch: merged, they would go over the client's 1 MiB max_receive_message_size, so the
+    # client stops holding them there instead of growing without a bound.
+    count = 400
+    with EtcdServer(args=["--max-request-bytes", "4096"]) as server:
+        async with etcd.connect(server.endpoints, max_receive_message_size=1024 * 1024) as client:
+            start = (await client.put("big/000", "x" * 3000)).header.revision
+            for index in range(1, count):
+                await client.put(f"big/{index:03}", "x" * 3000)
+            async with (
+                client.watch("small") as bystander,
+                client.watch("big/", prefix=True, start_revision=start) as watcher,
+            ):
+                with trio.fail_after(30), pytest.raises(RpcError) as caught:
+                    await take(watcher, count)
+                assert caught.value.code is StatusCode.RESOURCE_EXHAUSTED
+                assert "max_receive_message_size" in str(caught.value)
+                await client.put("small", "still here")
+                assert [e.kv.value for e in await take(bystander, 1)] == [b"still here"]
+                hub = client._watch_hub
+                assert hub is not None
+                assert hub.streams_opened == 1

@@ -11,8 +11,10 @@ from puregrpc_etcd._watch_state import (
     CANCELED,
     CREATED,
     EVENTS,
+    OVERSIZED,
     PROGRESS,
     PROGRESS_ALL,
+    REFUSED,
     Cursor,
     Router,
     WatchSpec,
@@ -177,14 +179,84 @@ def test_compaction_cancel_carries_compact_revision_and_detaches() -> None:
     assert router.receive(reply(a, 11, put(b"x", 11))) == []
 
 
-def test_refused_create_is_a_cancel_with_reason() -> None:
+DENIED = "rpc error: code = PermissionDenied desc = etcdserver: permission denied"
+
+
+@pytest.mark.parametrize("answered_id", [-1, "asked"], ids=["etcd>=3.5.6", "etcd<=3.5.5"])
+def test_refused_create_is_matched_to_the_oldest_create_whatever_its_id(answered_id) -> None:
+    # etcd 3.4.22+ and 3.5.6+ answer a refused create with id -1, older ones with the id asked.
+    router: Router[str] = Router()
+    a, b = router.attach("a"), router.attach("b")
+    refused_id = a if answered_id == "asked" else answered_id
+    [refused] = router.receive(
+        reply(refused_id, 10, created=True, canceled=True, cancel_reason=DENIED)
+    )
+    assert (refused.target, refused.kind, refused.cancel_reason) == ("a", REFUSED, DENIED)
+    assert refused.watch_id == refused_id
+    assert router.attached == 1
+    assert not router.detach(a)  # the server holds nothing: no cancel to send
+    [created] = router.receive(reply(b, 10, created=True))
+    assert (created.target, created.kind, created.watch_id) == ("b", CREATED, b)
+    assert router.creating == 0
+    # A progress broadcast (id -1, neither created nor canceled) is not taken for a refusal.
+    [progress] = router.receive(reply(-1, 11))
+    assert (progress.target, progress.kind) == ("b", PROGRESS_ALL)
+
+
+def test_a_refusal_between_creates_fails_only_the_watcher_that_asked() -> None:
+    router: Router[str] = Router()
+    ids = [router.attach(name) for name in "abc"]
+    answers = [
+        reply(ids[0], 5, created=True),
+        reply(-1, 5, created=True, canceled=True, cancel_reason=DENIED),
+        reply(ids[2], 5, created=True),
+    ]
+    kinds = [(d.target, d.kind) for answer in answers for d in router.receive(answer)]
+    assert kinds == [("a", CREATED), ("b", REFUSED), ("c", CREATED)]
+    [events] = router.receive(reply(ids[2], 6, put(b"c", 6)))
+    assert events.target == "c"
+    assert router.receive(reply(-1, 7, created=True)) == []  # answers no create of ours
+
+
+def test_created_reply_under_another_id_is_followed() -> None:
     router: Router[str] = Router()
     a = router.attach("a")
-    [refused] = router.receive(
-        reply(a, 10, created=True, canceled=True, cancel_reason="etcdserver: permission denied")
-    )
-    assert refused.kind == CANCELED
-    assert refused.cancel_reason == "etcdserver: permission denied"
+    [created] = router.receive(reply(40, 10, created=True))  # a server that chose its own id
+    assert created.watch_id == 40
+    [events] = router.receive(reply(40, 11, put(b"x", 11)))
+    assert events.target == "a"
+    assert router.receive(reply(a, 11, put(b"x", 11))) == []
+    assert router.detach(40)
+
+
+def test_reply_to_a_create_detached_on_the_way_is_dropped_and_keeps_the_order() -> None:
+    router: Router[str] = Router()
+    a, b = router.attach("a"), router.attach("b")
+    assert router.detach(a)  # the create was sent: cancel it after its answer
+    assert router.receive(reply(a, 10, created=True)) == []
+    [created] = router.receive(reply(b, 10, created=True))
+    assert created.target == "b"
+
+
+def test_fragments_held_beyond_the_bound_fail_that_watcher_only() -> None:
+    big = kv_pb2.Event(type=kv_pb2.Event.PUT, kv=kv_pb2.KeyValue(key=b"k", value=b"v" * 600))
+    router: Router[str] = Router(max_fragment_bytes=2000)
+    a, b = router.attach("a"), router.attach("b")
+    for watch_id in (a, b):
+        router.receive(reply(watch_id, 1, created=True))
+    assert router.receive(reply(a, 30, big, big, fragment=True)) == []
+    [oversized] = router.receive(reply(a, 30, big, big, fragment=True))
+    assert (oversized.target, oversized.kind) == ("a", OVERSIZED)
+    # What ``a`` held was let go: ``b`` may hold as much again.
+    assert router.receive(reply(b, 30, big, big, fragment=True)) == []
+    [merged] = router.receive(reply(b, 30, big))
+    assert len(merged.events) == 3
+    # Endless empty fragments count too (each costs its header and flags).
+    for _ in range(1000):
+        deliveries = router.receive(reply(b, 30, fragment=True))
+        if deliveries:
+            break
+    assert [d.kind for d in deliveries] == [OVERSIZED]
 
 
 def test_cancel_error_for_compaction() -> None:
