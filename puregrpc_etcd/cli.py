@@ -18,6 +18,7 @@ import trio
 
 from puregrpc_etcd._cli import (
     admin_commands,
+    auth_commands,
     cluster_commands,
     kv_commands,
     lease_commands,
@@ -50,6 +51,7 @@ def build_parser() -> CommandTree:
     lease_commands.register(tree)
     cluster_commands.register(tree)
     admin_commands.register(tree)
+    auth_commands.register(tree)
     local_commands.register(tree)
     return tree
 

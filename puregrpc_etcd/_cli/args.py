@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 from typing import TYPE_CHECKING, Any, Awaitable, Callable, NoReturn, Sequence
 
@@ -37,11 +38,29 @@ class UsageError(Exception):
         self.exit_code = exit_code
 
 
+# The flags whose bad values etcdctl refuses as a missing feature (exit 4), not a bad flag.
+_FEATURE_FLAGS = ("-w/--write-out", "--order", "--sort-by", "--consistency")
+
+
+def parse_error_code(message: str) -> int:
+    """etcdctl's exit code for an argparse ``message``: as cobra's, a flag it cannot parse or
+    an unknown command is 1; a bad output format, sort or consistency 4; missing or bad
+    arguments (the commands check those themselves) 128."""
+    if message.startswith("unknown flag: "):
+        return EXIT_ERROR
+    flag = re.match(r"argument (-\S*?)(?::| )", message)
+    if flag:
+        return EXIT_BAD_FEATURE if flag.group(1) in _FEATURE_FLAGS else EXIT_ERROR
+    if re.match(r"argument (COMMAND|SUBCOMMAND): invalid choice", message):
+        return EXIT_ERROR
+    return EXIT_BAD_ARGS
+
+
 class Parser(argparse.ArgumentParser):
     """An ``ArgumentParser`` that raises ``UsageError`` instead of printing usage and exiting."""
 
     def error(self, message: str) -> NoReturn:
-        raise UsageError(f"{message} (see '{self.prog} --help')")
+        raise UsageError(f"{message} (see '{self.prog} --help')", parse_error_code(message))
 
     def parse_args(  # type: ignore[override]
         self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None

@@ -17,6 +17,7 @@ from puregrpc_etcd._cli.formats import (
     human_bytes,
     omit_empty,
 )
+from puregrpc_etcd._cli.replies import current_header
 from puregrpc_etcd._cli.session import error_text
 
 if TYPE_CHECKING:
@@ -59,15 +60,10 @@ def _members_reply_json(header: ResponseHeader, members: Sequence[Member]) -> Js
     return {"header": cluster_header, "members": [member_json(m) for m in members]}
 
 
-async def _header(client: Client) -> ResponseHeader:
-    """The cluster and member ids and term, for replies whose library form drops the header."""
-    return (await client.get(b"\x00", count_only=True)).header
-
-
 async def member_list_command(ctx: Context, args: argparse.Namespace) -> int:
     async with ctx.connect() as client:
         members = await client.cluster.members()
-        header = await _header(client) if ctx.write_out == "json" else None
+        header = await current_header(client) if ctx.write_out == "json" else None
     if header is not None:
         ctx.out.json(_members_reply_json(header, members))
     elif ctx.write_out == "table":
@@ -124,7 +120,7 @@ async def member_change_command(ctx: Context, args: argparse.Namespace) -> int:
             members = await client.cluster.update_member(args.member_id, _peer_urls(args.peer_urls))
         else:
             members = await client.cluster.promote_member(args.member_id)
-        header = await _header(client)
+        header = await current_header(client)
     if ctx.write_out == "json":
         ctx.out.json(_members_reply_json(header, members))
         return 0

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import io
 import os
-import sys
 from functools import partial
 from typing import TYPE_CHECKING
 
 import trio
 
+from puregrpc_etcd._cli import stdin
 from puregrpc_etcd._cli.args import UsageError, arg_bytes
 from puregrpc_etcd._cli.kv_options import (
     add_delete_flags,
@@ -21,6 +20,7 @@ from puregrpc_etcd._cli.kv_options import (
     put_options,
 )
 from puregrpc_etcd._cli.replies import (
+    current_header,
     delete_json,
     events_json,
     get_json,
@@ -38,7 +38,6 @@ from puregrpc_etcd.types import ResponseHeader
 if TYPE_CHECKING:
     from puregrpc_etcd._cli.args import CommandTree
     from puregrpc_etcd._cli.session import Context
-    from puregrpc_etcd.client import Client
     from puregrpc_etcd.types import GetResponse
     from puregrpc_etcd.watch import Event, Watcher
 
@@ -74,11 +73,8 @@ async def delete_command(ctx: Context, args: argparse.Namespace) -> int:
 
 async def txn_command(ctx: Context, args: argparse.Namespace) -> int:
     ctx.require_format("simple", "json")
-    stream = io.TextIOWrapper(sys.stdin.buffer, errors="surrogateescape")
-    try:
+    with stdin.text_input() as stream:
         compares, success, failure = read_txn(stream, interactive=args.interactive)
-    finally:
-        stream.detach()
     return await ctx.show(
         lambda c: c.txn(compares, success, failure), txn_json, partial(print_txn, ctx.out)
     )
@@ -109,11 +105,13 @@ async def watch_command(ctx: Context, args: argparse.Namespace) -> int:
             raise UsageError("watch: a range_end cannot go with --prefix")
         options["range_end"] = args.range_end
     async with ctx.connect() as client:
-        header = await _reply_header(client) if ctx.write_out == "json" else None
+        # A unary call first: an unreachable endpoint then fails as for the other commands
+        # (exit 2 within the dial timeout), where a watch stream would keep reconnecting.
+        header = await current_header(client)
         async with client.watch(args.key, **options) as watcher:
             while True:
                 events = await _next_batch(watcher)
-                if ctx.write_out == "json" and header is not None:
+                if ctx.write_out == "json":
                     header = _with_revision(header, events[-1].kv.mod_revision)
                     ctx.out.json(events_json(header, events))
                 else:
@@ -131,11 +129,6 @@ async def _next_batch(watcher: Watcher) -> list[Event]:
         if event.kv.mod_revision != events[0].kv.mod_revision:
             break
     return events
-
-
-async def _reply_header(client: Client) -> ResponseHeader:
-    reply = await client.get(b"\x00", count_only=True)
-    return reply.header
 
 
 def _with_revision(header: ResponseHeader, revision: int) -> ResponseHeader:

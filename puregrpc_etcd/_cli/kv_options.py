@@ -7,9 +7,9 @@ call (``client.get``) or of the txn builder (``Op.get``): they take the same one
 from __future__ import annotations
 
 import argparse
-import sys
 from typing import Any
 
+from puregrpc_etcd._cli import stdin
 from puregrpc_etcd._cli.args import UsageError, arg_bytes, hex_id
 
 _SORT_TARGETS = {
@@ -91,16 +91,17 @@ def add_put_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def put_options(args: argparse.Namespace, *, stdin_allowed: bool) -> tuple[bytes, dict[str, Any]]:
-    """The value and options of a put; the value comes from stdin when not given."""
+    """The value and options of a put; the value comes from stdin when not given, and an empty
+    or closed stdin is refused as etcdctl does, rather than emptying the key."""
     value = args.value
     if args.ignore_value:
         if value is not None:
             raise UsageError("put: a value cannot go with --ignore-value")
         value = b""
     elif value is None:
-        if not stdin_allowed:
-            raise UsageError("put needs a key and a value")
-        value = sys.stdin.buffer.read()
+        value = stdin.read_all() if stdin_allowed else b""
+        if not value:
+            raise UsageError("put command needs 1 argument and input from stdin or 2 arguments")
     if args.ignore_lease and args.lease:
         raise UsageError("put: --lease cannot go with --ignore-lease")
     options = {

@@ -14,7 +14,7 @@ import trio
 
 from puregrpc_etcd._cli.args import EXIT_ERROR, UsageError, arg_bytes, hex_id
 from puregrpc_etcd._cli.formats import JsonObject, b64, header_json
-from puregrpc_etcd._cli.replies import get_json, print_get
+from puregrpc_etcd._cli.replies import current_header, get_json, print_get
 
 if TYPE_CHECKING:
     from puregrpc_etcd._cli.args import CommandTree
@@ -70,9 +70,10 @@ async def list_command(ctx: Context, args: argparse.Namespace) -> int:
     ctx.require_format("simple", "json")
     async with ctx.connect() as client:
         ids = await client.leases()
-        header = (await client.get(b"\x00", count_only=True)).header
+        header = await current_header(client)
     if ctx.write_out == "json":
-        ctx.out.json(_flat(header, leases=[{"id": i} for i in ids] or None))
+        # clientv3 makes the list (empty, not nil) whatever etcd sent: "leases":[] as etcdctl.
+        ctx.out.json(_flat(header, leases=[{"id": i} for i in ids]))
         return 0
     ctx.out.line(f"found {len(ids)} leases")
     for lease_id in ids:
@@ -118,15 +119,20 @@ async def _show_key(ctx: Context, client: Client, key: bytes) -> int:
 async def lock_command(ctx: Context, args: argparse.Namespace) -> int:
     """Hold a lock until interrupted, or while a command runs (its exit status is ours)."""
     ctx.require_format("simple", "json")
-    async with ctx.connect() as client, client.lock(args.name, ttl=args.ttl) as lock:
-        if not args.exec_command:
-            await _show_key(ctx, client, lock.key)
-            await trio.sleep_forever()
-        reply = await client.get(lock.key)
-        env = dict(os.environ)
-        env["ETCD_LOCK_KEY"] = os.fsdecode(lock.key)
-        env["ETCD_LOCK_REV"] = str(reply.header.revision)
-        process = await trio.run_process(args.exec_command, check=False, env=env, stdin=None)
+    held = False
+    try:
+        async with ctx.connect() as client, client.lock(args.name, ttl=args.ttl) as lock:
+            held = True
+            if not args.exec_command:
+                await _show_key(ctx, client, lock.key)
+                await trio.sleep_forever()
+            reply = await client.get(lock.key)
+            env = dict(os.environ)
+            env["ETCD_LOCK_KEY"] = os.fsdecode(lock.key)
+            env["ETCD_LOCK_REV"] = str(reply.header.revision)
+            process = await trio.run_process(args.exec_command, check=False, env=env, stdin=None)
+    finally:
+        _fail_if_interrupted_before(ctx, held, "the lock was held")
     if process.returncode:
         raise UsageError(f"exit status {process.returncode}", process.returncode)
     return 0
@@ -139,17 +145,31 @@ async def elect_command(ctx: Context, args: argparse.Namespace) -> int:
         raise UsageError(
             "proposal given but -l is set" if args.listen else "no proposal argument but -l not set"
         )
-    async with ctx.connect() as client:
-        election = client.election(args.name)
-        if args.listen:
-            async with election.observe() as leaders:
-                async for kv in leaders:
-                    _print_leader(ctx, kv)
-            raise UsageError("elect: observer lost", EXIT_ERROR)
-        async with election.campaign(args.proposal) as leader:
-            await _show_key(ctx, client, leader.key)
-            await trio.sleep_forever()
+    # An observer's Ctrl-C ends it as intended; a candidate's before it won is a failure.
+    elected = args.listen
+    try:
+        async with ctx.connect() as client:
+            election = client.election(args.name)
+            if args.listen:
+                async with election.observe() as leaders:
+                    async for kv in leaders:
+                        _print_leader(ctx, kv)
+                raise UsageError("elect: observer lost", EXIT_ERROR)
+            async with election.campaign(args.proposal) as leader:
+                elected = True
+                await _show_key(ctx, client, leader.key)
+                await trio.sleep_forever()
+    finally:
+        _fail_if_interrupted_before(ctx, elected, "the leadership was won")
     return 0
+
+
+def _fail_if_interrupted_before(ctx: Context, held: bool, what: str) -> None:
+    """Ctrl-C while still waiting is a failure, as etcdctl's (exit 1): nothing was held.
+
+    Called from a ``finally``: the error replaces the cancellation on its way out."""
+    if ctx.interrupted and not held:
+        raise UsageError(f"interrupted before {what}", EXIT_ERROR)
 
 
 def _print_leader(ctx: Context, kv: KeyValue) -> None:

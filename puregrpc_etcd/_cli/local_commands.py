@@ -1,4 +1,5 @@
-"""``dev-server`` (a throwaway etcd in the foreground) and ``demo`` (the guided tour)."""
+"""``dev-server`` (a throwaway etcd in the foreground), ``demo`` (the guided tour) and
+``version``: the commands that need no etcd to talk to."""
 
 from __future__ import annotations
 
@@ -16,6 +17,8 @@ if TYPE_CHECKING:
     from puregrpc_etcd.testing import EtcdServer
 
 DEV_SERVER_PORT = 2379
+# The etcd API this package speaks: its protobuf definitions are etcd 3.5's (schema/README.md).
+API_VERSION = "3.5"
 
 
 def _check_port_free(port: int) -> None:
@@ -68,7 +71,17 @@ async def demo_command(ctx: Context, args: argparse.Namespace) -> int:
     return 0
 
 
+async def version_command(ctx: Context, args: argparse.Namespace) -> int:
+    """Our version and the API's, in the two lines of ``etcdctl version``."""
+    from puregrpc_etcd import __version__
+
+    ctx.out.line(f"puregrpc-etcd version: {__version__}")
+    ctx.out.line(f"API version: {API_VERSION}")
+    return 0
+
+
 def register(tree: CommandTree) -> None:
+    tree.command("version", "Prints the version of puregrpc-etcd", version_command)
     dev = tree.command(
         "dev-server",
         "Runs a throwaway local etcd in the foreground until Ctrl-C",

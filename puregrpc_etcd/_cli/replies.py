@@ -1,6 +1,7 @@
 """How KV replies print, in etcdctl's simple and json forms (get, put, del, txn, watch).
 
-The txn and watch printers reuse the get, put and del ones, as etcdctl's do.
+The txn and watch printers reuse the get, put and del ones, as etcdctl's do; ``current_header``
+gives the replies whose library form drops the header one for their json.
 """
 
 from __future__ import annotations
@@ -12,8 +13,15 @@ from puregrpc_etcd.types import DeleteResponse, GetResponse, PutResponse, TxnRes
 
 if TYPE_CHECKING:
     from puregrpc_etcd._cli.formats import Output
+    from puregrpc_etcd.client import Client
     from puregrpc_etcd.types import ResponseHeader
     from puregrpc_etcd.watch import Event
+
+
+async def current_header(client: Client) -> ResponseHeader:
+    """The cluster and member ids, revision and term now, for replies whose library form drops
+    the header (lease list, members, auth and alarm replies)."""
+    return (await client.get(b"\x00", count_only=True)).header
 
 
 def get_json(reply: GetResponse) -> JsonObject:

@@ -9,13 +9,13 @@ from __future__ import annotations
 import argparse
 import getpass
 import os
-import sys
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, AsyncIterator, Awaitable, Callable, Mapping, TypeVar
 
 import trio
 
+from puregrpc_etcd._cli import stdin
 from puregrpc_etcd._cli.args import (
     EXIT_BAD_FEATURE,
     WRITE_OUT_FORMATS,
@@ -65,10 +65,15 @@ class Settings:
         )
 
     def tls_context(self) -> ssl.SSLContext | None:
+        if self.key and not self.cert:
+            raise UsageError(f"--key {self.key} needs --cert, the client certificate")
         if not self.wants_tls:
             return None
         from puregrpc_etcd._endpoints import make_tls_context
 
+        for path in (self.cacert, self.cert, self.key):
+            if path:
+                _check_readable(path)
         try:
             return make_tls_context(
                 cacert=self.cacert,
@@ -77,7 +82,30 @@ class Settings:
                 insecure_skip_verify=self.insecure_skip_tls_verify,
             )
         except OSError as exc:
-            raise UsageError(f"cannot load TLS files: {exc}") from None
+            raise UsageError(f"cannot load {self._tls_files_at_fault()}: {exc}") from None
+
+    def _tls_files_at_fault(self) -> str:
+        """The flags and files a TLS context failed on (ssl's errors do not say)."""
+        from puregrpc_etcd._endpoints import make_tls_context
+
+        if self.cacert:
+            try:
+                make_tls_context(cacert=self.cacert)
+            except OSError:
+                return f"--cacert {self.cacert}"
+        return " and ".join(
+            f"{flag} {path}" for flag, path in (("--cert", self.cert), ("--key", self.key)) if path
+        )
+
+
+def _check_readable(path: str) -> None:
+    """A TLS file that cannot be read fails as etcdctl's: ``open PATH: no such file ...``."""
+    try:
+        with open(path, "rb"):
+            pass
+    except OSError as exc:
+        reason = (exc.strerror or str(exc)).lower()
+        raise UsageError(f"open {path}: {reason}") from None
 
 
 def _env_flag(environ: Mapping[str, str], name: str) -> str | None:
@@ -168,14 +196,12 @@ class Context:
     def require_format(self, *formats: str) -> None:
         """Refuse an output format this command cannot write, before any I/O."""
         if self.write_out not in formats:
-            raise UsageError(
-                f"{self.write_out} is not supported as output format", EXIT_BAD_FEATURE
-            )
+            raise UsageError(f"{self.write_out} not supported as output format", EXIT_BAD_FEATURE)
 
     def _password(self) -> str | None:
         settings = self.settings
         if settings.user and settings.password is None:
-            if not sys.stdin.isatty():
+            if not stdin.is_terminal():
                 raise UsageError("--user needs a password: give user:password or --password")
             settings.password = getpass.getpass("Password: ")
         return settings.password

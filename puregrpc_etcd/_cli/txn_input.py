@@ -1,5 +1,5 @@
 """The ``txn`` command's input, in etcdctl's syntax: compares, a blank line, success operations,
-a blank line, failure operations (``etcdctl/README.md``, "TXN").
+a blank line, failure operations, a blank line (``etcdctl/README.md``, "TXN").
 
 A compare is ``target("key") op "value"`` (targets ``value``/``val``, ``version``/``ver``,
 ``create``/``c``, ``mod``/``m``, ``lease``; ops ``=``, ``!=``, ``<``, ``>``; strings in Go's
@@ -169,13 +169,19 @@ def parse_op(line: str) -> Op:
 
 
 def _read_block(stream: IO[str], prompt: str | None, parse: Callable[[str], T]) -> list[T]:
-    """Parsed lines up to an empty line; the end of input also ends a part, so that a
-    transaction without failure operations needs no trailing blank lines."""
+    """Parsed lines up to an empty line. As etcdctl, input that ends before that line (even
+    an empty stdin) is an error, never a transaction: a truncated input must not commit."""
     if prompt is not None:
         print(prompt, flush=True)
     items: list[T] = []
     while True:
-        line = stream.readline().strip()
+        try:
+            raw = stream.readline()
+        except (OSError, ValueError) as exc:
+            raise UsageError(str(exc), EXIT_INVALID_INPUT) from None
+        if not raw.endswith("\n"):
+            raise UsageError("EOF", EXIT_INVALID_INPUT)
+        line = raw.strip()
         if not line:
             return items
         items.append(parse(line))

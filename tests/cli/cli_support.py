@@ -46,23 +46,40 @@ class Runner:
         self._capture = capture
         self._monkeypatch = monkeypatch
 
-    def __call__(self, *args: str, stdin: bytes = b"", endpoint: bool = True) -> Result:
+    def __call__(self, *args: str, stdin: bytes | None = b"", endpoint: bool = True) -> Result:
+        """Run our command; ``stdin=None`` is a closed standard input, which Python shows as
+        ``sys.stdin is None`` (``tests/cli/test_robustness.py`` checks it end to end too)."""
         argv = ([f"--endpoints={self.endpoint}"] if endpoint else []) + list(args)
         self._capture.readouterr()
-        self._monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(stdin)))
+        replacement = None if stdin is None else io.TextIOWrapper(io.BytesIO(stdin))
+        self._monkeypatch.setattr(sys, "stdin", replacement)
         code = run(argv)
         captured = self._capture.readouterr()
         return Result(code, captured.out, captured.err)
 
-    def etcdctl(self, *args: str, stdin: bytes = b"") -> Result:
+    def etcdctl(self, *args: str, stdin: bytes | None = b"") -> Result:
+        """Run etcdctl (beside ``$ETCD_BIN`` when set); ``stdin=None`` closes its stdin."""
+        argv = [find_etcd_tool("etcdctl"), f"--endpoints={self.endpoint}", *args]
         done = subprocess.run(
-            [find_etcd_tool("etcdctl"), f"--endpoints={self.endpoint}", *args],
+            closed_stdin(argv) if stdin is None else argv,
             input=stdin,
             capture_output=True,
             timeout=COMMAND_TIMEOUT,
             check=False,
         )
         return Result(done.returncode, done.stdout, done.stderr)
+
+
+def closed_stdin(argv: list[str]) -> list[str]:
+    """``argv`` run with its standard input closed (``<&-``), not merely empty."""
+    return ["sh", "-c", 'exec 0<&-; exec "$@"', "sh", *argv]
+
+
+def reap(process: subprocess.Popen[bytes]) -> None:
+    """Kill a command a test left running (it failed midway) and collect it."""
+    if process.poll() is None:
+        process.kill()
+        process.communicate(timeout=COMMAND_TIMEOUT)
 
 
 def command(*args: str) -> list[str]:

@@ -67,3 +67,47 @@ def test_users_roles_and_authentication(cli: Runner) -> None:
     )
     assert ok("user", "delete", "bob") == "User bob deleted\n"
     assert ok("role", "delete", "reader") == "Role reader deleted\n"
+
+
+def test_auth_replies_in_json_and_table_as_etcdctl(cli: Runner) -> None:
+    """Every user, role and auth reply in -w json, byte for byte, and -w table refused alike."""
+
+    def same(ours: list[str], theirs: list[str] | None = None, stdin: bytes = b"") -> None:
+        mine = cli(*ours, "-w", "json", stdin=stdin)
+        real = cli.etcdctl(*(theirs or ours), "-w", "json", stdin=stdin)
+        assert (mine.code, mine.err, mine.out) == (real.code, real.err, real.out), ours
+        table = cli(*ours, "-w", "table", stdin=stdin)
+        # Refused before any I/O; etcdctl refuses after the call, so compare with it on reads.
+        assert (table.code, table.err) == (4, b"Error: table not supported as output format\n")
+        if ours[1] in ("get", "list", "status") and "--detail" not in ours:
+            assert cli.etcdctl(*ours, "-w", "table").err == table.err
+
+    for who in ("o", "t"):  # the state to read, made by us (o) and by etcdctl (t) alike
+        cli.etcdctl("role", "add", f"jr-{who}")
+        cli.etcdctl("user", "add", f"ju-{who}:pw")
+    pairs = [
+        ["role", "add", "jr2-{}"],
+        ["role", "grant-permission", "jr-{}", "read", "a"],
+        ["role", "grant-permission", "jr-{}", "readwrite", "p/", "--prefix"],
+        ["role", "grant-permission", "jr-{}", "write", "z", "--from-key"],
+        ["user", "add", "ju2-{}:pw"],
+        ["user", "grant-role", "ju-{}", "jr-{}"],
+        ["user", "get", "ju-{}"],
+        ["user", "get", "ju-{}", "--detail"],
+        ["role", "get", "jr-{}"],
+        ["user", "list"],
+        ["role", "list"],
+        ["auth", "status"],
+        ["role", "revoke-permission", "jr-{}", "a"],
+        ["user", "revoke-role", "ju-{}", "jr-{}"],
+        ["user", "delete", "ju2-{}"],
+        ["role", "delete", "jr2-{}"],
+    ]
+    for words in pairs:
+        # Reads read the same thing with both tools; each tool changes its own users and roles.
+        theirs = "o" if words[1] in ("get", "list", "status") else "t"
+        same([w.format("o") for w in words], [w.format(theirs) for w in words])
+    same(["user", "passwd", "ju-o", "--interactive=false"], ["user", "passwd", "ju-t",
+         "--interactive=false"], stdin=b"new\n")  # fmt: skip
+    detail = cli("user", "get", "ju-o", "--detail", "-w", "json")
+    assert detail.out.startswith(b"User: ju-o\n")

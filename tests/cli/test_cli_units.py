@@ -97,8 +97,13 @@ def test_ops_take_the_options_of_get_put_and_del() -> None:
 
 
 def test_read_txn_parts_and_end_of_input() -> None:
-    compares, success, failure = read_txn(io.StringIO('ver("k") = "0"\n\nput k v\n'))
+    compares, success, failure = read_txn(io.StringIO('ver("k") = "0"\n\nput k v\n\n\n'))
     assert (len(compares), len(success), len(failure)) == (1, 1, 0)
+    # As etcdctl: input that ends before a part's blank line is refused, never committed.
+    for truncated in ("", "\n\n", 'ver("k") = "0"\n\nput k v\n\n', "\n\nput k v"):
+        with pytest.raises(UsageError, match=r"^EOF$") as raised:
+            read_txn(io.StringIO(truncated))
+        assert raised.value.exit_code == 3
 
 
 def test_boolean_flags_take_go_spellings_only_where_they_are_booleans() -> None:

@@ -12,7 +12,7 @@ import subprocess
 from typing import Iterator
 
 import pytest
-from cli_support import COMMAND_TIMEOUT, Runner, command
+from cli_support import COMMAND_TIMEOUT, Runner, command, reap
 
 
 def one_line(text: str) -> bool:
@@ -39,13 +39,16 @@ def closed_endpoint() -> str:
     ("args", "code"),
     [
         (["get"], 128),  # missing key
-        (["get", "k", "--no-such-flag"], 128),
-        (["no-such-command"], 128),
+        (["get", "k", "--no-such-flag"], 1),  # etcdctl: cobra's flag errors exit 1
+        (["no-such-command"], 1),
         (["lease"], 128),  # a group without its subcommand
         (["get", "k", "-w", "table"], 4),  # etcdctl: table is not supported for get
         (["get", "k", "--prefix", "--from-key"], 128),
         (["get", "k", "-w", "json", "--print-value-only"], 128),
-        (["--dial-timeout=soon", "get", "k"], 128),
+        (["--dial-timeout=soon", "get", "k"], 1),
+        (["get", "k", "--limit", "many"], 1),
+        (["get", "k", "--order", "UP"], 4),  # etcdctl: bad sort order
+        (["get", "a", "b", "c"], 128),  # too many arguments
         (["elect", "name"], 128),  # neither a proposal nor -l
         (["compaction", "0"], 128),
         (["put", "", "v"], 128),  # the library refuses an empty key before any I/O
@@ -205,7 +208,5 @@ def test_ctrl_c_during_a_short_command_is_one_line_and_130() -> None:
                 process.send_signal(signal.SIGINT)
                 out, err = process.communicate(timeout=COMMAND_TIMEOUT)
         finally:
-            if process.poll() is None:
-                process.kill()
-                process.communicate(timeout=COMMAND_TIMEOUT)
+            reap(process)
     assert (process.returncode, out, err) == (130, b"", b"Error: interrupted\n")

@@ -56,5 +56,30 @@ def test_an_untrusted_server_is_one_error_line(cli: Runner, server: EtcdServer) 
     assert result.error.count("\n") == 1
     missing = cli(f"--endpoints={server.endpoints[0]}", "--cacert=/no/such/ca.pem", "get", "k",
                   endpoint=False)  # fmt: skip
-    assert missing.code == 128
-    assert missing.error.startswith("Error: cannot load TLS files: ")
+    cli.endpoint = server.endpoints[0]
+    assert (missing.code, missing.err) == (
+        128,
+        b"Error: open /no/such/ca.pem: no such file or directory\n",
+    )
+    real = cli.etcdctl("--cacert=/no/such/ca.pem", "get", "k")
+    assert (real.code, real.err) == (missing.code, missing.err)
+
+
+@pytest.mark.parametrize(
+    ("flags", "named"),
+    [
+        (["--cacert=/etc/passwd"], "--cacert /etc/passwd"),  # not a certificate
+        (["--cacert=/"], "open /: is a directory"),
+        (["--cert=/no/cert.pem", "--key=/no/key.pem"], "open /no/cert.pem"),
+        (["--cert=/etc/passwd", "--key=/etc/passwd"], "--cert /etc/passwd and --key /etc/passwd"),
+        (["--key=/etc/passwd"], "--key /etc/passwd needs --cert"),
+    ],
+)
+def test_tls_file_errors_name_the_file(
+    cli: Runner, server: EtcdServer, flags: list[str], named: str
+) -> None:
+    result = cli(f"--endpoints={server.endpoints[0]}", *flags, "get", "k", endpoint=False)
+    assert result.code == 128
+    assert result.error.startswith("Error: ")
+    assert named in result.error
+    assert result.error.count("\n") == 1
