@@ -3,7 +3,7 @@ authentication on), and permission denied as one line."""
 
 from __future__ import annotations
 
-from cli_support import Runner
+from cli_support import Runner, etcd_3_4
 
 
 def test_users_roles_and_authentication(cli: Runner) -> None:
@@ -35,7 +35,8 @@ def test_users_roles_and_authentication(cli: Runner) -> None:
     assert ok("user", "get", "alice") == "User: alice\nRoles: reader\n"
     assert ok("user", "list") == cli.etcdctl("user", "list").text == "alice\nbob\n"
     assert ok("role", "list") == "reader\n"
-    assert ok("auth", "status") == cli.etcdctl("auth", "status").text
+    if not etcd_3_4():
+        assert ok("auth", "status") == cli.etcdctl("auth", "status").text
     ok("user", "add", "root", "--new-user-password=rootpw")
     ok("user", "grant-role", "root", "root")
     assert ok("auth", "enable") == "Authentication Enabled\n"
@@ -54,9 +55,10 @@ def test_users_roles_and_authentication(cli: Runner) -> None:
         no_password = cli("--user=alice", "get", "app/name")
         assert no_password.code == 128
         assert no_password.error.count("\n") == 1
-        assert ok("--user=root:rootpw", "auth", "status") == (
-            cli.etcdctl("--user=root:rootpw", "auth", "status").text
-        )
+        if not etcd_3_4():
+            assert ok("--user=root:rootpw", "auth", "status") == (
+                cli.etcdctl("--user=root:rootpw", "auth", "status").text
+            )
     finally:
         assert ok("--user=root:rootpw", "auth", "disable") == "Authentication Disabled\n"
     assert ok("user", "passwd", "bob", "--interactive=false", stdin=b"new\n") == (
@@ -103,6 +105,8 @@ def test_auth_replies_in_json_and_table_as_etcdctl(cli: Runner) -> None:
         ["user", "delete", "ju2-{}"],
         ["role", "delete", "jr2-{}"],
     ]
+    if etcd_3_4():  # etcd 3.4 has no AuthStatus call, etcdctl 3.4 no `auth status`
+        pairs.remove(["auth", "status"])
     for words in pairs:
         # Reads read the same thing with both tools; each tool changes its own users and roles.
         theirs = "o" if words[1] in ("get", "list", "status") else "t"

@@ -17,6 +17,7 @@ from cli_support import (
     Runner,
     closed_stdin,
     command,
+    etcd_3_4,
     normalized,
     reap,
 )
@@ -63,7 +64,9 @@ def test_no_stdin_is_refused_as_etcdctl_does(
     assert ours.code == theirs.code == code, ours.error
     assert one_error_line(ours), ours.error
     if error is not None:
-        assert ours.err == theirs.err == error.encode()
+        assert ours.err == error.encode()
+        # Before 3.5.30 etcdctl names the closed descriptor's read error instead of EOF.
+        assert theirs.err == ours.err or closed
     assert ours.out == theirs.out
     # Nothing was written: the key keeps its value, no empty transaction ran.
     assert cli("get", prefix + "k", "--print-value-only").out == b"kept\n"
@@ -229,6 +232,8 @@ def test_json_of_a_fresh_server_and_of_alarms(cli: Runner) -> None:
         cli.endpoint = server.endpoint
         for args in (["lease", "list"], ["alarm", "list"], ["alarm", "disarm"]):
             for output in ("simple", "json", "table"):
+                if etcd_3_4() and args[0] == "alarm" and output == "json":
+                    continue  # etcdctl 3.4 leaves the header out; we print 3.5's reply
                 ours, theirs = cli(*args, "-w", output), cli.etcdctl(*args, "-w", output)
                 assert (ours.code, ours.err) == (theirs.code, theirs.err), (args, output)
                 assert ours.out == theirs.out, (args, output)
@@ -237,7 +242,7 @@ def test_json_of_a_fresh_server_and_of_alarms(cli: Runner) -> None:
         deadline = time.monotonic() + COMMAND_TIMEOUT
         while cli("put", "fill", value).code == 0:
             assert time.monotonic() < deadline
-        for output in ("simple", "json"):
+        for output in ("simple",) if etcd_3_4() else ("simple", "json"):
             ours = cli("alarm", "list", "-w", output)
             theirs = cli.etcdctl("alarm", "list", "-w", output)
             assert (ours.code, ours.out) == (theirs.code, theirs.out), output
