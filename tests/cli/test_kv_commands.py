@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from cli_support import Runner, normalized
+from cli_support import Runner, etcd_3_4, normalized
 
 
 def test_get_outputs_match_etcdctl(cli: Runner, prefix: str) -> None:
@@ -146,7 +146,8 @@ def test_txn_reads_etcdctl_syntax_and_prints_as_etcdctl(cli: Runner, prefix: str
     mine = cli("txn", "-w", "json", stdin=failing.format(p=ours).encode())
     real = cli.etcdctl("txn", "-w", "json", stdin=failing.format(p=theirs).encode())
     assert mine.code == real.code == 0
-    assert normalized(json.loads(mine.out), (ours, theirs)) == normalized(json.loads(real.out))
+    if not etcd_3_4():  # etcdctl 3.4 names the responses ResponseRange, ResponsePut, ...
+        assert normalized(json.loads(mine.out), (ours, theirs)) == normalized(json.loads(real.out))
     assert cli("get", ours + "f", "--print-value-only").out == b"raw \\n\n"
 
 
