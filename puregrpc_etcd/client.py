@@ -28,7 +28,12 @@ from puregrpc_etcd._proto import rpc_pb2
 from puregrpc_etcd.auth import Auth
 from puregrpc_etcd.cluster import Cluster, auto_sync
 from puregrpc_etcd.concurrency import ConcurrencyMixin
-from puregrpc_etcd.errors import DeadlineExceededError, EtcdError, from_rpc_error
+from puregrpc_etcd.errors import (
+    CONNECT_FAILURE,
+    DeadlineExceededError,
+    EtcdError,
+    from_rpc_error,
+)
 from puregrpc_etcd.grpc.channel import Channel, connect_channel
 from puregrpc_etcd.grpc.status import RpcError, StatusCode
 from puregrpc_etcd.kv import KVMixin
@@ -53,6 +58,11 @@ _MiB = 1024 * 1024
 CLOSER_TIMEOUT = 2.0
 #: How long a connection attempt may take when neither the caller nor the URL/env says.
 DEFAULT_CONNECT_TIMEOUT = 5.0
+#: Ping a connection whose open streams have heard nothing for this long (gRFC A8's floor for
+#: clients; etcd allows one ping every 5 s while streams are open).
+DEFAULT_KEEPALIVE_INTERVAL = 10.0
+#: A ping unanswered (and nothing else received) for this long ends the connection.
+DEFAULT_KEEPALIVE_TIMEOUT = 5.0
 
 # etcd's answers that mean "authenticate again and repeat the call".
 _REAUTH_MESSAGES = frozenset(
@@ -170,18 +180,28 @@ class Client(KVMixin, WatchMixin, LeaseMixin, ConcurrencyMixin, NamespaceMixin, 
         timeout = self._timeout if timeout is None else check_timeout(timeout)
         channel = self._channel if endpoint is None else await self._channel_for(endpoint)
         metadata = self._metadata
-        deadline = math.inf if timeout is None else trio.current_time() + timeout
+        started = trio.current_time()
+        deadline = math.inf if timeout is None else started + timeout
         try:
             return await channel.unary_unary(
                 method, request, reply_type, timeout=timeout, metadata=metadata
             )
-        except RpcError as first_error:
-            error = first_error
+        except RpcError as caught:
+            error = first_error = caught
         # The rare path: decide whether to authenticate again or retry, within one deadline.
         max_retries = self._retries if retries is None else retries
         attempt = 0
         reauthenticated = False
         while True:
+            if (
+                error.not_processed
+                and error.details.startswith(CONNECT_FAILURE)
+                and trio.current_time() - started >= channel.connect_timeout
+            ):
+                # A whole round of endpoints failed and the call has already waited a connect
+                # timeout: more rounds would only multiply that wait (a hung member accepts TCP
+                # and then says nothing), so this is the answer.
+                raise _final_error(error, first_error, method, repeatable)
             if (
                 not reauthenticated
                 and self._username is not None
@@ -198,13 +218,13 @@ class Client(KVMixin, WatchMixin, LeaseMixin, ConcurrencyMixin, NamespaceMixin, 
                 attempt += 1
                 delay = self._backoff_delay(attempt)
                 if trio.current_time() + delay >= deadline:
-                    raise from_rpc_error(error)
+                    raise _final_error(error, first_error, method, repeatable)
                 if endpoint is None and not error.not_processed and error.details:
                     # The member answered but cannot serve (no leader, stopping, ...): move on.
                     await _rotate(self._channel)
                 await trio.sleep(delay)
             else:
-                raise from_rpc_error(error)
+                raise _final_error(error, first_error, method, repeatable)
             remaining = None if timeout is None else deadline - trio.current_time()
             if remaining is not None and remaining <= 0:
                 raise DeadlineExceededError(
@@ -219,7 +239,7 @@ class Client(KVMixin, WatchMixin, LeaseMixin, ConcurrencyMixin, NamespaceMixin, 
                 if next_error.code == StatusCode.DEADLINE_EXCEEDED and error.code == _UNAVAILABLE:
                     # The deadline ran out while retrying: as when the next backoff no longer
                     # fits, the earlier failure is what the caller needs to see.
-                    raise from_rpc_error(error) from None
+                    raise _final_error(error, first_error, method, repeatable) from None
                 error = next_error
 
     def _backoff_delay(self, attempt: int) -> float:
@@ -315,6 +335,31 @@ async def _run_system_nursery(
             raise unwrapped from unwrapped.__cause__
 
 
+def _final_error(
+    error: RpcError, first_error: RpcError, method: str, repeatable: bool
+) -> EtcdError:
+    """The typed error a call ends with. A write cut off by a failure that may have come after
+    the member received it says that it may have been applied (``not_processed`` False: the
+    client never repeats it); a failure after retries also says what the first attempt met."""
+    details = error.details
+    if error.code == _UNAVAILABLE:
+        if first_error is not error and first_error.details != details:
+            details = f"{details} (after: {first_error.details})"
+        if not (repeatable or error.not_processed):
+            details = f"{details}; the {method.rpartition('/')[2]} may have been applied"
+    if details == error.details:
+        return from_rpc_error(error)
+    return from_rpc_error(
+        RpcError(
+            error.code,
+            details,
+            trailing_metadata=error.trailing_metadata,
+            initial_metadata=error.initial_metadata,
+            not_processed=error.not_processed,
+        )
+    )
+
+
 async def _rotate(channel: Channel) -> None:
     if len(channel.endpoints) > 1:
         await channel.rotate()
@@ -331,8 +376,8 @@ async def connect(
     timeout: float | None = None,
     retries: int = 5,
     retry_backoff: tuple[float, float] = (0.05, 2.0),
-    keepalive_interval: float | None = 30.0,
-    keepalive_timeout: float = 10.0,
+    keepalive_interval: float | None = DEFAULT_KEEPALIVE_INTERVAL,
+    keepalive_timeout: float = DEFAULT_KEEPALIVE_TIMEOUT,
     max_send_message_size: int = 2 * _MiB,
     max_receive_message_size: int = 2**31 - 1,
     metadata: Sequence[tuple[str, str]] | None = None,

@@ -223,7 +223,7 @@ _PREFIXES = ("etcdserver: ", "auth: ")
 # How the transports (ours and grpc-go) word a request above the client's own send limit.
 _SEND_TOO_LARGE = "trying to send message larger than max"
 # How the transport words "no endpoint could be reached" (grpc/channel.py).
-_CONNECT_FAILURE = "cannot connect to any endpoint"
+CONNECT_FAILURE = "cannot connect to any endpoint"
 
 
 def error_class(code_name: str, details: str) -> type[RpcError]:
@@ -246,7 +246,7 @@ def from_rpc_error(exc: TransportError) -> EtcdError:
     details = exc.details or ""
     not_processed = bool(getattr(exc, "not_processed", False))
     cls = error_class(exc.code.name, details)
-    if cls is UnavailableError and not_processed and details.startswith(_CONNECT_FAILURE):
+    if cls is UnavailableError and not_processed and details.startswith(CONNECT_FAILURE):
         cls = ConnectionFailedError
     error = cls(exc.code, details, not_processed=not_processed)
     error.__cause__ = exc

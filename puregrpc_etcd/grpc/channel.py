@@ -81,6 +81,8 @@ class Channel:
         self._failed_rounds = 0
         self._retry_at = -math.inf
         self._next_index = 0
+        # How far the running connect attempt got, for the message if it times out.
+        self._connect_phase = "tcp"
         self._connection: Optional[Connection] = None
         self._attempt: Optional[_ConnectAttempt] = None
         self._nursery: Optional[trio.Nursery] = None
@@ -244,13 +246,12 @@ class Channel:
             for offset in range(count):
                 index = (self._next_index + offset) % count
                 endpoint = self._endpoints[index]
+                self._connect_phase = "tcp"
                 try:
                     with trio.fail_after(self.connect_timeout):
                         connection = await self._open(endpoint)
                 except trio.TooSlowError:
-                    failures.append(
-                        f"{endpoint.text}: no connection within {self.connect_timeout:g} s"
-                    )
+                    failures.append(f"{endpoint.text}: {self._timeout_message()}")
                 except (OSError, trio.BrokenResourceError, RpcError) as exc:
                     failures.append(f"{endpoint.text}: {_describe(exc)}")
                 else:
@@ -275,6 +276,17 @@ class Channel:
             self._attempt = None
             attempt.done.set()
 
+    def _timeout_message(self) -> str:
+        """What the connect timeout cut short: the TCP connect, the TLS handshake, or the wait
+        for the server's first SETTINGS (a port that accepts and then says nothing, such as a
+        stopped process whose kernel still completes TCP handshakes)."""
+        limit = f"{self.connect_timeout:g} s"
+        if self._connect_phase == "tls":
+            return f"TLS handshake not finished within {limit}"
+        if self._connect_phase == "settings":
+            return f"connection accepted but the server sent no HTTP/2 settings within {limit}"
+        return f"TCP connect timed out after {limit}"
+
     def _tls_context(self, endpoint: Endpoint) -> ssl.SSLContext | None:
         wants_tls = endpoint.scheme_tls if endpoint.scheme_tls is not None else bool(self._tls)
         if not wants_tls:
@@ -291,6 +303,7 @@ class Channel:
         context = self._tls_context(endpoint)
         if context is None:
             return tcp_stream, "http"
+        self._connect_phase = "tls"
         with offering_h2(context):
             tls_stream = trio.SSLStream(tcp_stream, context, server_hostname=endpoint.host)
         try:
@@ -316,6 +329,7 @@ class Channel:
                 keepalive=self._keepalive,
                 write_timeout=self._write_timeout,
             )
+            self._connect_phase = "settings"
             await connection.handshake()
         except BaseException:
             await trio.aclose_forcefully(stream)

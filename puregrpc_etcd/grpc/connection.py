@@ -18,6 +18,11 @@ from .status import RpcError, StatusCode
 __all__ = ["Connection", "ConnectionUnusable", "KeepalivePolicy"]
 
 _RECEIVE_SIZE = 256 * 1024
+#: A request sent with nothing received for this long (to twice this long) sends a ping.
+STALL_AFTER = 1.0
+#: Never two pings closer than this: etcd's (grpc-go's) ping policy allows one every 5 s and
+#: sends GOAWAY "too_many_pings" after three closer ones; the margin covers delivery jitter.
+MIN_PING_INTERVAL = 6.0
 
 
 class ConnectionUnusable(Exception):
@@ -26,14 +31,46 @@ class ConnectionUnusable(Exception):
 
 class KeepalivePolicy:
     """Keepalive settings shared by a channel's successive connections, so that a GOAWAY
-    "too_many_pings" doubling of the interval (gRFC A8) outlives the connection."""
+    "too_many_pings" doubling of the intervals (gRFC A8) outlives the connection.
 
-    __slots__ = ("interval", "permit_without_calls", "timeout")
+    A connection pings only while calls are open (unless ``permit_without_calls``), and:
+    - ``interval`` after the last inbound byte (an idle watch or lease stream), or
+    - ``stall_after`` to twice that after a request message was sent with nothing received
+      since (a call waiting on a silent peer), which finds a hung peer well before
+      ``interval``; a peer that is merely slow answers the ping and the call waits on.
+    Two pings are never closer than ``min_ping_interval`` (etcd's ``--grpc-keepalive-min-time``
+    is 5 s, and grpc-go servers GOAWAY a client that pings more often). A ping with no answer
+    and no other inbound bytes within ``timeout`` ends the connection, so a peer that goes
+    silent under a waiting call is declared dead at most
+    ``max(2 * stall_after, min_ping_interval) + timeout`` after the call was sent, and under
+    idle streams at most ``interval + timeout`` after the last byte it sent.
+    """
 
-    def __init__(self, interval: float, timeout: float, *, permit_without_calls: bool = False):
+    __slots__ = ("interval", "min_ping_interval", "permit_without_calls", "stall_after", "timeout")
+
+    def __init__(
+        self,
+        interval: float,
+        timeout: float,
+        *,
+        permit_without_calls: bool = False,
+        stall_after: float = STALL_AFTER,
+        min_ping_interval: float = MIN_PING_INTERVAL,
+    ):
         self.interval = interval
         self.timeout = timeout
         self.permit_without_calls = permit_without_calls
+        self.stall_after = min(stall_after, interval)
+        self.min_ping_interval = min(min_ping_interval, interval)
+
+    def worst_case(self) -> float:
+        """The longest a waiting call can sit on a silent peer before the connection fails."""
+        return max(2 * self.stall_after, self.min_ping_interval) + self.timeout
+
+    def calmed_down(self) -> None:
+        """The server said "too_many_pings": ping half as often from now on (gRFC A8)."""
+        self.interval *= 2
+        self.min_ping_interval *= 2
 
 
 def _wake(call: CallState, send_blocked: set[CallState]) -> int:
@@ -80,6 +117,10 @@ class Connection:
         self._slot_waiters = trio.lowlevel.ParkingLot()
         self._cancel_scope: Optional[trio.CancelScope] = None
         self._last_activity = 0.0
+        # Request messages sent, and how many had been sent at the last inbound byte: the
+        # pinger's cue that a call waits on the peer (no per-call timer on the hot path).
+        self._requests_sent = 0
+        self._requests_at_activity = 0
         self._ping_payload = b""
         self._ping_acknowledged = trio.Event()
         self._pings_sent = 0
@@ -166,6 +207,7 @@ class Connection:
                     return
                 if track_activity:
                     self._last_activity = trio.current_time()
+                    self._requests_at_activity = self._requests_sent
                 protocol.receive_data(data)  # type: ignore[arg-type]  # bytes from sockets
                 woken = self._dispatch()
                 if woken > 1:
@@ -195,27 +237,70 @@ class Connection:
             await self.flush()
 
     async def _pinger(self, policy: KeepalivePolicy) -> None:
+        """Ping when the peer has been silent too long for what is open (see KeepalivePolicy);
+        end the connection when a ping goes unanswered."""
         protocol = self.protocol
+        last_ping = -math.inf
+        # The inbound-activity time at the previous tick that found a call waiting: a second
+        # such tick with no byte in between means the call waited at least one tick for nothing.
+        waiting_mark: Optional[float] = None
         while True:
-            wake_at = self._last_activity + policy.interval
-            if trio.current_time() < wake_at:
-                await trio.sleep_until(wake_at)
-                continue
+            await trio.sleep(policy.stall_after)
+            now = trio.current_time()
+            silent = now - self._last_activity
             if protocol.open_streams == 0 and not policy.permit_without_calls:
                 # Servers punish pings without calls (etcd, grpc-go); there is nothing to save.
-                self._last_activity = trio.current_time()
+                waiting_mark = None
                 continue
-            self._pings_sent += 1
-            self._ping_payload = self._pings_sent.to_bytes(8, "big")
-            self._ping_acknowledged = trio.Event()
-            protocol.send_ping(self._ping_payload)
-            await self.flush()
-            with trio.move_on_after(policy.timeout):
-                await self._ping_acknowledged.wait()
-            if not self._ping_acknowledged.is_set():
-                self._fail(f"keepalive ping not acknowledged within {policy.timeout:g} s")
+            due = silent >= policy.interval
+            if not due and silent >= policy.stall_after and self._awaits_reply():
+                due = waiting_mark == self._last_activity
+                waiting_mark = self._last_activity
+            else:
+                waiting_mark = None
+            if not due:
+                continue
+            if now < last_ping + policy.min_ping_interval:
+                await trio.sleep_until(last_ping + policy.min_ping_interval)
+                if self._last_activity > now:
+                    continue  # the peer spoke meanwhile
+            last_ping = trio.current_time()
+            if not await self._ping(policy.timeout):
+                silent = trio.current_time() - self._last_activity
+                self.close(
+                    RpcError(
+                        StatusCode.UNAVAILABLE,
+                        f"no reply from {self.endpoint} for {silent:.1f} s"
+                        f" (keepalive ping unanswered within {policy.timeout:g} s)",
+                    )
+                )
                 return
-            self._last_activity = trio.current_time()
+            waiting_mark = None
+
+    def _awaits_reply(self) -> bool:
+        """Whether the peer owes us bytes: a request message sent since the last inbound byte,
+        or a call that has sent all of its request (half-closed) and waits for the reply. An
+        idle watch or lease stream owes nothing; the idle interval covers those."""
+        if self._requests_sent != self._requests_at_activity:
+            return True
+        return any(c.local_closed and c.code is None for c in self.protocol.calls.values())
+
+    async def _ping(self, timeout: float) -> bool:
+        """Send a PING; True once it is acknowledged or any byte arrives within ``timeout``."""
+        self._pings_sent += 1
+        self._ping_payload = self._pings_sent.to_bytes(8, "big")
+        self._ping_acknowledged = trio.Event()
+        sent_at = trio.current_time()
+        self.protocol.send_ping(self._ping_payload)
+        await self.flush()
+        with trio.move_on_after(timeout):
+            await self._ping_acknowledged.wait()
+        if not self._ping_acknowledged.is_set():
+            # The ack may sit in the socket while this task ran first after a long stall of
+            # the whole event loop (a blocking call in user code): let the reader catch up.
+            for _ in range(2):
+                await trio.lowlevel.cancel_shielded_checkpoint()
+        return self._ping_acknowledged.is_set() or self._last_activity > sent_at
 
     async def _expirer(self) -> None:
         """End the calls whose deadline (``expire_at``) has passed, as DEADLINE_EXCEEDED."""
@@ -254,7 +339,7 @@ class Connection:
         if protocol.too_many_pings:
             protocol.too_many_pings = False
             if self._keepalive is not None:
-                self._keepalive.interval *= 2
+                self._keepalive.calmed_down()
         if not self._closed and (protocol.drained or protocol.failure is not None):
             self._slot_waiters.unpark_all()
             self._shutdown()
@@ -348,6 +433,7 @@ class Connection:
         """Send one encoded message (or none, to half-close), waiting for window as needed.
         Cancelled part-way, the call is reset: its framing would be broken otherwise."""
         protocol = self.protocol
+        self._requests_sent += 1
         view = memoryview(data)
         started = False
         try:
