@@ -24,16 +24,12 @@ from puregrpc_etcd._endpoints import (
     settings_from_env,
 )
 from puregrpc_etcd._groups import strip_own_group
+from puregrpc_etcd._outcome import final_error
 from puregrpc_etcd._proto import rpc_pb2
 from puregrpc_etcd.auth import Auth
 from puregrpc_etcd.cluster import Cluster, auto_sync
 from puregrpc_etcd.concurrency import ConcurrencyMixin
-from puregrpc_etcd.errors import (
-    CONNECT_FAILURE,
-    DeadlineExceededError,
-    EtcdError,
-    from_rpc_error,
-)
+from puregrpc_etcd.errors import CONNECT_FAILURE, DeadlineExceededError, EtcdError
 from puregrpc_etcd.grpc.channel import Channel, connect_channel
 from puregrpc_etcd.grpc.status import RpcError, StatusCode
 from puregrpc_etcd.kv import KVMixin
@@ -201,7 +197,7 @@ class Client(KVMixin, WatchMixin, LeaseMixin, ConcurrencyMixin, NamespaceMixin, 
                 # A whole round of endpoints failed and the call has already waited a connect
                 # timeout: more rounds would only multiply that wait (a hung member accepts TCP
                 # and then says nothing), so this is the answer.
-                raise _final_error(error, first_error, method, repeatable)
+                raise final_error(error, first_error, method, repeatable)
             if (
                 not reauthenticated
                 and self._username is not None
@@ -218,13 +214,13 @@ class Client(KVMixin, WatchMixin, LeaseMixin, ConcurrencyMixin, NamespaceMixin, 
                 attempt += 1
                 delay = self._backoff_delay(attempt)
                 if trio.current_time() + delay >= deadline:
-                    raise _final_error(error, first_error, method, repeatable)
+                    raise final_error(error, first_error, method, repeatable)
                 if endpoint is None and not error.not_processed and error.details:
                     # The member answered but cannot serve (no leader, stopping, ...): move on.
                     await _rotate(self._channel)
                 await trio.sleep(delay)
             else:
-                raise _final_error(error, first_error, method, repeatable)
+                raise final_error(error, first_error, method, repeatable)
             remaining = None if timeout is None else deadline - trio.current_time()
             if remaining is not None and remaining <= 0:
                 raise DeadlineExceededError(
@@ -239,7 +235,7 @@ class Client(KVMixin, WatchMixin, LeaseMixin, ConcurrencyMixin, NamespaceMixin, 
                 if next_error.code == StatusCode.DEADLINE_EXCEEDED and error.code == _UNAVAILABLE:
                     # The deadline ran out while retrying: as when the next backoff no longer
                     # fits, the earlier failure is what the caller needs to see.
-                    raise _final_error(error, first_error, method, repeatable) from None
+                    raise final_error(error, first_error, method, repeatable) from None
                 error = next_error
 
     def _backoff_delay(self, attempt: int) -> float:
@@ -333,31 +329,6 @@ async def _run_system_nursery(
             if unwrapped is exc:
                 raise
             raise unwrapped from unwrapped.__cause__
-
-
-def _final_error(
-    error: RpcError, first_error: RpcError, method: str, repeatable: bool
-) -> EtcdError:
-    """The typed error a call ends with. A write cut off by a failure that may have come after
-    the member received it says that it may have been applied (``not_processed`` False: the
-    client never repeats it); a failure after retries also says what the first attempt met."""
-    details = error.details
-    if error.code == _UNAVAILABLE:
-        if first_error is not error and first_error.details != details:
-            details = f"{details} (after: {first_error.details})"
-        if not (repeatable or error.not_processed):
-            details = f"{details}; the {method.rpartition('/')[2]} may have been applied"
-    if details == error.details:
-        return from_rpc_error(error)
-    return from_rpc_error(
-        RpcError(
-            error.code,
-            details,
-            trailing_metadata=error.trailing_metadata,
-            initial_metadata=error.initial_metadata,
-            not_processed=error.not_processed,
-        )
-    )
 
 
 async def _rotate(channel: Channel) -> None:

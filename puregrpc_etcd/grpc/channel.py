@@ -15,8 +15,9 @@ import trio
 from google.protobuf.message import Message
 
 from . import call as _call
-from .connection import Connection, KeepalivePolicy
+from .connection import Connection
 from .endpoints import Endpoint, TlsOption, parse_endpoint
+from .liveness import KeepalivePolicy
 from .metadata import Metadata, RequestHeaderTemplate
 from .protocol import GrpcProtocol
 from .status import RpcError, StatusCode

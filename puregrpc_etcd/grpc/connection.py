@@ -11,6 +11,7 @@ import trio
 
 from .call_state import CallState
 from .deadlines import DeadlineQueue
+from .liveness import KeepalivePolicy, run_pinger
 from .metadata import RequestHeaderTemplate
 from .protocol import GrpcProtocol
 from .status import RpcError, StatusCode
@@ -18,59 +19,10 @@ from .status import RpcError, StatusCode
 __all__ = ["Connection", "ConnectionUnusable", "KeepalivePolicy"]
 
 _RECEIVE_SIZE = 256 * 1024
-#: A request sent with nothing received for this long (to twice this long) sends a ping.
-STALL_AFTER = 1.0
-#: Never two pings closer than this: etcd's (grpc-go's) ping policy allows one every 5 s and
-#: sends GOAWAY "too_many_pings" after three closer ones; the margin covers delivery jitter.
-MIN_PING_INTERVAL = 6.0
 
 
 class ConnectionUnusable(Exception):
     """The connection takes no new calls (closed or draining); try a fresh one."""
-
-
-class KeepalivePolicy:
-    """Keepalive settings shared by a channel's successive connections, so that a GOAWAY
-    "too_many_pings" doubling of the intervals (gRFC A8) outlives the connection.
-
-    A connection pings only while calls are open (unless ``permit_without_calls``), and:
-    - ``interval`` after the last inbound byte (an idle watch or lease stream), or
-    - ``stall_after`` to twice that after a request message was sent with nothing received
-      since (a call waiting on a silent peer), which finds a hung peer well before
-      ``interval``; a peer that is merely slow answers the ping and the call waits on.
-    Two pings are never closer than ``min_ping_interval`` (etcd's ``--grpc-keepalive-min-time``
-    is 5 s, and grpc-go servers GOAWAY a client that pings more often). A ping with no answer
-    and no other inbound bytes within ``timeout`` ends the connection, so a peer that goes
-    silent under a waiting call is declared dead at most
-    ``max(2 * stall_after, min_ping_interval) + timeout`` after the call was sent, and under
-    idle streams at most ``interval + timeout`` after the last byte it sent.
-    """
-
-    __slots__ = ("interval", "min_ping_interval", "permit_without_calls", "stall_after", "timeout")
-
-    def __init__(
-        self,
-        interval: float,
-        timeout: float,
-        *,
-        permit_without_calls: bool = False,
-        stall_after: float = STALL_AFTER,
-        min_ping_interval: float = MIN_PING_INTERVAL,
-    ):
-        self.interval = interval
-        self.timeout = timeout
-        self.permit_without_calls = permit_without_calls
-        self.stall_after = min(stall_after, interval)
-        self.min_ping_interval = min(min_ping_interval, interval)
-
-    def worst_case(self) -> float:
-        """The longest a waiting call can sit on a silent peer before the connection fails."""
-        return max(2 * self.stall_after, self.min_ping_interval) + self.timeout
-
-    def calmed_down(self) -> None:
-        """The server said "too_many_pings": ping half as often from now on (gRFC A8)."""
-        self.interval *= 2
-        self.min_ping_interval *= 2
 
 
 def _wake(call: CallState, send_blocked: set[CallState]) -> int:
@@ -163,7 +115,7 @@ class Connection:
                 nursery.start_soon(self._writer)
                 nursery.start_soon(self._expirer)
                 if self._keepalive is not None:
-                    nursery.start_soon(self._pinger, self._keepalive)
+                    nursery.start_soon(run_pinger, self, self._keepalive)
         finally:
             self._closed = True
             if self.protocol.failure is None:
@@ -192,6 +144,38 @@ class Connection:
 
     def _fail(self, details: str) -> None:
         self.close(RpcError(StatusCode.UNAVAILABLE, f"{details} ({self.endpoint})"))
+
+    # -- liveness (the pinger in liveness.py uses these) ----------------------------------------
+
+    @property
+    def last_activity(self) -> float:
+        """When bytes last came in (tracked only with keepalive on)."""
+        return self._last_activity
+
+    def awaits_reply(self) -> bool:
+        """Whether the peer owes us bytes: a request message sent since the last inbound byte,
+        or a call that has sent all of its request (half-closed) and waits for the reply. An
+        idle watch or lease stream owes nothing; the idle interval covers those."""
+        if self._requests_sent != self._requests_at_activity:
+            return True
+        return any(c.local_closed and c.code is None for c in self.protocol.calls.values())
+
+    async def ping(self, timeout: float) -> bool:
+        """Send a PING; True once it is acknowledged or any byte arrives within ``timeout``."""
+        self._pings_sent += 1
+        self._ping_payload = self._pings_sent.to_bytes(8, "big")
+        self._ping_acknowledged = trio.Event()
+        sent_at = trio.current_time()
+        self.protocol.send_ping(self._ping_payload)
+        await self.flush()
+        with trio.move_on_after(timeout):
+            await self._ping_acknowledged.wait()
+        if not self._ping_acknowledged.is_set():
+            # The ack may sit in the socket while this task ran first after a long stall of
+            # the whole event loop (a blocking call in user code): let the reader catch up.
+            for _ in range(2):
+                await trio.lowlevel.cancel_shielded_checkpoint()
+        return self._ping_acknowledged.is_set() or self._last_activity > sent_at
 
     # -- background tasks ---------------------------------------------------------------------
 
@@ -235,72 +219,6 @@ class Connection:
             await trio.lowlevel.cancel_shielded_checkpoint()
             self._defer_flush = False
             await self.flush()
-
-    async def _pinger(self, policy: KeepalivePolicy) -> None:
-        """Ping when the peer has been silent too long for what is open (see KeepalivePolicy);
-        end the connection when a ping goes unanswered."""
-        protocol = self.protocol
-        last_ping = -math.inf
-        # The inbound-activity time at the previous tick that found a call waiting: a second
-        # such tick with no byte in between means the call waited at least one tick for nothing.
-        waiting_mark: Optional[float] = None
-        while True:
-            await trio.sleep(policy.stall_after)
-            now = trio.current_time()
-            silent = now - self._last_activity
-            if protocol.open_streams == 0 and not policy.permit_without_calls:
-                # Servers punish pings without calls (etcd, grpc-go); there is nothing to save.
-                waiting_mark = None
-                continue
-            due = silent >= policy.interval
-            if not due and silent >= policy.stall_after and self._awaits_reply():
-                due = waiting_mark == self._last_activity
-                waiting_mark = self._last_activity
-            else:
-                waiting_mark = None
-            if not due:
-                continue
-            if now < last_ping + policy.min_ping_interval:
-                await trio.sleep_until(last_ping + policy.min_ping_interval)
-                if self._last_activity > now:
-                    continue  # the peer spoke meanwhile
-            last_ping = trio.current_time()
-            if not await self._ping(policy.timeout):
-                silent = trio.current_time() - self._last_activity
-                self.close(
-                    RpcError(
-                        StatusCode.UNAVAILABLE,
-                        f"no reply from {self.endpoint} for {silent:.1f} s"
-                        f" (keepalive ping unanswered within {policy.timeout:g} s)",
-                    )
-                )
-                return
-            waiting_mark = None
-
-    def _awaits_reply(self) -> bool:
-        """Whether the peer owes us bytes: a request message sent since the last inbound byte,
-        or a call that has sent all of its request (half-closed) and waits for the reply. An
-        idle watch or lease stream owes nothing; the idle interval covers those."""
-        if self._requests_sent != self._requests_at_activity:
-            return True
-        return any(c.local_closed and c.code is None for c in self.protocol.calls.values())
-
-    async def _ping(self, timeout: float) -> bool:
-        """Send a PING; True once it is acknowledged or any byte arrives within ``timeout``."""
-        self._pings_sent += 1
-        self._ping_payload = self._pings_sent.to_bytes(8, "big")
-        self._ping_acknowledged = trio.Event()
-        sent_at = trio.current_time()
-        self.protocol.send_ping(self._ping_payload)
-        await self.flush()
-        with trio.move_on_after(timeout):
-            await self._ping_acknowledged.wait()
-        if not self._ping_acknowledged.is_set():
-            # The ack may sit in the socket while this task ran first after a long stall of
-            # the whole event loop (a blocking call in user code): let the reader catch up.
-            for _ in range(2):
-                await trio.lowlevel.cancel_shielded_checkpoint()
-        return self._ping_acknowledged.is_set() or self._last_activity > sent_at
 
     async def _expirer(self) -> None:
         """End the calls whose deadline (``expire_at``) has passed, as DEADLINE_EXCEEDED."""

@@ -1,5 +1,5 @@
-"""Shared parts of the interop tests: the grpcio server process, a loopback TCP proxy that can
-black-hole its connections, and small helpers to call the test service with our transport."""
+"""Shared parts of the interop tests: the grpcio server process, the fault suites' loopback TCP
+proxy (``FaultProxy``), and small helpers to call the test service with our transport."""
 
 from __future__ import annotations
 
@@ -18,6 +18,10 @@ import trio
 from _pb import interop_pb2 as pb
 
 from puregrpc_etcd import grpc as pg
+
+# The fault proxy lives with the fault suites, which use it against etcd members.
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "faults"))
+from fault_proxy import FaultProxy  # noqa: F401  (re-exported for the interop tests)
 
 SERVER_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "interop_server.py")
 GRPCIO_AVAILABLE = importlib.util.find_spec("grpc") is not None
@@ -109,69 +113,6 @@ def unused_loopback_port() -> int:
         probe.bind(("127.0.0.1", 0))
         port: int = probe.getsockname()[1]
     return port
-
-
-class BlackHoleProxy:
-    """Forwards loopback TCP connections to a target port until `black_hole()` is called.
-
-    From then on the connections open at that moment swallow everything and forward nothing,
-    yet stay open: the peer sees silence, never a FIN or RST. Later connections forward again."""
-
-    def __init__(self, target_port: int) -> None:
-        self.target_port = target_port
-        self.port = 0
-        self.connections_seen = 0
-        self._generation = 0
-
-    @property
-    def address(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-    def black_hole(self) -> None:
-        self._generation += 1
-
-    async def serve(
-        self, *, task_status: trio.TaskStatus[list[trio.SocketListener]] = trio.TASK_STATUS_IGNORED
-    ) -> None:
-        listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
-        self.port = listeners[0].socket.getsockname()[1]
-        await trio.serve_listeners(self._relay, listeners, task_status=task_status)
-
-    async def _relay(self, client: trio.SocketStream) -> None:
-        self.connections_seen += 1
-        generation = self._generation
-        try:
-            server = await trio.open_tcp_stream("127.0.0.1", self.target_port)
-        except OSError:
-            await client.aclose()
-            return
-        async with client, server, trio.open_nursery() as nursery:
-            nursery.start_soon(self._pump, client, server, generation, nursery.cancel_scope)
-            nursery.start_soon(self._pump, server, client, generation, nursery.cancel_scope)
-
-    async def _pump(
-        self,
-        source: trio.SocketStream,
-        sink: trio.SocketStream,
-        generation: int,
-        relay_scope: trio.CancelScope,
-    ) -> None:
-        try:
-            while True:
-                data = await source.receive_some(65536)
-                if generation != self._generation:
-                    # Keep reading and dropping, so the sender's socket buffers never fill up
-                    # and tell it anything: a black hole, not a stalled peer. No FIN passes.
-                    if not data:
-                        await trio.sleep_forever()
-                    continue
-                if not data:
-                    await sink.send_eof()
-                    return
-                await sink.send_all(data)
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            # One side reset: end the relay, closing the other side too, as a router would.
-            relay_scope.cancel()
 
 
 def metadata_value(metadata: Sequence[tuple[str, str | bytes]] | None, key: str) -> str | bytes:

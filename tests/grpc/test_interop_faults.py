@@ -9,7 +9,7 @@ import pytest
 import trio
 from _pb import interop_pb2 as pb
 from interop_support import (
-    BlackHoleProxy,
+    FaultProxy,
     InteropServer,
     assert_channel_works,
     method,
@@ -72,7 +72,7 @@ async def test_server_killed_mid_stream_then_restarted(
 async def test_black_holed_connection_found_by_keepalive(
     interop_server: InteropServer,
 ) -> None:
-    proxy = BlackHoleProxy(interop_server.port)
+    proxy = FaultProxy(interop_server.port)
     with trio.fail_after(30):
         async with trio.open_nursery() as nursery:
             await nursery.start(proxy.serve)

@@ -12,7 +12,7 @@ from hyperframe.frame import Frame, PingFrame
 from test_grpc_connection import METHOD, MemoryChannel, ScriptedServer, request
 
 from puregrpc_etcd.grpc import RpcError, StatusCode
-from puregrpc_etcd.grpc.connection import MIN_PING_INTERVAL, KeepalivePolicy
+from puregrpc_etcd.grpc.liveness import MIN_PING_INTERVAL, KeepalivePolicy
 
 
 @pytest.fixture
