@@ -43,7 +43,13 @@ class _ConnectAttempt:
 
 class Channel:
     """A gRPC channel over one HTTP/2 connection at a time. See API.md, "The generic gRPC
-    layer". Use ``async with Channel(...)``, ``open_channel(...)`` or ``connect_channel``."""
+    layer". Use ``async with Channel(...)``, ``open_channel(...)`` or ``connect_channel``.
+
+    ``connect_timeout`` bounds each connection attempt as a whole: TCP connect, TLS handshake
+    and the wait for the server's first SETTINGS (a stopped process's kernel still completes
+    TCP handshakes); the failure names the step. ``keepalive_interval`` (None: no pings) and
+    ``keepalive_timeout`` set the ``KeepalivePolicy`` that finds a silent peer (liveness.py).
+    """
 
     def __init__(
         self,
