@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 
@@ -41,6 +42,14 @@ def stopped(member: EtcdServer) -> Iterator[None]:
     assert pid is not None
     os.kill(pid, signal.SIGSTOP)
     try:
+        # The signal takes effect asynchronously: a call sent at once could still be served.
+        for _attempt in range(1000):
+            with open(f"/proc/{pid}/stat") as stat:
+                if stat.read().rsplit(")", 1)[1].split()[0] == "T":
+                    break
+            time.sleep(0.001)
+        else:
+            raise AssertionError(f"etcd (pid {pid}) did not stop")
         yield
     finally:
         os.kill(pid, signal.SIGCONT)
