@@ -11,13 +11,20 @@ from google.protobuf.wrappers_pb2 import BytesValue
 from hyperframe.frame import Frame, PingFrame
 from test_grpc_connection import METHOD, MemoryChannel, ScriptedServer, request
 
-from puregrpc_etcd.grpc import RpcError, StatusCode
+from puregrpc_etcd.grpc import RpcError, StatusCode, Stream
 from puregrpc_etcd.grpc.liveness import MIN_PING_INTERVAL, KeepalivePolicy
 
 
 @pytest.fixture
 def autojump_clock() -> trio.testing.MockClock:
     return trio.testing.MockClock(autojump_threshold=0)
+
+
+def mute_server() -> ScriptedServer:
+    """A server that answers PINGs and nothing else (until a test sends replies itself)."""
+    server = ScriptedServer()
+    server.echo = False
+    return server
 
 
 def record_pings(server: ScriptedServer) -> list[float]:
@@ -32,11 +39,20 @@ def record_pings(server: ScriptedServer) -> list[float]:
     return times
 
 
+async def found_dead(stream: Stream[BytesValue], policy: KeepalivePolicy) -> None:
+    """The stream's next receive fails as the connection's silent peer is found, in time."""
+    start = trio.current_time()
+    with pytest.raises(RpcError) as caught:
+        await stream.receive_message()
+    assert trio.current_time() - start <= policy.worst_case()
+    assert caught.value.code is StatusCode.UNAVAILABLE
+    assert "keepalive ping unanswered" in caught.value.details
+
+
 async def test_a_waiting_call_finds_a_silent_peer_before_the_idle_interval(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    server = ScriptedServer()
-    server.echo = False
+    server = mute_server()
     server.answer_pings = False
     policy = KeepalivePolicy(10, 5)
     async with MemoryChannel(server, keepalive_interval=10, keepalive_timeout=5) as channel:
@@ -72,8 +88,7 @@ async def test_a_call_still_waits_after_other_replies_came_in(
 ) -> None:
     # Call A has sent everything; the peer then answers call B and falls silent. Bytes that
     # arrived after A was sent must not count as A's answer: A is still owed a reply.
-    server = ScriptedServer()
-    server.echo = False
+    server = mute_server()
     async with (
         MemoryChannel(server, keepalive_interval=100, keepalive_timeout=5) as channel,
         channel.stream(METHOD, BytesValue) as waiting,
@@ -87,11 +102,7 @@ async def test_a_call_still_waits_after_other_replies_came_in(
         server.answer_pings = False
         await server.send(server.peer.reply(3, request(b"b").SerializeToString()))
         assert await answered.receive_message() == request(b"b")
-        start = trio.current_time()
-        with pytest.raises(RpcError) as caught:
-            await waiting.receive_message()
-        assert trio.current_time() - start <= KeepalivePolicy(100, 5).worst_case()
-    assert "keepalive ping unanswered" in caught.value.details
+        await found_dead(waiting, KeepalivePolicy(100, 5))
 
 
 async def test_an_unanswered_request_on_an_open_stream_is_probed(
@@ -99,8 +110,7 @@ async def test_an_unanswered_request_on_an_open_stream_is_probed(
 ) -> None:
     # A lease keepalive stream: requests go out on a stream that stays open; when the peer
     # stops answering them, the connection is probed without waiting for the idle interval.
-    server = ScriptedServer()
-    server.echo = False
+    server = mute_server()
     async with (
         MemoryChannel(server, keepalive_interval=100, keepalive_timeout=5) as channel,
         channel.stream(METHOD, BytesValue) as stream,
@@ -108,20 +118,15 @@ async def test_an_unanswered_request_on_an_open_stream_is_probed(
         await trio.sleep(30)
         assert stream.status is None
         server.answer_pings = False
-        start = trio.current_time()
         await stream.send_message(request(b"renew"))
-        with pytest.raises(RpcError) as caught:
-            await stream.receive_message()
-        assert trio.current_time() - start <= KeepalivePolicy(100, 5).worst_case()
-    assert "keepalive ping unanswered" in caught.value.details
+        await found_dead(stream, KeepalivePolicy(100, 5))
 
 
 async def test_an_idle_stream_is_pinged_only_at_the_interval(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     # An idle watch owes us nothing: it is pinged every `interval` of silence, not sooner.
-    server = ScriptedServer()
-    server.echo = False
+    server = mute_server()
     pings = record_pings(server)
     async with (
         MemoryChannel(server, keepalive_interval=10, keepalive_timeout=5) as channel,
