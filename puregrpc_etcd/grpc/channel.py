@@ -28,6 +28,7 @@ __all__ = ["Channel", "connect_channel", "open_channel"]
 ReplyT = TypeVar("ReplyT", bound=Message)
 
 DEFAULT_USER_AGENT = "grpc-python-puregrpc_etcd/0.1"
+_MIN_WRITE_TIMEOUT = 10.0
 
 
 class _ConnectAttempt:
@@ -80,7 +81,10 @@ class Channel:
             if keepalive_interval is None
             else KeepalivePolicy(keepalive_interval, keepalive_timeout)
         )
-        self._write_timeout = max(keepalive_timeout, 1.0)
+        # A write that the peer does not take for this long ends the connection. Not the
+        # liveness check (pings are, and a blocked write leaves them unanswered), so it stays
+        # generous for slow links: at least the 10 s it was when connect() waited 10 s for acks.
+        self._write_timeout = max(keepalive_timeout, _MIN_WRITE_TIMEOUT)
         self.max_send_message_size = max_send_message_size
         self.max_receive_message_size = max_receive_message_size
         self._user_agent = user_agent or DEFAULT_USER_AGENT
