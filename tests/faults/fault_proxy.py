@@ -31,21 +31,25 @@ def _rst(stream: trio.SocketStream) -> None:
 class _Relay:
     __slots__ = ("black_holed", "scope", "streams")
 
-    def __init__(self, streams: tuple[trio.SocketStream, ...], scope: trio.CancelScope) -> None:
+    def __init__(self, streams: tuple[trio.SocketStream, ...]) -> None:
         self.streams = streams
-        self.scope = scope
+        self.scope = trio.CancelScope()
         self.black_holed = False
 
 
 class FaultProxy:
     """Forwards loopback TCP connections to ``target_port``; faults are switched on by calls.
 
-    - ``black_hole()``: the connections open now forward nothing either way from then on, yet
-      stay open, reading and dropping what arrives (so no buffer fills and tells the sender):
-      the peer sees silence, never a FIN or RST. ``mode`` decides what later connections get.
+    - ``blackhole()``: a partition. The connections open now forward nothing either way from
+      then on, yet stay open, reading and dropping what arrives (so no buffer fills and tells
+      the sender): the client hears silence, never a FIN or RST. New connections are accepted
+      and never spoken to (``mode = "silent"``). A black-holed connection ends only when its
+      client gives up on it, as after a real partition that outlived the connection.
+    - ``heal()``: new connections forward again (``mode = "pass"``).
     - ``reset()``: the connections open now are reset (RST) on both sides.
-    - ``mode``: ``"pass"`` (forward), ``"silent"`` (accept and never speak) or ``"reset"``
-      (accept, then RST) for connections accepted from then on.
+    - ``mode``: ``"pass"`` (forward), ``"silent"`` (accept and never speak: a hung server whose
+      kernel still completes TCP handshakes) or ``"reset"`` (accept, then RST) for connections
+      accepted from then on.
     Run ``serve`` in a nursery (``await nursery.start(proxy.serve)``)."""
 
     def __init__(self, target_port: int, *, mode: str = PASS) -> None:
@@ -61,9 +65,13 @@ class FaultProxy:
     def address(self) -> str:
         return f"127.0.0.1:{self.port}"
 
-    def black_hole(self) -> None:
+    def blackhole(self) -> None:
+        self.mode = SILENT
         for relay in self._relays:
             relay.black_holed = True
+
+    def heal(self) -> None:
+        self.mode = PASS
 
     def reset(self) -> None:
         for relay in list(self._relays):
@@ -90,12 +98,14 @@ class FaultProxy:
                 await _drain(client)
             return
         try:
-            server = await trio.open_tcp_stream("127.0.0.1", self.target_port)
-        except OSError:
+            with trio.fail_after(2):
+                server = await trio.open_tcp_stream("127.0.0.1", self.target_port)
+        except (OSError, trio.TooSlowError):
+            # The target is down: the client sees its connection reset, as a router says.
             _rst(client)
             await client.aclose()
             return
-        relay = _Relay((client, server), trio.CancelScope())
+        relay = _Relay((client, server))
         self._relays.add(relay)
         try:
             with relay.scope:
@@ -112,15 +122,18 @@ class FaultProxy:
             while True:
                 data = await source.receive_some(65536)
                 if relay.black_holed:
-                    # Keep reading and dropping; an end of input is not passed on either.
+                    # Keep reading and dropping; an end of input is not passed on either,
+                    # but once the client gives up, the relay goes (closing the server side).
                     if not data:
+                        if source is relay.streams[0]:
+                            relay.scope.cancel()
                         await trio.sleep_forever()
                     continue
                 if not data:
                     await sink.send_eof()
                     return
                 await sink.send_all(data)
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
+        except (OSError, trio.BrokenResourceError, trio.ClosedResourceError):
             # One side reset: end the relay, closing the other side too, as a router would.
             relay.scope.cancel()
 

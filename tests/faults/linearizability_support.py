@@ -1,6 +1,6 @@
-"""The parts of the linearizability fault run: a loopback TCP fault proxy per member, clients that
-record every call they make (invoke, complete, outcome), and a nemesis that crashes, stops,
-black-holes and resets members while they run."""
+"""The parts of the linearizability fault run: clients that record every call they make (invoke,
+complete, outcome), and a nemesis that crashes, stops, black-holes and resets members (through
+a ``fault_proxy.FaultProxy`` in front of each) while they run."""
 
 from __future__ import annotations
 
@@ -8,120 +8,18 @@ import math
 import os
 import random
 import signal
-import socket
-import struct
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
 import trio
+from fault_proxy import FaultProxy
 from linearizability import Operation, Value
 
 import puregrpc_etcd as etcd
 from puregrpc_etcd.errors import EtcdError
 from puregrpc_etcd.testing import EtcdCluster, EtcdServer
 from puregrpc_etcd.txn import Compare, Op
-
-# A fault proxy of our own until the shared one (tests/faults/proxy.py, written for the
-# dead-peer tests on another branch) lands; the run only uses blackhole(), reset() and heal().
-
-
-class _Relay:
-    __slots__ = ("blackholed", "scope", "sockets")
-
-    def __init__(self, blackholed: bool) -> None:
-        self.blackholed = blackholed
-        self.scope = trio.CancelScope()
-        self.sockets: list[trio.SocketStream] = []
-
-
-class FaultProxy:
-    """Forwards loopback TCP connections to ``target_port``, and on demand:
-
-    - ``blackhole()``: every connection, open or new, swallows what it gets and forwards
-      nothing, yet stays open (no FIN, no RST): the peer hears silence;
-    - ``reset()``: every open connection is closed with an RST on both sides;
-    - ``heal()``: new connections forward again (black-holed ones stay silent until their
-      client gives up on them, as after a real partition that outlived the connection).
-    """
-
-    def __init__(self, target_port: int) -> None:
-        self.target_port = target_port
-        self.port = 0
-        self._blackholed = False
-        self._relays: set[_Relay] = set()
-
-    @property
-    def address(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-    def blackhole(self) -> None:
-        self._blackholed = True
-        for relay in self._relays:
-            relay.blackholed = True
-
-    def heal(self) -> None:
-        self._blackholed = False
-
-    def reset(self) -> None:
-        for relay in list(self._relays):
-            for stream in relay.sockets:
-                try:
-                    # Linger 0: close() sends an RST instead of a FIN.
-                    stream.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-                except OSError:
-                    pass
-            relay.scope.cancel()
-
-    async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
-        self.port = listeners[0].socket.getsockname()[1]
-        await trio.serve_listeners(self._handle, listeners, task_status=task_status)
-
-    async def _handle(self, client: trio.SocketStream) -> None:
-        relay = _Relay(self._blackholed)
-        relay.sockets.append(client)
-        self._relays.add(relay)
-        try:
-            with relay.scope:
-                async with client:
-                    if relay.blackholed:
-                        await _swallow(client)
-                        return
-                    with trio.fail_after(2):
-                        server = await trio.open_tcp_stream("127.0.0.1", self.target_port)
-                    relay.sockets.append(server)
-                    async with server, trio.open_nursery() as nursery:
-                        nursery.start_soon(self._pump, relay, client, server)
-                        nursery.start_soon(self._pump, relay, server, client)
-        except (OSError, trio.BrokenResourceError, trio.ClosedResourceError, trio.TooSlowError):
-            pass  # the member is down or a side reset: the client sees the connection close
-        finally:
-            self._relays.discard(relay)
-
-    async def _pump(
-        self, relay: _Relay, source: trio.SocketStream, sink: trio.SocketStream
-    ) -> None:
-        try:
-            while True:
-                data = await source.receive_some(65536)
-                if relay.blackholed:
-                    if not data:
-                        relay.scope.cancel()  # one side gave up: drop the whole relay
-                        return
-                    continue
-                if not data:
-                    await sink.send_eof()
-                    return
-                await sink.send_all(data)
-        except (OSError, trio.BrokenResourceError, trio.ClosedResourceError):
-            relay.scope.cancel()
-
-
-async def _swallow(stream: trio.SocketStream) -> None:
-    while await stream.receive_some(65536):
-        pass
-
 
 # The workload.
 

@@ -59,7 +59,7 @@ def stopped(member: EtcdServer) -> Iterator[None]:
 async def proxies(targets: list[EtcdServer]) -> AsyncIterator[list[FaultProxy]]:
     """One fault proxy in front of each member."""
     async with trio.open_nursery() as nursery:
-        started = [FaultProxy(int(member.endpoint.rsplit(":", 1)[1])) for member in targets]
+        started = [FaultProxy(member.client_port) for member in targets]
         for proxy in started:
             await nursery.start(proxy.serve)
         yield started
@@ -163,8 +163,7 @@ async def test_black_holed_connection_fails_a_read_clearly() -> None:
     with EtcdServer() as server:
         async with proxies([server]) as (proxy,), etcd.connect(proxy.address) as client:
             await client.put("dead/hole", "v")
-            proxy.black_hole()
-            proxy.mode = SILENT
+            proxy.blackhole()
             with trio.fail_after(CALL_BOUND + DEFAULT_CONNECT_TIMEOUT + SLACK):
                 with pytest.raises(etcd.UnavailableError) as caught:
                     await client.get("dead/hole")
@@ -179,8 +178,7 @@ async def test_black_holed_member_in_use_reads_move_to_another() -> None:
             async with etcd.connect(addresses) as client:
                 await client.put("dead/hole3", "v")
                 hole = relays[in_use(client, addresses)]
-                hole.black_hole()
-                hole.mode = SILENT
+                hole.blackhole()
                 with trio.fail_after(CALL_BOUND + SLACK):
                     assert await client.get_value("dead/hole3") == b"v"
                 assert client._channel.current_endpoint != hole.address
@@ -195,7 +193,7 @@ async def test_reset_connection_is_retried_for_reads() -> None:
             with trio.fail_after(SLACK):
                 with pytest.raises(etcd.ConnectionFailedError):
                     await client.get("dead/reset")
-            proxy.mode = "pass"
+            proxy.heal()
             with trio.fail_after(SLACK):
                 assert await client.get_value("dead/reset") == b"v"
 

@@ -94,7 +94,8 @@ async def test_black_holed_connection_found_by_keepalive(
                 ) as stream:
                     await stream.send_message(output_request(10))
                     assert await stream.receive_message() is not None
-                    proxy.black_hole()
+                    proxy.blackhole()
+                    proxy.heal()  # only the connection open now is cut
                     with trio.fail_after(KEEPALIVE_INTERVAL + KEEPALIVE_TIMEOUT + KEEPALIVE_SLACK):
                         with pytest.raises(pg.RpcError) as caught:
                             await stream.receive_message()
