@@ -120,26 +120,37 @@ async def test_stopped_member_in_use_reads_move_to_another() -> None:
                 assert client._channel.current_endpoint != victim.endpoint
 
 
-async def test_stopped_member_in_use_watch_and_lease_carry_on() -> None:
+@contextmanager
+def healed_after(proxy: FaultProxy) -> Iterator[None]:
+    """The proxy black-holed (a partition between the client and that member) for the block."""
+    proxy.blackhole()
+    try:
+        yield
+    finally:
+        proxy.heal()
+
+
+@pytest.mark.parametrize("fault", ["SIGSTOP", "blackhole"])
+async def test_member_in_use_lost_watch_and_lease_carry_on(fault: str) -> None:
     prefix = "dead/watch/"
     ttl = 24  # above a renewal period (ttl/3) plus CALL_BOUND, so that one failover fits
     with EtcdCluster(size=3) as cluster:
         # A follower, so that the writes below see no leader election (whose timed-out
         # proposals would make their outcome unknown); the leader's case is a write's test.
         victim = cluster.followers()[0]
-        others = [m.endpoint for m in cluster if m is not victim]
-        members = [victim.endpoint, *others]
-        async with etcd.connect(members) as client:
+        order = [victim, *(m for m in cluster if m is not victim)]
+        others = [m.endpoint for m in order[1:]]
+        async with proxies(order) as relays, etcd.connect([p.address for p in relays]) as client:
             await client.get("dead/connect")
-            assert in_use(client, members) == 0
+            assert client._channel.current_endpoint == relays[0].address
             async with (
                 etcd.connect(others) as writer,
                 client.lease(ttl) as lease,
                 client.watch(prefix, prefix=True) as watcher,
             ):
                 await client.put("dead/leased", "v", lease=lease.id)
-                with stopped(victim):
-                    stopped_at = trio.current_time()
+                with stopped(victim) if fault == "SIGSTOP" else healed_after(relays[0]):
+                    lost_at = trio.current_time()
                     written = []
                     for n in range(10):
                         reply = await writer.put(f"{prefix}{n}", "v")
@@ -151,8 +162,8 @@ async def test_stopped_member_in_use_watch_and_lease_carry_on() -> None:
                             events.append(event.kv.mod_revision)
                             if len(events) == len(written):
                                 break
-                    # Past the TTL counted from the freeze: the lease was renewed elsewhere.
-                    await trio.sleep_until(stopped_at + ttl + 1)
+                    # Past the TTL counted from the fault: the lease was renewed elsewhere.
+                    await trio.sleep_until(lost_at + ttl + 1)
                     assert not lease.lost.is_set()
                     assert (await writer.time_to_live(lease.id)).ttl > 0
                     assert await writer.get_value("dead/leased") == b"v"
