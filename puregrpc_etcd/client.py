@@ -366,16 +366,12 @@ async def connect(
     and ``connect_timeout`` falls back to 5 s. The client owns one nursery; leaving the block runs
     the clients' close-time jobs and ends every task.
 
-    A hung or cut-off member is found by HTTP/2 pings within etcd's ping policy (never two within
-    6 s, none without an open call; ``grpc.liveness.KeepalivePolicy``): a call that hears nothing
-    for 1-2 s pings, and a ping unanswered for ``keepalive_timeout`` (5 s) ends the connection,
-    so a call on a silent member fails within 13 s (typically 7 s), an idle watch or lease
-    stream within ``keepalive_interval`` + 6 s (16 s). Reads then retry on the next endpoint;
-    writes fail with ``UnavailableError`` (``not_processed`` False) whose message says they may
-    have been applied. A connect attempt (TCP, TLS, the server's first HTTP/2 SETTINGS) is
-    bounded by ``connect_timeout``, its message names the step that timed out, and a call stops
-    reconnecting once a whole round of endpoints failed after ``connect_timeout`` had passed.
-    ``keepalive_interval=None`` turns pings off (and with them this detection).
+    A silent member (hung, or cut off without FIN or RST) is found by pings within etcd's ping
+    policy (``grpc.liveness``): with the defaults a call on it fails within 13 s (typically 7),
+    an idle watch or lease stream moves within 16 s; reads retry on the next endpoint, writes
+    raise ``UnavailableError`` saying they may have been applied. ``connect_timeout`` bounds
+    each connect (TCP, TLS, the server's first SETTINGS; the error names the step), and a call
+    stops reconnecting after a failed round once ``connect_timeout`` has passed.
     """
     if from_env:
         settings = settings_from_env()
