@@ -224,6 +224,18 @@ async def test_port_that_accepts_and_never_speaks_fails_after_one_connect_timeou
     assert waited < 2 * 2  # one round, not one per retry
 
 
+async def test_tls_handshake_that_never_ends_says_so() -> None:
+    async with trio.open_nursery() as nursery:
+        proxy = FaultProxy(0, mode=SILENT)
+        await nursery.start(proxy.serve)
+        with trio.fail_after(1 + SLACK):
+            async with etcd.connect(f"https://{proxy.address}", connect_timeout=1) as client:
+                with pytest.raises(etcd.ConnectionFailedError) as caught:
+                    await client.get("dead/tls")
+        nursery.cancel_scope.cancel()
+    assert f"{proxy.address}: TLS handshake not finished within 1 s" in str(caught.value)
+
+
 async def test_connect_that_times_out_says_so() -> None:
     with unanswered_port() as address:
         with trio.fail_after(1 + SLACK):
