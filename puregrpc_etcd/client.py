@@ -223,6 +223,10 @@ class Client(KVMixin, WatchMixin, LeaseMixin, ConcurrencyMixin, NamespaceMixin, 
                 raise final_error(error, first_error, method, repeatable)
             remaining = None if timeout is None else deadline - trio.current_time()
             if remaining is not None and remaining <= 0:
+                if error.code == _UNAVAILABLE:
+                    # The backoff sleep overran the deadline (a loaded machine): as when the
+                    # next backoff no longer fits, the failure met is what the caller needs.
+                    raise final_error(error, first_error, method, repeatable)
                 raise DeadlineExceededError(
                     StatusCode.DEADLINE_EXCEEDED, f"{method}: timed out after retries"
                 )
