@@ -19,6 +19,8 @@ from .status import RpcError, StatusCode
 __all__ = ["Connection", "ConnectionUnusable", "KeepalivePolicy"]
 
 _RECEIVE_SIZE = 256 * 1024
+# How long the GOAWAY that ends a connection after a protocol error may take to leave.
+_GOAWAY_TIMEOUT = 1.0
 
 
 class ConnectionUnusable(Exception):
@@ -63,6 +65,8 @@ class Connection:
         self._write_timeout = write_timeout
         self._closed = False
         self._writing = False
+        self._write_failed = False
+        self._write_ended: Optional[trio.Event] = None  # set when a flush ends, if waited for
         # Set while woken callers queue their requests; the writer task then sends them all.
         self._defer_flush = False
         self._write_requested = trio.Event()
@@ -122,7 +126,26 @@ class Connection:
                 self.protocol.fail(RpcError(StatusCode.UNAVAILABLE, "connection closed"))
             self._dispatch()
             with trio.CancelScope(shield=True):
+                await self._send_goaway()
                 await trio.aclose_forcefully(self._stream)
+
+    async def _send_goaway(self) -> None:
+        """After a protocol error by the server, tell it why (RFC 9113 5.4.1) before closing:
+        what is queued ends with our GOAWAY. Bounded: a server that reads nothing gets nothing."""
+        protocol = self.protocol
+        if protocol.goaway_error is None:
+            return
+        with trio.move_on_after(_GOAWAY_TIMEOUT):
+            if self._writing:
+                # A caller's flush, which sends the GOAWAY too once its own frames are out.
+                self._write_ended = trio.Event()
+                await self._write_ended.wait()
+            if self._write_failed or not protocol.has_output:
+                return
+            try:
+                await self._stream.send_all(protocol.data_to_send())
+            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+                pass  # the connection is being closed anyway
 
     def close(self, error: RpcError | None = None) -> None:
         """Fail the calls still running here and stop the background tasks; no await."""
@@ -185,14 +208,19 @@ class Connection:
         track_activity = self._keepalive is not None
         try:
             while True:
-                data = await stream.receive_some(_RECEIVE_SIZE)
-                if not data:
-                    self._fail("connection closed by the server")
-                    return
-                if track_activity:
-                    self._last_activity = trio.current_time()
-                    self._requests_at_activity = self._requests_sent
-                protocol.receive_data(data)  # type: ignore[arg-type]  # bytes from sockets
+                if protocol.backlogged:
+                    # The last read is costly to process: other tasks first, then the rest.
+                    await trio.lowlevel.checkpoint()
+                    data = b""
+                else:
+                    data = await stream.receive_some(_RECEIVE_SIZE)  # type: ignore[assignment]
+                    if not data:
+                        self._fail("connection closed by the server")
+                        return
+                    if track_activity:
+                        self._last_activity = trio.current_time()
+                        self._requests_at_activity = self._requests_sent
+                protocol.receive_data(data)
                 woken = self._dispatch()
                 if woken > 1:
                     # The woken callers will mostly start their next calls at once: let the
@@ -284,11 +312,15 @@ class Connection:
                         break
                     await stream.send_all(data)
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
+            self._write_failed = True
             self._fail(f"connection lost while writing: {exc!r}")
             return
         finally:
             self._writing = False
+            if self._write_ended is not None:
+                self._write_ended.set()
         if scope.cancelled_caught:
+            self._write_failed = True  # maybe in the middle of a frame: nothing more may follow
             self._fail(f"server accepted no data for {self._write_timeout:g} s")
 
     def kick(self) -> None:

@@ -14,6 +14,14 @@ PREFIX_SIZE = _PREFIX.size
 
 # Messages from this size on prime the heap (see _HeapPrimer).
 LARGE_MESSAGE = 256 * 1024
+# Pieces of an unfinished message smaller than this are copied into one buffer rather than
+# kept as views (a view costs about 200 bytes), as are pieces that are views on a buffer more
+# than _PIN_RATIO times their size, which they would keep alive: an unfinished message then
+# holds at most about _PIN_RATIO times its own size, however a server cuts it into frames. Our
+# reads are 256 KiB and a DATA frame at most 16 KiB, so the views normal servers give are kept.
+_SMALL_PIECE = 1024
+_PIN_RATIO = 16
+
 # glibc raises its thresholds for blocks up to 32 MiB only (DEFAULT_MMAP_THRESHOLD_MAX), and a
 # block is counted with its chunk's overhead, rounded up to a page: stay clear of the limit.
 _PRIME_MAX = 32 * 1024 * 1024 - 64 * 1024
@@ -76,14 +84,15 @@ class MessageDecoder:
     pieces of an incomplete message are kept as they came and joined once, when it is whole:
     a message of megabytes in 16 KiB frames is copied once, not once per frame, and comes out
     as bytes, which protobuf's C parser reads without a copy of its own (it copies a
-    memoryview or bytearray first).
+    memoryview or bytearray first). Small pieces are gathered in a bytearray instead, so a
+    message cut into one-byte frames costs its size, not 200 bytes a byte (see _SMALL_PIECE).
     """
 
     __slots__ = ("_chunks", "_length", "_max_message_size", "_size")
 
     def __init__(self, max_message_size: int) -> None:
         self._max_message_size = max_message_size
-        self._chunks: list[bytes | memoryview] = []
+        self._chunks: list[bytes | bytearray | memoryview] = []
         self._size = 0
         self._length = -1  # of the body whose prefix has arrived, else -1
 
@@ -91,6 +100,11 @@ class MessageDecoder:
     def buffered(self) -> int:
         """Bytes of a message not yet complete."""
         return self._size
+
+    @property
+    def partial_bytes(self) -> int:
+        """Bytes received of an unfinished message, its prefix included; 0 between messages."""
+        return self._size + (PREFIX_SIZE if self._length >= 0 else 0)
 
     def feed(self, data: bytes | memoryview) -> list[bytes]:
         """Messages completed by ``data``; FramingError if the stream is invalid."""
@@ -102,8 +116,20 @@ class MessageDecoder:
                 self._check(flag, length)
                 return [bytes(data[PREFIX_SIZE:])]
         messages: list[bytes] = []
-        chunks.append(data)
-        self._size += len(data)
+        size = len(data)
+        if not size:
+            return messages
+        if size < _SMALL_PIECE or (
+            type(data) is memoryview and len(data.obj) > _PIN_RATIO * size  # type: ignore[arg-type]
+        ):
+            last = chunks[-1] if chunks else None
+            if type(last) is bytearray:
+                last += data
+            else:
+                chunks.append(bytearray(data))
+        else:
+            chunks.append(data)
+        self._size += size
         while True:
             if self._length < 0:
                 if self._size < PREFIX_SIZE:
@@ -122,7 +148,7 @@ class MessageDecoder:
     def _take(self, count: int) -> bytes:
         """The first ``count`` buffered bytes, removed from the buffer."""
         chunks = self._chunks
-        pieces: list[bytes | memoryview] = []
+        pieces: list[bytes | bytearray | memoryview] = []
         needed = count
         used = 0
         while needed:

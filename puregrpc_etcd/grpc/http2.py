@@ -170,6 +170,9 @@ def encode_header_list(headers: Sequence[Tuple[bytes, bytes]]) -> bytes:
 # starts a multi-byte index.
 _ONE_BYTE_INDEXED = bytes(range(0x81, 0xFF))
 _CACHE_LIMIT = 256
+# Servers' repeated blocks are a few bytes (grpc-go indexes its fields); a longer one is not
+# kept, so that the cache holds little however a server builds its blocks.
+_CACHED_BLOCK_MAX = 64
 
 
 class HeaderDecoder:
@@ -197,6 +200,6 @@ class HeaderDecoder:
         headers = tuple((bytes(name), bytes(value)) for name, value in decoded)
         if block.translate(None, _ONE_BYTE_INDEXED):
             cache.clear()
-        elif len(cache) < _CACHE_LIMIT:
+        elif len(cache) < _CACHE_LIMIT and len(block) <= _CACHED_BLOCK_MAX:
             cache[block] = headers
         return headers

@@ -4,20 +4,46 @@ of a client. What responses, trailers, resets and GOAWAYs mean for calls is prot
 
 from __future__ import annotations
 
-from typing import Dict, List, Optional, Tuple, Union
+from typing import Dict, List, Optional, Union
 
 from . import http2 as h
 from .call_state import CallState
 from .http2 import Headers, Http2Error
-from .status import CANCEL, NO_ERROR, RpcError, StatusCode
+from .status import CANCEL, ENHANCE_YOUR_CALM, NO_ERROR, RpcError, StatusCode
 
-__all__ = ["MAX_HEADER_LIST_SIZE", "FrameReader"]
+__all__ = ["MAX_HEADER_LIST_SIZE", "MAX_PENDING_ACKS", "FrameReader", "HeaderBlock"]
 
 MAX_HEADER_LIST_SIZE = 64 * 1024
+# Bounds on what a server can make us hold or do (see "Hostile servers" in protocol.py): the
+# encoded header block (an encoded field is never larger than its share of the header list),
+# the CONTINUATION frames in one block, empty ones included (a legitimate server needs four
+# for a 64 KiB block), and the PING and SETTINGS acknowledgements queued before a write takes
+# them (nghttp2 allows 1000 as well).
+MAX_HEADER_BLOCK_SIZE = 2 * MAX_HEADER_LIST_SIZE
+MAX_CONTINUATIONS = 256
+MAX_PENDING_ACKS = 1000
+# Header fields decoded in one pass of receive_data (about 5 us each with hpack): past it the
+# pass stops and ``backlogged`` asks the I/O layer to let other tasks run first. Every other
+# frame costs at most a few microseconds, so a pass over a 256 KiB read stays under 0.1 s.
+FIELDS_PER_PASS = 4096
 _SETTINGS_ACK = h.frame(h.SETTINGS, h.ACK, 0)
 _unpack_frame_header = h.FRAME_HEADER.unpack_from
 _DATA, _HEADERS, _END_STREAM, _PADDED = h.DATA, h.HEADERS, h.END_STREAM, h.PADDED
 _LARGEST_FRAME = 9 + h.DEFAULT_MAX_FRAME_SIZE  # we never raise SETTINGS_MAX_FRAME_SIZE
+
+
+class HeaderBlock:
+    """A header block whose CONTINUATION frames are still arriving: its pieces, kept as they
+    came (joined once at the end), and what it has cost so far."""
+
+    __slots__ = ("flags", "frames", "pieces", "size", "stream_id")
+
+    def __init__(self, stream_id: int, flags: int, first: bytes) -> None:
+        self.stream_id = stream_id
+        self.flags = flags
+        self.pieces = [first]
+        self.size = len(first)
+        self.frames = 0
 
 
 class FrameReader:
@@ -30,12 +56,15 @@ class FrameReader:
     slots_freed: bool
     ping_acks: List[bytes]
     settings_received: bool
+    backlogged: bool
     failure: Optional[RpcError]
     _out: List[Union[bytes, memoryview]]
     _unparsed: bytes
     _next_stream_id: int
     _decoder: h.HeaderDecoder
-    _continuation: Optional[Tuple[int, int, List[bytes]]]
+    _continuation: Optional[HeaderBlock]
+    _pending_acks: int
+    _field_budget: int
     _send_window: int
     _peer_initial_window: int
     _peer_max_frame_size: int
@@ -79,11 +108,15 @@ class FrameReader:
     # -- frames -------------------------------------------------------------------------------
 
     def receive_data(self, data: bytes) -> None:
-        """Feed bytes from the socket; results land in calls, ``changed`` and the flags."""
+        """Feed bytes from the socket; results land in calls, ``changed`` and the flags. When
+        ``backlogged`` is set after it, frames are left: call again (with b"" or more bytes)
+        once other tasks have had their turn."""
+        self.backlogged = False
         if self.failure is not None:
             return
         if type(data) is not bytes:
             data = bytes(data)  # received messages may keep views of it: it must not change
+        self._field_budget = FIELDS_PER_PASS
         try:
             start = 0
             unparsed = self._unparsed
@@ -92,8 +125,8 @@ class FrameReader:
                 # rest is read where it lies rather than copied behind the cut frame.
                 head = unparsed + data[:_LARGEST_FRAME]
                 used = self._receive_frames(head, 0)
-                if used < len(unparsed):  # still incomplete: ``head`` holds all of ``data``
-                    self._unparsed = head[used:]
+                if used < len(unparsed):  # still incomplete, or the pass stopped early
+                    self._unparsed = head[used:] + data[_LARGEST_FRAME:]
                     return
                 start = used - len(unparsed)
             used = self._receive_frames(data, start)
@@ -123,10 +156,14 @@ class FrameReader:
                 raise Http2Error(h.PROTOCOL_ERROR, "header block interrupted")
             if frame_type == _DATA:
                 self._on_data(stream_id, flags, payload)
-            elif frame_type == _HEADERS:
+                continue
+            if frame_type == _HEADERS:
                 self._on_headers(stream_id, flags, payload)
             else:
                 self._on_control_frame(frame_type, flags, stream_id, payload)
+            if self._field_budget <= 0:
+                self.backlogged = True
+                break
         return offset
 
     def _check_opened(self, stream_id: int) -> None:
@@ -151,6 +188,13 @@ class FrameReader:
         if not call.headers_seen:
             raise Http2Error(h.PROTOCOL_ERROR, f"DATA before HEADERS on stream {stream_id}")
         call.recv_window -= flow_controlled_length
+        if call.recv_window < 0:
+            # Past the window we granted (never by a server that counts as we do, see
+            # protocol.py): refusing it bounds what a call can be made to queue (grpc-go too).
+            self._acknowledge(None, flow_controlled_length)
+            error = RpcError(StatusCode.INTERNAL, "the server sent more than the stream window")
+            self.cancel_call(call, error, h.FLOW_CONTROL_ERROR)
+            return
         self._on_call_data(call, flow_controlled_length, data)
         if flags & _END_STREAM:
             self._on_stream_ended(call)
@@ -166,22 +210,29 @@ class FrameReader:
         if flags & h.END_HEADERS:
             self._on_header_block(stream_id, flags, bytes(block))
         else:
-            self._continuation = (stream_id, flags, [bytes(block)])
+            self._continuation = HeaderBlock(stream_id, flags, bytes(block))
 
     def _on_continuation(self, stream_id: int, flags: int, payload: memoryview) -> None:
         pending = self._continuation
-        if pending is None or pending[0] != stream_id:
+        if pending is None or pending.stream_id != stream_id:
             raise Http2Error(h.PROTOCOL_ERROR, f"unexpected CONTINUATION on stream {stream_id}")
-        pieces = pending[2]
-        pieces.append(bytes(payload))
-        if sum(map(len, pieces)) > 2 * MAX_HEADER_LIST_SIZE:
-            raise Http2Error(h.PROTOCOL_ERROR, "header block too large")
+        pending.frames += 1
+        if pending.frames > MAX_CONTINUATIONS:
+            raise Http2Error(
+                ENHANCE_YOUR_CALM, f"more than {MAX_CONTINUATIONS} CONTINUATION frames in a block"
+            )
+        if payload:
+            pending.size += len(payload)
+            if pending.size > MAX_HEADER_BLOCK_SIZE:
+                raise Http2Error(h.PROTOCOL_ERROR, "header block too large")
+            pending.pieces.append(bytes(payload))
         if flags & h.END_HEADERS:
             self._continuation = None
-            self._on_header_block(stream_id, pending[1], b"".join(pieces))
+            self._on_header_block(stream_id, pending.flags, b"".join(pending.pieces))
 
     def _on_header_block(self, stream_id: int, flags: int, block: bytes) -> None:
         headers = self._decoder.decode(block)  # always: the HPACK state must stay in step
+        self._field_budget -= len(headers)
         call = self.calls.get(stream_id)
         if call is None:
             self._check_opened(stream_id)
@@ -237,17 +288,21 @@ class FrameReader:
         if not stream_id:
             if not increment:
                 raise Http2Error(h.PROTOCOL_ERROR, "connection WINDOW_UPDATE of 0")
-            self._send_window += increment
+            window = self._send_window
+            self._send_window = window + increment
             if self._send_window > h.MAX_WINDOW:
                 raise Http2Error(h.FLOW_CONTROL_ERROR, "connection window above 2^31-1")
-            if self.send_blocked:
+            # Senders wait only on a window <= 0: waking them for every update would cost a
+            # flood of updates its size times the number of waiting calls.
+            if window <= 0 and self.send_blocked:
                 self.changed.extend(self.send_blocked)
             return
         call = self.calls.get(stream_id)
         if call is None:
             self._check_opened(stream_id)
             return
-        call.send_window += increment
+        window = call.send_window
+        call.send_window = window + increment
         if not increment or call.send_window > h.MAX_WINDOW:
             self.cancel_call(
                 call,
@@ -256,7 +311,7 @@ class FrameReader:
                 ),
                 h.PROTOCOL_ERROR if not increment else h.FLOW_CONTROL_ERROR,
             )
-        elif call in self.send_blocked:
+        elif window <= 0 and call in self.send_blocked:
             self.changed.append(call)
 
     def _on_settings(self, flags: int, payload: memoryview) -> None:
@@ -264,17 +319,13 @@ class FrameReader:
             if payload:
                 raise Http2Error(h.FRAME_SIZE_ERROR, "SETTINGS acknowledgement with a payload")
             return
+        initial_window = highest = self._peer_initial_window
         for code, value in h.parse_settings(payload):
             if code == h.INITIAL_WINDOW_SIZE:
                 if value > h.MAX_WINDOW:
                     raise Http2Error(h.FLOW_CONTROL_ERROR, "INITIAL_WINDOW_SIZE above 2^31-1")
-                delta = value - self._peer_initial_window
-                self._peer_initial_window = value
-                for call in self.calls.values():
-                    call.send_window += delta
-                    if call.send_window > h.MAX_WINDOW:
-                        raise Http2Error(h.FLOW_CONTROL_ERROR, "stream window above 2^31-1")
-                self.changed.extend(self.send_blocked)
+                initial_window = value
+                highest = max(highest, value)
             elif code == h.MAX_FRAME_SIZE:
                 if not h.DEFAULT_MAX_FRAME_SIZE <= value < 2**24:
                     raise Http2Error(h.PROTOCOL_ERROR, f"invalid MAX_FRAME_SIZE {value}")
@@ -284,8 +335,23 @@ class FrameReader:
                 self.slots_freed = True
             elif code == h.ENABLE_PUSH and value:
                 raise Http2Error(h.PROTOCOL_ERROR, f"a server sent ENABLE_PUSH {value}")
-        self._out.append(_SETTINGS_ACK)
+        if initial_window != self._peer_initial_window or highest > initial_window:
+            self._change_initial_window(initial_window, highest)
+        self._queue_ack(_SETTINGS_ACK)
         self.settings_received = True
+
+    def _change_initial_window(self, value: int, highest: int) -> None:
+        """Apply a frame's INITIAL_WINDOW_SIZE changes at once: one pass over the calls per
+        frame, not per setting. The windows are checked against the highest value the frame
+        set, which is when they were largest had each been applied in turn."""
+        delta = value - self._peer_initial_window
+        overflow = h.MAX_WINDOW - (highest - self._peer_initial_window)
+        self._peer_initial_window = value
+        for call in self.calls.values():
+            if call.send_window > overflow:
+                raise Http2Error(h.FLOW_CONTROL_ERROR, "stream window above 2^31-1")
+            call.send_window += delta
+        self.changed.extend(self.send_blocked)
 
     def _on_ping(self, flags: int, payload: memoryview) -> None:
         if len(payload) != 8:
@@ -293,7 +359,17 @@ class FrameReader:
         if flags & h.ACK:
             self.ping_acks.append(bytes(payload))
         else:
-            self._out.append(h.frame(h.PING, h.ACK, 0, bytes(payload)))
+            self._queue_ack(h.frame(h.PING, h.ACK, 0, bytes(payload)))
+
+    def _queue_ack(self, frame: bytes) -> None:
+        """Acks are owed, but a server that sends pings faster than we can write must not grow
+        our output without a bound; ``data_to_send`` resets the count."""
+        self._pending_acks += 1
+        if self._pending_acks > MAX_PENDING_ACKS:
+            raise Http2Error(
+                ENHANCE_YOUR_CALM, f"more than {MAX_PENDING_ACKS} PING or SETTINGS to acknowledge"
+            )
+        self._out.append(frame)
 
 
 def _informational(headers: Headers) -> bool:

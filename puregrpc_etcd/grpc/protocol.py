@@ -35,7 +35,16 @@ it. A unary call is one HEADERS and one DATA frame, queued for a single write.
 GOAWAY. RFC 9113 lets the streams up to last-stream-id finish. Calls above it fail as
 UNAVAILABLE and not processed; the connection then drains: no new calls, and ``drained``
 turns True when the last call is released. Any protocol violation by the server ends the
-connection (GOAWAY queued) and fails every call as UNAVAILABLE.
+connection (GOAWAY queued, then sent by the I/O layer) and fails every call as UNAVAILABLE.
+
+Hostile servers. What a server sends costs us at most in proportion to it, and what it can
+make us hold is bounded: a header block by its size and CONTINUATION count (inbound.py), the
+acks owed between two writes by a count, a call's unread messages by its stream window (DATA
+beyond it resets the call), an unfinished message by its size (framing.py); empty DATA is not
+kept at all. Floods of GOAWAY, WINDOW_UPDATE or SETTINGS cost what they change, not the number
+of calls each time, and a read whose header blocks are costly to decode is processed in passes
+(``backlogged``) so that the I/O layer can let other tasks run in between. Past a bound the
+connection ends (ENHANCE_YOUR_CALM or PROTOCOL_ERROR) and its calls fail as UNAVAILABLE.
 """
 
 from __future__ import annotations
@@ -47,7 +56,7 @@ from . import http2 as h
 from .call_state import CallState
 from .framing import PREFIX_SIZE, FramingError
 from .http2 import Headers
-from .inbound import MAX_HEADER_LIST_SIZE, FrameReader
+from .inbound import MAX_HEADER_LIST_SIZE, FrameReader, HeaderBlock
 from .metadata import decode_metadata
 from .status import (
     CANCEL,
@@ -91,10 +100,12 @@ class GrpcProtocol(FrameReader):
         self.slots_freed = False
         self.ping_acks: List[bytes] = []
         self.settings_received = False
+        self.backlogged = False
         # Connection-level outcome.
         self.goaway_last_stream_id: Optional[int] = None
         self.too_many_pings = False
         self.failure: Optional[RpcError] = None
+        self.goaway_error: Optional[int] = None  # of the GOAWAY we queued, if any
         # HTTP/2 connection state.
         self._out: List[Union[bytes, memoryview]] = []
         self._unparsed = b""
@@ -102,7 +113,9 @@ class GrpcProtocol(FrameReader):
         # The first header block tells the server we use no dynamic table (RFC 7541 6.3).
         self._block_prefix = b"\x20"
         self._decoder = h.HeaderDecoder(MAX_HEADER_LIST_SIZE)
-        self._continuation: Optional[Tuple[int, int, List[bytes]]] = None
+        self._continuation: Optional[HeaderBlock] = None
+        self._pending_acks = 0
+        self._field_budget = 0
         self._send_window = h.DEFAULT_WINDOW
         self._peer_initial_window = h.DEFAULT_WINDOW
         self._peer_max_frame_size = h.DEFAULT_MAX_FRAME_SIZE
@@ -136,6 +149,7 @@ class GrpcProtocol(FrameReader):
             return b""
         data = b"".join(out)
         out.clear()
+        self._pending_acks = 0
         return data
 
     @property
@@ -171,6 +185,7 @@ class GrpcProtocol(FrameReader):
         """Queue a GOAWAY (when the connection is still usable)."""
         if self.failure is None:
             self._out.append(h.goaway_frame(0, error_code))
+            self.goaway_error = error_code
 
     def fail(self, error: RpcError) -> None:
         """The connection is gone: every call not finished ends with ``error``."""
@@ -326,10 +341,12 @@ class GrpcProtocol(FrameReader):
         if call.code is not None:
             self._acknowledge(call, flow_controlled_length)
         else:
-            padding = flow_controlled_length - len(data)
-            if padding:
-                self._acknowledge(call, padding)
-            call.unacked_bytes += len(data)
+            size = len(data)
+            if size != flow_controlled_length:
+                self._acknowledge(call, flow_controlled_length - size)  # the padding
+            if not size:
+                return  # nothing to keep: an empty frame must cost nothing but its window
+            call.unacked_bytes += size
             try:
                 messages = call.decoder.feed(data)
             except FramingError as exc:
@@ -384,6 +401,11 @@ class GrpcProtocol(FrameReader):
     ) -> None:
         call.trailers = trailers
         code, details = status_from_trailers(grpc_status, grpc_message)
+        cut = call.decoder.partial_bytes
+        if cut and code is StatusCode.OK:
+            # A reply cut short is an error whatever the server says (grpc-go: INTERNAL).
+            code = StatusCode.INTERNAL
+            details = f"the server ended the call OK after {cut} bytes of an unfinished message"
         if code is StatusCode.OK:
             call.code = code
             call.details = details
@@ -447,16 +469,21 @@ class GrpcProtocol(FrameReader):
         self.goaway_last_stream_id = last_stream_id
         if error_code == ENHANCE_YOUR_CALM and debug == b"too_many_pings":
             self.too_many_pings = True
-        for stream_id, call in list(self.calls.items()):
-            if stream_id > last_stream_id:
-                reason = debug.decode("utf-8", "replace")
-                self.cancel_call(
-                    call,
-                    RpcError(
-                        StatusCode.UNAVAILABLE,
-                        "the server is going away and did not accept this call"
-                        + (f" ({reason})" if reason else ""),
-                        not_processed=True,
-                    ),
-                )
+        # Calls are kept in stream-id order, so the refused ones are the last: a flood of
+        # GOAWAYs costs what it refuses, not the number of calls each time.
+        refused = []
+        for stream_id in reversed(self.calls):
+            if stream_id <= last_stream_id:
+                break
+            refused.append(self.calls[stream_id])
+        if refused:
+            reason = debug.decode("utf-8", "replace")
+            error = RpcError(
+                StatusCode.UNAVAILABLE,
+                "the server is going away and did not accept this call"
+                + (f" ({reason})" if reason else ""),
+                not_processed=True,
+            )
+            for call in refused:
+                self.cancel_call(call, error)
         self.slots_freed = True
