@@ -98,9 +98,11 @@ def check_step(protocol: GrpcProtocol, calls: list[CallState], data: bytes) -> N
         # A new outcome, message or response headers must wake the call's receiver...
         if old[:3] != new[:3]:
             assert id(call) in changed, (old, new)
-        # ... and new window must wake its blocked sender.
-        window_grew = new[3] > old[3] or after[-1][0] > before[-1][0]
-        if call in blocked and window_grew and not call.released:
+        # ... and a window that opens must wake its blocked sender (a sender parks only on a
+        # window <= 0, its stream's or the connection's, so only an opening can matter).
+        was_shut = min(old[3], before[-1][0]) <= 0
+        is_open = min(new[3], after[-1][0]) > 0
+        if call in blocked and was_shut and is_open and not call.released:
             assert id(call) in changed
     if protocol.failure is not None:
         assert protocol.failure.code is StatusCode.UNAVAILABLE

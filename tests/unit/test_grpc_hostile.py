@@ -265,6 +265,12 @@ def test_connection_window_updates_wake_senders_only_when_they_wait_for_it() -> 
     protocol._send_window = 0
     protocol.receive_data(raw(WINDOW_UPDATE, 0, 0, u32(1)) * 1000)
     assert len(protocol.changed) == len(calls)  # was len(calls) per update: 20,000
+    # The same for a stream's window: only the call whose window opens is woken, once.
+    protocol.changed.clear()
+    calls[0].send_window = 0
+    protocol.receive_data(raw(WINDOW_UPDATE, 0, 1, u32(1)) + raw(WINDOW_UPDATE, 0, 3, u32(1)))
+    protocol.receive_data(raw(WINDOW_UPDATE, 0, 1, u32(1)) * 1000)
+    assert protocol.changed == [calls[0]]
 
 
 def test_initial_window_changes_are_applied_once_per_settings_frame() -> None:
