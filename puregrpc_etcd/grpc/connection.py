@@ -217,10 +217,11 @@ class Connection:
                     if not data:
                         self._fail("connection closed by the server")
                         return
-                    if track_activity:
-                        self._last_activity = trio.current_time()
-                        self._requests_at_activity = self._requests_sent
                 protocol.receive_data(data)
+                if track_activity and protocol.frame_completed:
+                    # Whole frames only: a peer trickling bytes that never make one is silent.
+                    self._last_activity = trio.current_time()
+                    self._requests_at_activity = self._requests_sent
                 woken = self._dispatch()
                 if woken > 1:
                     # The woken callers will mostly start their next calls at once: let the

@@ -57,6 +57,7 @@ class FrameReader:
     ping_acks: List[bytes]
     settings_received: bool
     backlogged: bool
+    frame_completed: bool
     failure: Optional[RpcError]
     _out: List[Union[bytes, memoryview]]
     _unparsed: bytes
@@ -110,8 +111,10 @@ class FrameReader:
     def receive_data(self, data: bytes) -> None:
         """Feed bytes from the socket; results land in calls, ``changed`` and the flags. When
         ``backlogged`` is set after it, frames are left: call again (with b"" or more bytes)
-        once other tasks have had their turn."""
+        once other tasks have had their turn. ``frame_completed`` says whether these bytes
+        completed a frame: bytes that never make one are no sign of a live peer."""
         self.backlogged = False
+        self.frame_completed = False
         if self.failure is not None:
             return
         if type(data) is not bytes:
@@ -125,11 +128,14 @@ class FrameReader:
                 # rest is read where it lies rather than copied behind the cut frame.
                 head = unparsed + data[:_LARGEST_FRAME]
                 used = self._receive_frames(head, 0)
+                self.frame_completed = used > 0
                 if used < len(unparsed):  # still incomplete, or the pass stopped early
                     self._unparsed = head[used:] + data[_LARGEST_FRAME:]
                     return
                 start = used - len(unparsed)
             used = self._receive_frames(data, start)
+            if used > start:
+                self.frame_completed = True
         except Http2Error as exc:
             self.close(exc.error_code)
             self.fail(RpcError(StatusCode.UNAVAILABLE, f"HTTP/2 protocol error from server: {exc}"))

@@ -101,6 +101,7 @@ class GrpcProtocol(FrameReader):
         self.ping_acks: List[bytes] = []
         self.settings_received = False
         self.backlogged = False
+        self.frame_completed = False
         # Connection-level outcome.
         self.goaway_last_stream_id: Optional[int] = None
         self.too_many_pings = False

@@ -8,7 +8,7 @@ import pytest
 import trio
 import trio.testing
 from google.protobuf.wrappers_pb2 import BytesValue
-from hyperframe.frame import Frame, PingFrame
+from hyperframe.frame import Frame, HeadersFrame, PingFrame
 from test_grpc_connection import METHOD, MemoryChannel, ScriptedServer, request
 
 from puregrpc_etcd.grpc import RpcError, StatusCode, Stream
@@ -145,3 +145,41 @@ async def test_too_many_pings_also_doubles_the_spacing_of_probes(
     policy = KeepalivePolicy(10, 5)
     policy.calmed_down()
     assert (policy.interval, policy.min_ping_interval) == (20, 2 * MIN_PING_INTERVAL)
+
+
+async def test_a_peer_trickling_bytes_that_never_make_a_frame_is_found(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # A byte a second keeps the socket busy but completes no frame: that is no sign of life
+    # (else a call without a deadline, a watch, would wait on such a peer for ever).
+    server = mute_server()
+    server.answer_pings = False
+    call_seen = trio.Event()
+
+    async def on_frame(server: ScriptedServer, frame: Frame) -> None:
+        if isinstance(frame, HeadersFrame):
+            call_seen.set()
+
+    async def trickle() -> None:
+        await call_seen.wait()
+        # A DATA frame header for 16 KiB on stream 1, then its payload a byte at a time.
+        await server.send(b"\x00\x40\x00\x00\x00\x00\x00\x00\x01")
+        for _ in range(120):
+            await trio.sleep(1)
+            await server.send(b"\x00")
+
+    server.on_frame = on_frame
+    policy = KeepalivePolicy(10, 5)
+    async with (
+        MemoryChannel(server, keepalive_interval=10, keepalive_timeout=5) as channel,
+        trio.open_nursery() as nursery,
+    ):
+        nursery.start_soon(trickle)
+        start = trio.current_time()
+        with pytest.raises(RpcError) as caught:
+            await channel.unary_unary(METHOD, request(), BytesValue)
+        waited = trio.current_time() - start
+        nursery.cancel_scope.cancel()
+    assert caught.value.code is StatusCode.UNAVAILABLE
+    assert "keepalive ping unanswered" in caught.value.details
+    assert waited <= policy.worst_case()
