@@ -153,3 +153,30 @@ def test_debian_etcd_34_also_runs() -> None:
     with EtcdServer(binary="/usr/bin/etcd") as server:
         assert server.status()["version"].startswith("3.4")
         etcdctl(server.endpoints, "put", "k", "v")
+
+
+def test_a_failing_test_names_the_etcd_it_ran_against(tmp_path: os.PathLike[str]) -> None:
+    # The plugin's report header and failure section, seen from a pytest run of its own.
+    test_file = os.path.join(tmp_path, "test_fails.py")
+    with open(test_file, "w") as out:
+        out.write(
+            "from puregrpc_etcd.testing import EtcdServer\n"
+            "def test_fails():\n"
+            "    with EtcdServer(name='named'):\n"
+            "        raise AssertionError('on purpose')\n"
+        )
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", test_file],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+        check=False,
+    )
+    binary = testing.find_etcd()
+    release = testing.etcd_release(binary)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert f"etcd: {release} at {binary}\n" in result.stdout
+    assert "-- etcd --" in result.stdout
+    assert "named http://127.0.0.1:" in result.stdout
+    assert f": etcd {release} at {binary}\n" in result.stdout
