@@ -317,6 +317,11 @@ class WatchHub:
             elif kind == REFUSED:
                 self._refused(subscription, delivery, outcome)
             elif kind == CANCELED:
+                # etcd keeps a watcher it cancelled (compacted history, for one) on the stream
+                # until the client cancels it too, as Go's client does: until then it holds
+                # server memory, and etcd >= 3.5.8 answers no progress request on the stream.
+                self._to_cancel.append(delivery.watch_id)
+                self._work.set()
                 subscription.fail(cancel_error(delivery.compact_revision, delivery.cancel_reason))
             elif kind == OVERSIZED:
                 self._detach(subscription)

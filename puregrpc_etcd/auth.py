@@ -140,7 +140,8 @@ class Auth:
         )
 
     async def status(self, *, timeout: float | None = None) -> AuthStatus:
-        """Whether authentication is on, and the auth store's revision."""
+        """Whether authentication is on, and the auth store's revision (etcd 3.5 and later: etcd
+        3.4 has no AuthStatus RPC and answers UNIMPLEMENTED, raised as ``RpcError``)."""
         reply = await self._call(
             "AuthStatus",
             rpc_pb2.AuthStatusRequest(),

@@ -50,6 +50,8 @@ _STOP_TIMEOUT = 10.0
 _PORT_RETRIES = 3
 _LOG_TAIL_LINES = 60
 _live: set[EtcdServer] = set()
+# Servers started since the current test began (the pytest plugin names their etcd on failure).
+_started_in_test: list[EtcdServer] = []
 _Self = TypeVar("_Self", bound="_Managed")
 
 
@@ -96,23 +98,28 @@ def find_etcd() -> str:
     return find_etcd_tool("etcd")
 
 
-_versions: dict[str, tuple[int, int]] = {}
+_releases: dict[str, str] = {}
 
 
-def etcd_version(binary: str) -> tuple[int, int]:
-    """The (major, minor) version of an etcd binary."""
-    if binary not in _versions:
+def etcd_release(binary: str) -> str:
+    """The full release of an etcd binary, such as ``"3.5.30"``."""
+    if binary not in _releases:
         out = subprocess.run(
             [binary, "--version"], capture_output=True, text=True, timeout=30, check=False
         ).stdout
         for line in out.splitlines():
             if line.startswith("etcd Version:"):
-                major, minor = line.split(":", 1)[1].strip().split(".")[:2]
-                _versions[binary] = (int(major), int(minor))
+                _releases[binary] = line.split(":", 1)[1].strip()
                 break
         else:
             raise EtcdStartError(f"cannot tell the version of {binary}: {out!r}")
-    return _versions[binary]
+    return _releases[binary]
+
+
+def etcd_version(binary: str) -> tuple[int, int]:
+    """The (major, minor) version of an etcd binary."""
+    major, minor = etcd_release(binary).split(".")[:2]
+    return int(major), int(minor)
 
 
 def _free_port() -> int:
@@ -310,6 +317,7 @@ class EtcdServer(_Managed):
             )
         self._started_once = True
         _live.add(self)
+        _started_in_test.append(self)
 
     def start(self) -> EtcdServer:
         """Start etcd and wait until it serves requests (with a leader).
@@ -596,10 +604,34 @@ if _pytest is not None:
             request.node.__dict__.setdefault("_etcd_servers", []).extend(cluster.members)
             yield cluster
 
+    def _describe_default_etcd() -> str:
+        try:
+            binary = find_etcd()
+            return f"{etcd_release(binary)} at {binary}"
+        except (EtcdNotFoundError, EtcdStartError, OSError, subprocess.SubprocessError) as exc:
+            return f"none usable ({exc})"
+
+    def pytest_report_header() -> str:
+        return f"etcd: {_describe_default_etcd()}"
+
+    def pytest_runtest_setup() -> None:
+        _started_in_test.clear()
+
     @_pytest.hookimpl(hookwrapper=True)
     def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[Any]:
         outcome: Any = yield
         report = outcome.get_result()
         if report.failed and call.when in ("setup", "call"):
+            # Which etcd a failure happened on (behaviour differs between releases): the servers
+            # still running and those the test started, even if it has stopped them already.
+            servers = sorted(_live.union(_started_in_test), key=lambda server: server.name)
+            lines = [
+                f"{s.name} {s.client_url}: etcd {etcd_release(s.binary)} at {s.binary}"
+                for s in servers
+            ]
+            report.sections.append(
+                ("etcd", "\n".join(lines) or f"default: {_describe_default_etcd()}")
+            )
             for server in item.__dict__.get("_etcd_servers", []):
-                report.sections.append((f"etcd {server.name} log (tail)", server.log_tail()))
+                title = f"etcd {etcd_release(server.binary)} {server.name} log (tail)"
+                report.sections.append((title, server.log_tail()))

@@ -17,6 +17,11 @@ from puregrpc_etcd.testing import etcd_version, find_etcd, find_etcd_tool
 
 COMMAND_TIMEOUT = 60
 
+# Upstream etcdctl (tablewriter 0.0.5) draws tables in ASCII, and so does our command. Debian's
+# etcdctl 3.5.30 is built against Debian's tablewriter 1.x, which draws the same cells with
+# box-drawing characters; read those as upstream's ASCII.
+_BOX_TO_ASCII = str.maketrans(dict.fromkeys("┌┬┐├┼┤└┴┘", "+") | {"─": "-", "│": "|"})
+
 
 def etcd_3_4() -> bool:
     """Whether the tests run on etcd (and etcdctl) 3.4, which has no ``auth status`` and whose
@@ -73,7 +78,8 @@ class Runner:
             timeout=COMMAND_TIMEOUT,
             check=False,
         )
-        return Result(done.returncode, done.stdout, done.stderr)
+        out = done.stdout.decode("utf-8", "surrogateescape").translate(_BOX_TO_ASCII)
+        return Result(done.returncode, out.encode("utf-8", "surrogateescape"), done.stderr)
 
 
 def closed_stdin(argv: list[str]) -> list[str]:

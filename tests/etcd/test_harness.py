@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import os
+import re
+import shutil
 import socket
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import trio
@@ -153,3 +156,56 @@ def test_debian_etcd_34_also_runs() -> None:
     with EtcdServer(binary="/usr/bin/etcd") as server:
         assert server.status()["version"].startswith("3.4")
         etcdctl(server.endpoints, "put", "k", "v")
+
+
+def test_a_failing_test_names_the_etcd_it_ran_against(tmp_path: Path) -> None:
+    # The plugin's report header and failure section, seen from a pytest run of its own.
+    test_file = os.path.join(tmp_path, "test_fails.py")
+    with open(test_file, "w") as out:
+        out.write(
+            "from puregrpc_etcd.testing import EtcdServer\n"
+            "def test_fails():\n"
+            "    with EtcdServer(name='named'):\n"
+            "        raise AssertionError('on purpose')\n"
+        )
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", test_file],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+        check=False,
+    )
+    binary = testing.find_etcd()
+    release = testing.etcd_release(binary)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert f"etcd: {release} at {binary}\n" in result.stdout
+    assert "-- etcd --" in result.stdout
+    assert "named http://127.0.0.1:" in result.stdout
+    assert f": etcd {release} at {binary}\n" in result.stdout
+
+
+def test_a_hung_trio_test_fails_alone_and_shows_where_it_waits(tmp_path: Path) -> None:
+    # tests/conftest.py's bound, in a pytest run of its own with a 1 s bound: the hung test
+    # fails naming the line it waits on, and the trio test after it still runs and passes.
+    shutil.copy(Path(__file__).parent.parent / "conftest.py", tmp_path / "conftest.py")
+    (tmp_path / "test_hangs.py").write_text(
+        "import trio\n"
+        "async def test_hangs():\n"
+        "    await trio.sleep_forever()\n"
+        "async def test_next():\n"
+        "    await trio.sleep(0)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-o", "trio_mode=true", "-rA"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+        env={**os.environ, "PUREGRPC_TRIO_TEST_TIMEOUT": "1"},
+        check=False,
+    )
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "trio test timed out after 1 s; its tasks were at:" in result.stdout
+    assert re.search(r"test_hangs\.py:3 in test_hangs\n", result.stdout), result.stdout
+    assert "PASSED test_hangs.py::test_next" in result.stdout

@@ -316,6 +316,23 @@ async def test_compacted_start_revision_raises(client: etcd.Client, prefix: str)
     assert caught.value.compact_revision == last.header.revision
 
 
+async def test_a_watch_the_server_cancelled_is_cancelled_on_the_stream_too(
+    server: EtcdServer, client: etcd.Client, prefix: str
+) -> None:
+    # etcd keeps a compacted watcher on its stream until the client cancels it: it held server
+    # memory for the stream's life, and etcd >= 3.5.8 then never answered a progress request.
+    last = await client.put(prefix + "k", "1")
+    await client.compact(last.header.revision)
+    before = await trio.to_thread.run_sync(server_watchers, server)
+    async with client.watch(prefix + "live") as live:
+        await wait_server_watchers(server, before + 1)
+        with pytest.raises(CompactedError):
+            async with client.watch(prefix + "k", start_revision=1) as compacted:
+                await take(compacted, 1)
+        await wait_server_watchers(server, before + 1)
+        assert await live.request_progress(timeout=10) >= last.header.revision
+
+
 async def test_compaction_while_paused_raises_after_buffered_events(
     client: etcd.Client, prefix: str
 ) -> None:

@@ -24,7 +24,9 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.p
 from fault_proxy import FaultProxy  # noqa: F401  (re-exported for the interop tests)
 
 SERVER_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "interop_server.py")
-GRPCIO_AVAILABLE = importlib.util.find_spec("grpc") is not None
+# A namespace package (a directory named grpc on sys.path, such as tests/grpc) has no origin.
+_GRPC_SPEC = importlib.util.find_spec("grpc")
+GRPCIO_AVAILABLE = _GRPC_SPEC is not None and _GRPC_SPEC.origin is not None
 SERVICE = "puregrpc.testing.TestService"
 ECHO_INITIAL_KEY = "x-grpc-test-echo-initial"
 ECHO_TRAILING_KEY = "x-grpc-test-echo-trailing-bin"
