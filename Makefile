@@ -14,6 +14,7 @@ ETCD_34 ?= /usr/bin/etcd
 COMPAT_TESTS ?= tests/etcd/test_kv.py tests/etcd/test_kv_scan.py tests/etcd/test_kv_txn.py \
 	tests/etcd/test_watch.py tests/etcd/test_watch_server_options.py tests/etcd/test_lease.py \
 	tests/etcd/test_lock.py tests/etcd/test_election.py tests/etcd/test_auth.py \
+	tests/etcd/test_watch_auth.py \
 	tests/faults/test_watch_faults.py tests/faults/test_lease_and_lock_faults.py
 # The other Pythons run the unit tests and these against etcd (test-py39, test-py313).
 SMOKE_TESTS ?= tests/unit tests/etcd/test_harness.py tests/etcd/test_kv.py \
