@@ -260,12 +260,7 @@ class EtcdServer(_Managed):
 
     def log_tail(self, lines: int = _LOG_TAIL_LINES) -> str:
         """The last lines of the server's log."""
-        try:
-            with open(self.log_path, "rb") as log:
-                text = log.read().decode("utf-8", "replace")
-        except OSError:
-            return ""
-        return "\n".join(text.splitlines()[-lines:])
+        return _log_tail(self.log_path, lines, 0)
 
     def __repr__(self) -> str:
         state = "running" if self.running else "stopped"
@@ -568,6 +563,24 @@ class EtcdCluster(_Managed):
             shutil.rmtree(self.workdir, ignore_errors=True)
 
 
+def _log_tail(path: str, lines: int, start: int) -> str:
+    """The last lines of a log from byte ``start`` on."""
+    try:
+        with open(path, "rb") as log:
+            log.seek(start)
+            text = log.read().decode("utf-8", "replace")
+    except OSError:
+        return ""
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def _log_size(server: EtcdServer) -> int:
+    try:
+        return os.path.getsize(server.log_path)
+    except OSError:
+        return 0
+
+
 @atexit.register
 def _stop_leftovers() -> None:
     # A server whose owner forgot close() must not outlive the interpreter.
@@ -583,6 +596,14 @@ try:
 except ImportError:  # pragma: no cover - pytest is only needed for the fixtures
     _pytest = None  # type: ignore[assignment]
 
+# What pytest says of an async test that no plugin runs, and what to do about it.
+_ASYNC_UNSUPPORTED = "async def functions are not natively supported"
+_ASYNC_HINT = (
+    "async tests need pytest-trio: pip install pytest-trio, then either set trio_mode = true\n"
+    "(pyproject.toml: [tool.pytest.ini_options]; pytest.ini: [pytest]) or mark each async\n"
+    "test with @pytest.mark.trio"
+)
+
 if _pytest is not None:
 
     @_pytest.fixture(scope="session")
@@ -594,14 +615,14 @@ if _pytest is not None:
     def etcd_server(request: pytest.FixtureRequest) -> Iterator[EtcdServer]:
         """A fresh single-member etcd for one test."""
         with EtcdServer() as server:
-            request.node.__dict__.setdefault("_etcd_servers", []).append(server)
+            _report_logs(request, [server])
             yield server
 
     @_pytest.fixture
     def etcd_cluster(request: pytest.FixtureRequest) -> Iterator[EtcdCluster]:
         """A fresh 3-member etcd cluster for one test."""
         with EtcdCluster(3) as cluster:
-            request.node.__dict__.setdefault("_etcd_servers", []).extend(cluster.members)
+            _report_logs(request, cluster.members)
             yield cluster
 
     def _describe_default_etcd() -> str:
@@ -617,21 +638,34 @@ if _pytest is not None:
     def pytest_runtest_setup() -> None:
         _started_in_test.clear()
 
+    def _report_logs(request: pytest.FixtureRequest, servers: list[EtcdServer]) -> None:
+        # Where each log stands once the server is ready: a failing test's report shows what
+        # etcd logged after that, not its startup warnings (no leader yet, unsigned tokens),
+        # which would look like the cause of the failure.
+        logs = request.node.__dict__.setdefault("_etcd_servers", [])
+        logs.extend((server, _log_size(server)) for server in servers)
+
     @_pytest.hookimpl(hookwrapper=True)
     def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[Any]:
         outcome: Any = yield
         report = outcome.get_result()
-        if report.failed and call.when in ("setup", "call"):
-            # Which etcd a failure happened on (behaviour differs between releases): the servers
-            # still running and those the test started, even if it has stopped them already.
-            servers = sorted(_live.union(_started_in_test), key=lambda server: server.name)
-            lines = [
-                f"{s.name} {s.client_url}: etcd {etcd_release(s.binary)} at {s.binary}"
-                for s in servers
-            ]
-            report.sections.append(
-                ("etcd", "\n".join(lines) or f"default: {_describe_default_etcd()}")
+        if not (report.failed and call.when in ("setup", "call")):
+            return
+        if _ASYNC_UNSUPPORTED in str(report.longrepr):
+            report.sections.append(("puregrpc_etcd", _ASYNC_HINT))
+        # Which etcd a failure happened on (behaviour differs between releases): the servers
+        # still running and those the test started, even if it has stopped them already.
+        servers = sorted(_live.union(_started_in_test), key=lambda server: server.name)
+        lines = [
+            f"{s.name} {s.client_url}: etcd {etcd_release(s.binary)} at {s.binary}" for s in servers
+        ]
+        report.sections.append(("etcd", "\n".join(lines) or f"default: {_describe_default_etcd()}"))
+        for server, start in item.__dict__.get("_etcd_servers", []):
+            title = (
+                f"etcd {etcd_release(server.binary)} {server.name} log after its startup "
+                f"(last {_LOG_TAIL_LINES} lines)"
             )
-            for server in item.__dict__.get("_etcd_servers", []):
-                title = f"etcd {etcd_release(server.binary)} {server.name} log (tail)"
-                report.sections.append((title, server.log_tail()))
+            text = _log_tail(server.log_path, _LOG_TAIL_LINES, start)
+            report.sections.append(
+                (title, text or "(nothing: etcd logged nothing after it started)")
+            )
