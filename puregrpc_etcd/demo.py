@@ -7,6 +7,8 @@ Every scene is an ordinary use of the public API; read this file next to its out
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -108,7 +110,21 @@ async def workers_and_lock(client: Client, pause: float) -> None:
             await trio.sleep(0.05)
 
 
-async def leader_election(client: Client, pause: float) -> None:
+# node-a of scene 5 runs in a process of its own, so that it can really crash: killed, it
+# neither resigns nor revokes its session lease, which etcd deletes once its TTL runs out.
+_CRASHING_CANDIDATE = """
+import sys, trio, puregrpc_etcd as etcd
+async def main(endpoint, name, ttl):
+    async with etcd.connect(endpoint) as client:
+        async with client.election(name, ttl=int(ttl)).campaign("node-a"):
+            print("leading", flush=True)
+            await trio.sleep_forever()
+trio.run(main, *sys.argv[1:])
+"""
+_CANDIDATE_TTL = 3
+
+
+async def leader_election(client: Client, endpoint: str, pause: float) -> None:
     scene(5, "Leader election with failover")
     election_name = "demo/election/scheduler"
     took_over = trio.Event()
@@ -116,26 +132,39 @@ async def leader_election(client: Client, pause: float) -> None:
     async def candidate(name: str, stop: trio.Event) -> None:
         async with client.election(election_name, ttl=10).campaign(name):
             step(f"{name} is the leader")
-            if name == "node-b":
-                took_over.set()
+            took_over.set()
             await stop.wait()
             step(f"{name} steps down")
 
-    stops = {"node-a": trio.Event(), "node-b": trio.Event()}
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(candidate, "node-a", stops["node-a"])
-        await trio.sleep(pause)
-        nursery.start_soon(candidate, "node-b", stops["node-b"])
-        await trio.sleep(pause)
-        leader = await client.election(election_name).leader()
-        step(f"observer: the leader is {leader.value.decode() if leader else None}")
-        step("node-a fails ...")
-        stops["node-a"].set()
-        with trio.fail_after(10):
-            await took_over.wait()
-        leader = await client.election(election_name).leader()
-        step(f"observer: the leader is now {leader.value.decode() if leader else None}")
-        stops["node-b"].set()
+    argv = [sys.executable, "-c", _CRASHING_CANDIDATE, endpoint, election_name]
+    node_a = await trio.lowlevel.open_process([*argv, str(_CANDIDATE_TTL)], stdout=subprocess.PIPE)
+    try:
+        with trio.fail_after(30):
+            assert node_a.stdout is not None
+            while b"leading" not in await node_a.stdout.receive_some():
+                pass
+        step(f"node-a (its own process, session lease TTL {_CANDIDATE_TTL}s) is the leader")
+        stop_b = trio.Event()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(candidate, "node-b", stop_b)
+            await trio.sleep(pause)
+            leader = await client.election(election_name).leader()
+            step(f"observer: the leader is {leader.value.decode() if leader else None}")
+            step("node-a fails: its process is killed, it neither resigns nor revokes its lease")
+            node_a.kill()
+            await node_a.wait()
+            failed = time.monotonic()
+            with trio.fail_after(_CANDIDATE_TTL + 15):
+                await took_over.wait()
+            lapse = time.monotonic() - failed
+            step(f"... as node-a's lease expired, {lapse:.1f}s after it died, and its key with it")
+            leader = await client.election(election_name).leader()
+            step(f"observer: the leader is now {leader.value.decode() if leader else None}")
+            stop_b.set()
+    finally:
+        with trio.CancelScope(shield=True):
+            node_a.kill()
+            await node_a.wait()
 
 
 async def history_and_compaction(client: Client) -> None:
@@ -244,7 +273,7 @@ async def tour(*, pause: float = 0.3, binary: str | None = None) -> None:
             await service_discovery(client, pause)
             await config_reload(client, pause)
             await workers_and_lock(client, pause)
-            await leader_election(client, pause)
+            await leader_election(client, server.endpoint, pause)
             await history_and_compaction(client)
             await atomic_transfer(client)
             await heartbeat(client)

@@ -30,6 +30,9 @@ def test_demo_tours_every_feature_and_cleans_up(capsys: pytest.CaptureFixture[st
     workdir = re.search(r"data in (\S+)\)", out)
     assert workdir is not None
     assert f"{workdir.group(1)} removed: True" in out
+    # node-a crashed: it never stepped down, node-b took over when its lease ran out.
+    assert "node-a steps down" not in out
+    assert re.search(r"node-a's lease expired, \d+\.\ds after it died", out)
     # The three workers held the lock one after another, never two at once.
     holders = re.findall(r"worker (\d) (holds|releases)", out)
     assert [verb for _, verb in holders] == ["holds", "releases"] * 3
