@@ -23,6 +23,7 @@ from puregrpc_etcd._cli import (
     kv_commands,
     lease_commands,
     local_commands,
+    mirror_command,
 )
 from puregrpc_etcd._cli.args import (
     EXIT_BAD_ARGS,
@@ -51,6 +52,7 @@ def build_parser() -> CommandTree:
     lease_commands.register(tree)
     cluster_commands.register(tree)
     admin_commands.register(tree)
+    mirror_command.register(tree)
     auth_commands.register(tree)
     local_commands.register(tree)
     return tree
