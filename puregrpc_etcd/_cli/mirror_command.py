@@ -11,12 +11,14 @@ was compacted under it.
 from __future__ import annotations
 
 import argparse
+import getpass
 import sys
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import trio
 
+from puregrpc_etcd._cli import stdin
 from puregrpc_etcd._cli.args import UsageError
 from puregrpc_etcd._cli.replies import current_header
 from puregrpc_etcd._cli.session import Context, Settings
@@ -175,6 +177,10 @@ def _dest_settings(ctx: Context, args: argparse.Namespace) -> Settings:
     user, password = args.dest_user, args.dest_password
     if user and password is None and ":" in user:
         user, password = user.split(":", 1)
+    if user and password is None:
+        if not stdin.is_terminal():
+            raise UsageError("--dest-user needs a password: give user:password or --dest-password")
+        password = getpass.getpass("Destination Password: ")
     endpoint = args.destination
     if not args.dest_insecure_transport and "://" not in endpoint:
         endpoint = "https://" + endpoint

@@ -205,3 +205,109 @@ def test_a_long_outage_resyncs_to_the_exact_source_state(
     assert code == 0, err
     # 3 changes, then the copy of the 10 370 keys there and the delete of the one gone.
     assert out.splitlines()[-1] == str(3 + 10_370 + 1), out
+
+
+def test_a_source_restart_loses_nothing() -> None:
+    """The source (a server of this test's own, as it is restarted) comes back: the mirror's
+    watch resumes where it was, nothing lost or applied twice."""
+    with EtcdServer() as source, EtcdServer() as dest:
+        ours = start([f"--endpoints={source.endpoint}", "make-mirror", dest.endpoint])
+        try:
+            write(source.endpoint, Op.put("a", "1"))
+            wait_until_equal(dest.endpoint, "", {b"a": b"1"})
+            source.kill()
+            time.sleep(1)
+            source.restart()
+            write(source.endpoint, Op.put("b", "2"), Op.delete("a"))
+            write(source.endpoint, Op.put("c", "3"))
+            wait_until_equal(dest.endpoint, "", {b"b": b"2", b"c": b"3"})
+            # Once each: a put of a, then a txn of two changes, then one put.
+            assert len(mod_revisions(dest.endpoint, "")) == 2
+        finally:
+            code, out, err = interrupt(ours)
+        assert code == 0, err
+        assert out.splitlines()[-1] == "4"
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "error"),
+    [
+        ([], 128, None),
+        (["--dest-user", "bob", "127.0.0.1:1"], 128, "Error: --dest-user needs a password"),
+        (["--dest-cacert", "/no/such/ca.pem", "127.0.0.1:1"], 128, None),
+        (["--max-txn-ops", "0", "127.0.0.1:1"], 128, "Error: --max-txn-ops must be"),
+        (["--bogus", "127.0.0.1:1"], 1, None),
+    ],
+    ids=["no-destination", "user-without-password", "missing-cacert", "zero-ops", "bad-flag"],
+)
+def test_bad_arguments_fail_before_any_connection(
+    cli: Runner, args: list[str], code: int, error: str | None
+) -> None:
+    result = cli("make-mirror", *args, stdin=None)
+    assert result.code == code
+    assert result.error.startswith(error or "Error: ")
+    assert result.error.count("\n") == 1
+    if error is None:  # etcdctl has the same case: the same code
+        assert cli.etcdctl("make-mirror", *args, stdin=None).code == code
+
+
+def test_to_a_destination_with_auth(server: EtcdServer, prefix: str) -> None:
+    """``--dest-user name:password`` (and ``--dest-password``); the password is never printed."""
+    password = "mirror-Secret-77"
+
+    async def enable_auth(endpoint: str) -> None:
+        async with etcd.connect(endpoint) as client:
+            await client.auth.user_add("root", password)
+            await client.auth.user_grant_role("root", "root")
+            await client.auth.enable()
+
+    async def read(endpoint: str) -> dict[bytes, bytes]:
+        async with etcd.connect(endpoint, username="root", password=password) as client:
+            return {key: kv.value for key, kv in (await client.get_prefix(prefix)).items()}
+
+    with EtcdServer() as dest:
+        trio.run(enable_auth, dest.endpoint)
+        user_args = (
+            ["--dest-user", f"root:{password}"],
+            ["--dest-user", "root", "--dest-password", password],
+        )
+        for number, args in enumerate(user_args):
+            # A key of each run's own, so that each waits for its own copy.
+            write(server.endpoint, Op.put(f"{prefix}k{number}", "v"))
+            ours = start(
+                [
+                    f"--endpoints={server.endpoint}",
+                    "make-mirror",
+                    "--prefix",
+                    prefix,
+                    *args,
+                    dest.endpoint,
+                ]
+            )
+            try:
+                deadline = time.monotonic() + WAIT
+                while f"{prefix}k{number}".encode() not in trio.run(read, dest.endpoint):
+                    assert time.monotonic() < deadline
+                    time.sleep(0.1)
+            finally:
+                code, out, err = interrupt(ours)
+            assert code == 0, err
+            assert password not in out + err
+        wrong = start(
+            [
+                f"--endpoints={server.endpoint}",
+                "make-mirror",
+                "--dest-user",
+                "root:nope",
+                dest.endpoint,
+            ]
+        )
+        code, out, err = interrupt_after_exit(wrong)
+        assert code == 1
+        assert err.startswith("Error: ")
+        assert "nope" not in err
+
+
+def interrupt_after_exit(process: subprocess.Popen[bytes]) -> tuple[int, str, str]:
+    out, err = process.communicate(timeout=COMMAND_TIMEOUT)
+    return process.returncode, out.decode(), err.decode()
