@@ -10,6 +10,7 @@ from typing import Iterator
 
 import pytest
 import trio
+import trio.testing
 from cli_support import COMMAND_TIMEOUT, Runner, command, reap
 
 import puregrpc_etcd as etcd
@@ -311,3 +312,21 @@ def test_to_a_destination_with_auth(server: EtcdServer, prefix: str) -> None:
 def interrupt_after_exit(process: subprocess.Popen[bytes]) -> tuple[int, str, str]:
     out, err = process.communicate(timeout=COMMAND_TIMEOUT)
     return process.returncode, out.decode(), err.decode()
+
+
+def test_the_count_is_printed_every_30_seconds(capsys: pytest.CaptureFixture[str]) -> None:
+    """As etcdctl's: the number of keys synced so far, alone on its line, every 30 s."""
+    from puregrpc_etcd._cli.mirror_command import Copier
+    from puregrpc_etcd._cli.session import Context, Settings
+
+    copier = Copier(None, b"", b"", 128)  # type: ignore[arg-type]  # report() writes nothing
+
+    async def run() -> None:
+        with trio.move_on_after(95):
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(copier.report, Context(Settings()))
+                await trio.sleep(31)
+                copier.total = 7
+
+    trio.run(run, clock=trio.testing.MockClock(autojump_threshold=0))
+    assert capsys.readouterr().out == "0\n7\n7\n"
