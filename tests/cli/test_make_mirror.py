@@ -4,13 +4,16 @@ after it, the prefixes, ``--max-txn-ops``, ``--rev``, a destination restart, and
 from __future__ import annotations
 
 import signal
+import ssl
 import subprocess
 import time
+from pathlib import Path
 from typing import Iterator
 
 import pytest
 import trio
 import trio.testing
+import trustme
 from cli_support import COMMAND_TIMEOUT, Runner, command, reap
 
 import puregrpc_etcd as etcd
@@ -330,3 +333,38 @@ def test_the_count_is_printed_every_30_seconds(capsys: pytest.CaptureFixture[str
 
     trio.run(run, clock=trio.testing.MockClock(autojump_threshold=0))
     assert capsys.readouterr().out == "0\n7\n7\n"
+
+
+def test_to_a_tls_destination(server: EtcdServer, prefix: str, tmp_path: Path) -> None:
+    """``--dest-cacert`` trusts the destination's CA (the source stays plaintext), as for
+    etcdctl's; without it the untrusted destination is one error line."""
+    ca = trustme.CA()
+    issued = ca.issue_cert("127.0.0.1", "localhost")
+    ca_path, cert_path, key_path = (tmp_path / name for name in ("ca.pem", "s.pem", "k.pem"))
+    ca.cert_pem.write_to_path(ca_path)
+    issued.cert_chain_pems[0].write_to_path(cert_path)
+    issued.private_key_pem.write_to_path(key_path)
+    tls_args = ["--cert-file", str(cert_path), "--key-file", str(key_path)]
+    with EtcdServer(scheme="https", args=tls_args) as dest:
+        write(server.endpoint, Op.put(f"{prefix}k", "v"))
+        argv = [f"--endpoints={server.endpoint}", "make-mirror", "--prefix", prefix]
+        ours = start([*argv, "--dest-cacert", str(ca_path), dest.endpoints[0]])
+
+        async def read() -> dict[bytes, bytes]:
+            tls = ssl.create_default_context(cafile=str(ca_path))
+            async with etcd.connect(dest.endpoints, tls=tls) as client:
+                return {k: kv.value for k, kv in (await client.get_prefix(prefix)).items()}
+
+        try:
+            deadline = time.monotonic() + WAIT
+            while trio.run(read) != {f"{prefix}k".encode(): b"v"}:
+                assert time.monotonic() < deadline
+                time.sleep(0.1)
+        finally:
+            code, _, err = interrupt(ours)
+        assert code == 0, err
+        untrusted = start([*argv, dest.endpoints[0]])
+        code, _, err = interrupt_after_exit(untrusted)
+        assert code != 0
+        assert err.startswith("Error: ")
+        assert err.count("\n") == 1
