@@ -41,20 +41,27 @@ def connect_as_root(endpoints: list[str]) -> etcd.Client:
     return etcd.connect(endpoints, username="root", password=ROOT_PASSWORD)  # type: ignore[return-value]
 
 
+def _ours(code: type | types.FunctionType) -> bool:
+    return str(getattr(code, "__module__", "")).split(".")[0] in ("puregrpc_etcd", "hpack")
+
+
 def strings_reachable_from_package_globals(needle: str) -> list[str]:
     """Where ``needle`` is found (as or inside a str, or as bytes) among everything reachable
     from the globals of the package's modules, without going through other modules."""
     needle_bytes = needle.encode()
     modules = [module for module in list(sys.modules.values()) if module is not None]
-    roots = [
-        module.__dict__
+    # A module's dunder names (__loader__, __spec__, __builtins__) lead to the import system, not
+    # to what the package holds: puregrpc_etcd.testing, a pytest plugin, is loaded by pytest's
+    # assertion rewriter, whose session reaches the running test and the client it holds.
+    roots: list[object] = [
+        [value for name, value in module.__dict__.items() if not name.startswith("__")]
         for module in modules
         if module.__name__.split(".")[0] in ("puregrpc_etcd", "hpack")
     ]
     # Functions lead to their modules' globals: other modules are not walked (trio's, say,
     # reach the running test and what it holds).
     seen = {id(module.__dict__) for module in modules}
-    stack: list[object] = list(roots)
+    stack: list[object] = roots
     found: list[str] = []
     for _ in range(2_000_000):  # bounded: the package's object graph is far smaller
         if not stack:
@@ -71,6 +78,8 @@ def strings_reachable_from_package_globals(needle: str) -> list[str]:
         for referent in gc.get_referents(item):
             if isinstance(referent, types.ModuleType) or id(referent) in seen:
                 continue
+            if isinstance(referent, (type, types.FunctionType)) and not _ours(referent):
+                continue  # other libraries' code and its caches (typing's reach everything)
             seen.add(id(referent))
             stack.append(referent)
     else:
