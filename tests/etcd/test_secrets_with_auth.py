@@ -10,6 +10,7 @@ import stat
 import sys
 import types
 import warnings
+import weakref
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -76,6 +77,8 @@ def strings_reachable_from_package_globals(needle: str) -> list[str]:
                 found.append(repr(item)[:80])
             continue
         for referent in gc.get_referents(item):
+            if type(referent) in weakref.ProxyTypes:
+                continue  # a proxy leads nowhere a strong reference does not (PyPy: may be dead)
             if isinstance(referent, types.ModuleType) or id(referent) in seen:
                 continue
             if isinstance(referent, (type, types.FunctionType)) and not _ours(referent):
