@@ -5,6 +5,7 @@ early (cancelled, timed out, abandoned) resets its stream without awaiting anyth
 from __future__ import annotations
 
 import math
+import random
 from types import TracebackType
 from typing import TYPE_CHECKING, AsyncIterator, Generic, Optional, Type, TypeVar
 
@@ -27,7 +28,12 @@ ReplyT = TypeVar("ReplyT", bound=Message)
 # Calls that wait for a slot on a connection that then starts draining move to a fresh one;
 # a bound keeps a server that GOAWAYs every connection from looping us forever.
 _MAX_OPEN_ATTEMPTS = 8
-_TRANSPARENT_RETRIES = 3
+# A refused call is sent again at once, then after short growing pauses: a server that counts
+# a finished stream as open a moment too long (grpcio's does) refuses now and then, and under
+# load the same call may be refused several times in a row before it catches up.
+_TRANSPARENT_RETRIES = 8
+_RETRY_PAUSE_FIRST = 0.002
+_RETRY_PAUSE_MAX = 0.1
 
 
 def _encode(message: Message, limit: int) -> bytes:
@@ -126,8 +132,14 @@ async def unary_unary(
         if not error.not_processed or attempt == _TRANSPARENT_RETRIES:
             raise _final_error(call, deadline, timeout)
         # REFUSED_STREAM or beyond a GOAWAY: the server never saw it, so sending it again is
-        # safe for any method (grpc's "transparent retry").
-        await trio.lowlevel.checkpoint()
+        # safe for any method (grpc's "transparent retry"); the deadline still bounds it.
+        if attempt == 0:
+            await trio.lowlevel.checkpoint()
+        else:
+            pause = min(_RETRY_PAUSE_MAX, _RETRY_PAUSE_FIRST * 2.0 ** (attempt - 1))
+            await trio.sleep_until(min(deadline, trio.current_time() + pause * random.random()))
+            if trio.current_time() >= deadline:
+                raise _deadline_error(timeout)
     messages = call.messages
     if len(messages) != 1:
         raise RpcError(

@@ -568,8 +568,10 @@ async def test_an_expired_deadline_sends_nothing(autojump_clock: trio.testing.Mo
     assert sorted(server.requests) == [1, 3]
 
 
-@pytest.mark.parametrize(("refusals", "succeeds"), [(1, True), (3, True), (4, False)])
-async def test_refused_unary_calls_are_retried_transparently(refusals: int, succeeds: bool) -> None:
+@pytest.mark.parametrize(("refusals", "succeeds"), [(1, True), (8, True), (9, False)])
+async def test_refused_unary_calls_are_retried_transparently(
+    refusals: int, succeeds: bool, autojump_clock: trio.testing.MockClock
+) -> None:
     server = ScriptedServer()
     server.echo = False
 
@@ -590,4 +592,22 @@ async def test_refused_unary_calls_are_retried_transparently(refusals: int, succ
                 await channel.unary_unary(METHOD, request(b"r"), BytesValue)
             assert caught.value.code is StatusCode.UNAVAILABLE
             assert caught.value.not_processed
-    assert len(server.requests) == min(refusals + 1, 4)
+    assert len(server.requests) == min(refusals + 1, 9)
+
+
+async def test_refused_retries_stop_at_the_deadline(autojump_clock: trio.testing.MockClock) -> None:
+    """Pauses between transparent retries never outlast the call's deadline."""
+    server = ScriptedServer()
+    server.echo = False
+
+    async def refuse(server: ScriptedServer, frame: Frame) -> None:
+        if "END_STREAM" in frame.flags:
+            await server.send(server.peer.rst(frame.stream_id, 0x7))
+
+    server.on_frame = refuse
+    async with MemoryChannel(server) as channel:
+        start = trio.current_time()
+        with pytest.raises(RpcError) as caught:
+            await channel.unary_unary(METHOD, request(b"r"), BytesValue, timeout=0.01)
+        assert caught.value.code in (StatusCode.DEADLINE_EXCEEDED, StatusCode.UNAVAILABLE)
+        assert trio.current_time() - start <= 0.01 + 1e-9
