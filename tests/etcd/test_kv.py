@@ -341,9 +341,8 @@ async def test_client_default_timeout(server: EtcdServer, p: str) -> None:
 
 
 async def test_concurrent_large_replies_keep_their_own_values(client: etcd.Client, p: str) -> None:
-    # Replies over 256 KiB arrive in many frames, interleaved on one connection, and prime the
-    # heap as they start (grpc/framing.py); replies of three sizes, twelve at a time, must
-    # never mix.
+    # Replies over 256 KiB arrive in many frames, interleaved on one connection; replies of
+    # three sizes, twelve at a time, must never mix.
     sizes = {"a": 1_200, "b": 2_500, "c": 4_000}  # keys of 300 B values: 0.4 to 1.3 MB
     for name, count in sizes.items():
         for start in range(0, count, 100):
