@@ -10,6 +10,7 @@ import pytest
 import trio
 
 import puregrpc_etcd as etcd
+from puregrpc_etcd import _rpcs as rpcs
 from puregrpc_etcd._proto import rpc_pb2
 from puregrpc_etcd.testing import EtcdServer, find_etcd_tool
 
@@ -23,11 +24,7 @@ def p() -> str:
 
 
 async def grant(client: etcd.Client, ttl: int = 60) -> int:
-    reply = await client._unary(
-        "/etcdserverpb.Lease/LeaseGrant",
-        rpc_pb2.LeaseGrantRequest(TTL=ttl),
-        rpc_pb2.LeaseGrantResponse,
-    )
+    reply = await client._unary(rpcs.LEASE_GRANT, rpc_pb2.LeaseGrantRequest(TTL=ttl))
     return reply.ID
 
 
