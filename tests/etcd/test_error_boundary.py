@@ -19,21 +19,28 @@ def assert_typed(error: BaseException) -> None:
 
 
 async def test_a_stream_past_its_deadline_raises_a_typed_error(client: etcd.Client) -> None:
-    async with client._stream(rpcs.WATCH, timeout=0.05) as stream:
-        with pytest.raises(etcd.DeadlineExceededError) as caught:
+    async def receive_until_the_deadline() -> None:
+        async with client._stream(rpcs.WATCH, timeout=0.05) as stream:
             while True:  # no watch created: nothing arrives before the deadline
                 await stream.receive_message()
+
+    with pytest.raises(etcd.DeadlineExceededError) as caught:
+        await receive_until_the_deadline()
     assert_typed(caught.value)
 
 
 async def test_a_stream_the_server_refuses_raises_a_typed_error(client: etcd.Client) -> None:
     unknown = rpcs.Rpc("/etcdserverpb.KV/NoSuchMethod", rpc_pb2.RangeResponse, repeatable=True)
-    with pytest.raises(etcd.RpcError) as caught:
+
+    async def call_it() -> None:
         async with client._stream(unknown) as stream:
             await stream.send_message(rpc_pb2.RangeRequest(key=b"k"))
             await stream.done_writing()
             async for _ in stream:
                 pass
+
+    with pytest.raises(etcd.RpcError) as caught:
+        await call_it()
     assert caught.value.code == grpc.StatusCode.UNIMPLEMENTED
     assert_typed(caught.value)
 
