@@ -6,6 +6,7 @@ The public names of ../shared/design/API.md live here and nowhere else.
 from __future__ import annotations
 
 from puregrpc_etcd._credentials import PlaintextCredentialsWarning
+from puregrpc_etcd._version import __version__ as __version__
 from puregrpc_etcd.auth import Auth, AuthStatus, Permission, Role, User
 from puregrpc_etcd.client import Client, connect
 from puregrpc_etcd.cluster import Cluster, Member, MemberAddResponse
@@ -56,8 +57,6 @@ from puregrpc_etcd.types import (
     TxnResponse,
 )
 from puregrpc_etcd.watch import Event, Watcher, WatchOverflowError
-
-__version__ = "0.1.0"
 
 __all__ = [
     "Alarm",
