@@ -5,9 +5,11 @@ lease grants and revokes, member lists): the client retries it on UNAVAILABLE ev
 request was sent. Any other is retried only when the request provably never reached a server
 (``RpcError.not_processed``) or the member refused it with "no leader" before proposing it.
 These are the rules of Go's clientv3 (``client/v3/retry.go``: ``repeatable`` and
-``nonRepeatable``), applied in ``client.Client._unary``. Two calls choose per request instead:
-a read-only ``txn`` is repeatable (``kv.py``), and an Alarm that disarms is not
-(``maintenance.py``).
+``nonRepeatable``), applied in ``client.Client._unary``, with four differences: AuthStatus and
+v3election's Leader are reads, so repeatable here; MoveLeader is not repeated (Go repeats it);
+and two calls choose per request: a read-only ``txn`` is repeatable (``kv.py``), an Alarm that
+disarms is not (``maintenance.py``). For streams the flag is Go's; they are not retried call by
+call (watch and lease keepalive reopen theirs). ``docs/reliability.md`` lists the same.
 
 Call sites name an entry of this table (``client._unary(RANGE, request)``); the path, the
 reply type and the retry rule are spelled only here. ``tests/unit/test_rpcs.py`` checks every

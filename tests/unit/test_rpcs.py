@@ -14,9 +14,10 @@ from puregrpc_etcd._proto import rpc_pb2, v3election_pb2, v3lock_pb2
 
 PACKAGE = Path(_rpcs.__file__).parent
 FILES = {"rpc.proto": rpc_pb2, "v3lock.proto": v3lock_pb2, "v3election.proto": v3election_pb2}
-# Go's clientv3 (client/v3/retry.go) retries these after they were sent; every other unary RPC
-# of the table only when it provably never reached a server. (Streams are re-opened by their
-# feature modules; read-only txns and Alarm GETs decide per request: see _rpcs.py.)
+# Retried after they were sent; every other unary RPC of the table only when it provably never
+# reached a server. Go's clientv3 (client/v3/retry.go) but for AuthStatus and Leader (reads,
+# repeatable here) and MoveLeader (Go repeats it); read-only txns and Alarm GETs decide per
+# request (see _rpcs.py). Streams carry Go's flag.
 REPEATABLE_UNARY = {
     "Range",
     "LeaseGrant",
