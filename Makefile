@@ -122,7 +122,7 @@ dist: $(VENV)/.installed
 
 # The wheel as a user gets it: installed in a clean venv, imported, its command run, py.typed.
 check-wheel: dist
-	scripts/check-wheel dist
+	PYTHON=$(PYTHON) scripts/check-wheel dist
 
 # Regenerate puregrpc_etcd/_proto from schema/ with the pinned protoc.
 proto:
