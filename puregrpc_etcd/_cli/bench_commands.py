@@ -19,7 +19,7 @@ from puregrpc_etcd._bench.engine import Outcome, connect_with, default_procs, ru
 from puregrpc_etcd._bench.keys import random_bytes, varint_size
 from puregrpc_etcd._bench.progress import Progress
 from puregrpc_etcd._bench.workloads import Plan
-from puregrpc_etcd._cli.args import UsageError, add_global_flags, arg_bytes, duration
+from puregrpc_etcd._cli.args import EXIT_ERROR, UsageError, add_global_flags, arg_bytes, duration
 from puregrpc_etcd._cli.formats import go_duration, human_bytes
 
 if TYPE_CHECKING:
@@ -158,22 +158,24 @@ def register(tree: CommandTree) -> None:
 
 async def bench_settings(ctx: Context, args: argparse.Namespace) -> Settings:
     """The connection settings, the password asked once, and with ``--target-leader`` the
-    leader's endpoint alone."""
+    leader's client URLs alone."""
     ctx._password()
     settings = ctx.settings
     if getattr(args, "target_leader", False):
-        leader = await _leader_endpoint(settings)
-        settings.endpoints = [leader]
+        settings.endpoints = await _leader_endpoints(settings)
     return settings
 
 
-async def _leader_endpoint(settings: Settings) -> str:
+async def _leader_endpoints(settings: Settings) -> list[str]:
+    """As the Go tool finds them: the leader a member reports, then its client URLs from the
+    member list."""
+    timeout = settings.command_timeout
     async with connect_with(settings) as client:
-        for endpoint in settings.endpoints:
-            status = await client.maintenance.status(endpoint, timeout=settings.command_timeout)
-            if status.leader and status.leader == status.header.member_id:
-                return endpoint
-    raise UsageError("--target-leader: no endpoint of --endpoints is the leader")
+        leader = (await client.maintenance.status(timeout=timeout)).leader
+        for member in await client.cluster.members(timeout=timeout):
+            if member.id == leader and member.client_urls:
+                return list(member.client_urls)
+    raise UsageError("failed to find a leader endpoint", EXIT_ERROR)
 
 
 async def execute(ctx: Context, args: argparse.Namespace, plan: Plan) -> Outcome:
@@ -197,6 +199,14 @@ async def _plan(ctx: Context, args: argparse.Namespace, workload: str, **params:
         timeout=ctx.command_timeout,
         params=params,
     )
+
+
+def status(outcome: Outcome) -> int:
+    """0, or 1 when not one request succeeded (the report shows why): a script must not take
+    a run that measured nothing for a benchmark."""
+    succeeded = any(len(report.latencies) for report in outcome.reports)
+    failed = any(report.errors for report in outcome.reports)
+    return EXIT_ERROR if failed and not succeeded else 0
 
 
 def render(ctx: Context, args: argparse.Namespace, outcome: Outcome, index: int = 0) -> str:
@@ -238,7 +248,7 @@ async def put_command(ctx: Context, args: argparse.Namespace) -> int:
         nursery.cancel_scope.cancel()
     if args.check_hashkv and not outcome.stopped:
         await _hashkv(plan.settings)
-    return 0
+    return status(outcome)
 
 
 async def _compact_every(settings: Settings, args: argparse.Namespace) -> None:
@@ -283,7 +293,7 @@ async def range_command(ctx: Context, args: argparse.Namespace) -> int:
     )
     outcome = await execute(ctx, args, plan)
     print(render(ctx, args, outcome), end="", flush=True)
-    return 0
+    return status(outcome)
 
 
 async def txn_put_command(ctx: Context, args: argparse.Namespace) -> int:
@@ -296,7 +306,7 @@ async def txn_put_command(ctx: Context, args: argparse.Namespace) -> int:
     plan = await _plan(ctx, args, "txn-put", txn_ops=args.txn_ops, **writes)
     outcome = await execute(ctx, args, plan)
     print(render(ctx, args, outcome), flush=True)
-    return 0
+    return status(outcome)
 
 
 async def txn_mixed_command(ctx: Context, args: argparse.Namespace) -> int:
@@ -317,11 +327,11 @@ async def txn_mixed_command(ctx: Context, args: argparse.Namespace) -> int:
     print(render(ctx, args, outcome, 0))
     print(f"Total Write Ops: {written.count}\nDetails:", end="")
     print(render(ctx, args, outcome, 1), flush=True)
-    return 0
+    return status(outcome)
 
 
 async def lease_keepalive_command(ctx: Context, args: argparse.Namespace) -> int:
     plan = await _plan(ctx, args, "lease-keepalive")
     outcome = await execute(ctx, args, plan)
     print(render(ctx, args, outcome), end="", flush=True)
-    return 0
+    return status(outcome)

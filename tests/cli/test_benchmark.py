@@ -85,8 +85,10 @@ def test_processes_merge_into_one_report_with_samples(cli: Runner, prefix: str) 
     assert all(re.fullmatch(r"\d+,[^,]+,[^,]+,[^,]+,\d+", row) for row in rows)
 
 
-def test_precise_prints_full_precision(cli: Runner, prefix: str) -> None:
-    result = cli("benchmark", "put", "--precise", "--total", "5", "--prefix", prefix)
+def test_precise_prints_full_precision_and_target_leader_finds_it(cli: Runner, prefix: str) -> None:
+    result = cli(
+        "benchmark", "--target-leader", "put", "--precise", "--total", "5", "--prefix", prefix
+    )
     assert result.code == 0
     assert re.search(r"  Total:\t\d+\.\d{5,}(?:e-\d+)? secs\.\n", result.text), result.text
 
@@ -238,3 +240,13 @@ def test_check_perf_fails_as_etcdctl_when_the_server_stalls(
     assert "Slowest request took too long: " in result.text
     assert result.text.endswith("\nFAIL\n")
     assert _count(cli, prefix) == 0
+
+
+def test_a_run_where_every_request_failed_exits_1(cli: Runner) -> None:
+    result = cli(
+        "benchmark", "--endpoints", "127.0.0.1:1", "--dial-timeout", "1s", "put",
+        "--total", "2", "--procs", "1", endpoint=False,
+    )  # fmt: skip
+    assert result.code == 1
+    assert re.fullmatch(r"\nError distribution:\n  \[2\]\tcannot connect to any endpoint: .*\n\n",
+                        result.text), result.text  # fmt: skip
