@@ -16,7 +16,9 @@ import math
 import multiprocessing
 import os
 import signal
+import sys
 import time
+import warnings
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, AsyncContextManager, Callable
@@ -92,6 +94,8 @@ async def run_share(
         conns: list[Client] = [
             await stack.enter_async_context(connect_with(settings, tls)) for _ in range(conns_count)
         ]
+        for client in conns:
+            await _warm_up(client, settings)
         stream_clients = [conns[n % conns_count] for n in range(clients_count)]
         for n, client in enumerate(stream_clients):
             await workload.prepare(client, n)
@@ -132,6 +136,18 @@ async def run_share(
             with trio.CancelScope(shield=True), trio.move_on_after(5):
                 await workload.cleanup(conns[0])
     return begin, end
+
+
+async def _warm_up(client: Client, settings: Settings) -> None:
+    """Open the connection before the clock starts (as Go's blocking dial does), so that no
+    handshake is timed; an unreachable endpoint fails here, once, rather than every request.
+    Any reply will do: a user without the permission for Status still connected."""
+    try:
+        await client.maintenance.status(timeout=settings.command_timeout)
+    except ConnectionFailedError:
+        raise
+    except EtcdError:
+        pass
 
 
 def connect_with(settings: Settings, tls: Any = None) -> AsyncContextManager[Client]:
@@ -188,6 +204,9 @@ def _worker_main(plan: Plan, index: int, procs: int, conn: Connection, shared: A
     """A worker process: run one share, send back ``("done", reports, begin, end)`` or
     ``("failed", message)``. Ctrl-C is the parent's to handle: it sets the stop flag."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # One line per warning, as the command prints them, and from the first worker only: the
+    # others would repeat it (a password sent in the clear, for one).
+    warnings.showwarning = _show_warning if index == 0 else _ignore_warning
     counters, go, stop = shared
     reports = [Report() for _ in plan.report_names]
 
@@ -219,6 +238,14 @@ def _worker_main(plan: Plan, index: int, procs: int, conn: Connection, shared: A
     else:
         conn.send(("done", reports, begin, end))
     conn.close()
+
+
+def _show_warning(message: Warning | str, *_: object, **__: object) -> None:
+    print(f"Warning: {message}", file=sys.stderr)
+
+
+def _ignore_warning(*_: object, **__: object) -> None:
+    pass
 
 
 class _Stopped(Exception):
