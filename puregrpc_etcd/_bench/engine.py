@@ -112,10 +112,11 @@ async def run_share(
             for index in indices:
                 if stop():
                     return
-                start_at = limiter.slot(trio.current_time())
-                if start_at >= deadline:
-                    return
-                await trio.sleep_until(start_at)
+                if limiter.interval or plan.duration is not None:
+                    start_at = limiter.slot(trio.current_time())
+                    if start_at >= deadline:
+                        return
+                    await trio.sleep_until(start_at)
                 which, call = workload.request(index, number)
                 wall = time.time()
                 began = time.perf_counter()

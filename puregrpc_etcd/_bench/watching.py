@@ -89,7 +89,9 @@ async def watch_command(ctx: Context, args: argparse.Namespace) -> int:
     watchers_of: dict[bytes, int] = {}
     async with AsyncExitStack() as stack:
         streams = await _streams(stack, settings, args.streams)
-        put_clients = await _streams(stack, settings, max(1, connections))
+        # --clients putters over --conns connections, as the Go tool's clients share its conns.
+        conns = await _streams(stack, settings, connections)
+        put_clients = [conns[n % len(conns)] for n in range(args.clients)]
         total_watchers = args.streams * args.watch_per_stream
         make = Report()
         progress = Progress(total_watchers)

@@ -262,3 +262,18 @@ def test_an_unreachable_endpoint_fails_before_the_run(cli: Runner) -> None:
         )  # fmt: skip
         assert (result.code, result.out) == (2, b"")
         assert re.fullmatch(r"Error: cannot connect to any endpoint: [^\n]*\n", result.error)
+
+
+def test_check_perf_auto_compact_and_defrag_print_as_etcdctl(cli: Runner, prefix: str) -> None:
+    result = cli(
+        "check", "perf", "--duration", "1", "--prefix", prefix, "--procs", "1",
+        "--auto-compact", "--auto-defrag",
+    )  # fmt: skip
+    assert result.code in (0, 1), result.error
+    lines = result.text.splitlines()
+    compacting = re.fullmatch(r"Compacting with revision (\d+)", lines[0])
+    assert compacting, result.text
+    assert lines[1] == f"Compacted with revision {compacting.group(1)}"
+    assert lines[2:4] == [f'Defragmenting "{cli.endpoint}"', f'Defragmented "{cli.endpoint}"']
+    assert lines[-1] in ("PASS", "FAIL")
+    assert _count(cli, prefix) == 0
