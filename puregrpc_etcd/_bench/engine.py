@@ -19,9 +19,9 @@ import signal
 import sys
 import time
 import warnings
-from contextlib import AsyncExitStack
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, AsyncContextManager, Callable
+from typing import TYPE_CHECKING, Any, AsyncContextManager, AsyncIterator, Callable
 
 import trio
 
@@ -37,7 +37,14 @@ if TYPE_CHECKING:
     from puregrpc_etcd._cli.session import Settings
     from puregrpc_etcd.client import Client
 
-__all__ = ["Outcome", "WorkerFailed", "connect_with", "default_procs", "run_plan"]
+__all__ = [
+    "Outcome",
+    "WorkerFailed",
+    "connect_with",
+    "default_procs",
+    "open_clients",
+    "run_plan",
+]
 
 # How long stopped workers get to hand their results in before they are terminated.
 _COLLECT_TIMEOUT = 15.0
@@ -89,13 +96,7 @@ async def run_share(
     settings = plan.settings
     clients_count, conns_count = share.of(plan)
     workload = Workload(plan, seed=int.from_bytes(os.urandom(8), "big") + share.index)
-    async with AsyncExitStack() as stack:
-        tls = settings.tls_context()
-        conns: list[Client] = [
-            await stack.enter_async_context(connect_with(settings, tls)) for _ in range(conns_count)
-        ]
-        for client in conns:
-            await _warm_up(client, settings)
+    async with open_clients(settings, conns_count) as conns:
         stream_clients = [conns[n % conns_count] for n in range(clients_count)]
         for n, client in enumerate(stream_clients):
             await workload.prepare(client, n)
@@ -137,6 +138,36 @@ async def run_share(
             with trio.CancelScope(shield=True), trio.move_on_after(5):
                 await workload.cleanup(conns[0])
     return begin, end
+
+
+@asynccontextmanager
+async def open_clients(settings: Settings, count: int) -> AsyncIterator[list[Client]]:
+    """``count`` connected clients, opened side by side in tasks of their own.
+
+    Not nested in one another: a trio call looks up its deadline through every cancel scope
+    around it, and 500 nested clients made that walk the largest cost of a request.
+    """
+    tls = settings.tls_context()
+    clients: list[Client] = []
+    connected = trio.Event()
+    release = trio.Event()
+
+    async def hold() -> None:
+        async with connect_with(settings, tls) as client:
+            await _warm_up(client, settings)
+            clients.append(client)
+            if len(clients) == count:
+                connected.set()
+            await release.wait()
+
+    async with trio.open_nursery() as nursery:
+        for _ in range(count):
+            nursery.start_soon(hold)
+        await connected.wait()
+        try:
+            yield clients
+        finally:
+            release.set()
 
 
 async def _warm_up(client: Client, settings: Settings) -> None:

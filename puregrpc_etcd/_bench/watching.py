@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import trio
 
-from puregrpc_etcd._bench.engine import connect_with
+from puregrpc_etcd._bench.engine import connect_with, open_clients
 from puregrpc_etcd._bench.keys import random_bytes, varint
 from puregrpc_etcd._bench.progress import Progress
 from puregrpc_etcd._bench.report import Report
@@ -62,7 +62,7 @@ def _render(report: Report, elapsed: float, args: argparse.Namespace) -> str:
 
 
 async def _streams(stack: AsyncExitStack, settings: Settings, count: int) -> list[Client]:
-    return [await stack.enter_async_context(connect_with(settings)) for _ in range(count)]
+    return await stack.enter_async_context(open_clients(settings, count))
 
 
 async def watch_command(ctx: Context, args: argparse.Namespace) -> int:
