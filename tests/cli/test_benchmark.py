@@ -277,3 +277,20 @@ def test_check_perf_auto_compact_and_defrag_print_as_etcdctl(cli: Runner, prefix
     assert lines[2:4] == [f'Defragmenting "{cli.endpoint}"', f'Defragmented "{cli.endpoint}"']
     assert lines[-1] in ("PASS", "FAIL")
     assert _count(cli, prefix) == 0
+
+
+def test_put_compacts_on_its_interval_and_prints_the_hashkv(cli: Runner, prefix: str) -> None:
+    result = cli(
+        "benchmark", "--procs", "1", "put", "--total", "60", "--rate", "50", "--prefix", prefix,
+        "--compact-interval", "300ms", "--compact-index-delta", "5", "--check-hashkv",
+    )  # fmt: skip
+    assert result.code == 0, result.error
+    report, _, hashkv = result.text.partition("\nHashKV Summary:\n")
+    assert re.fullmatch(REPORT + r"\n", report + "\n"), result.text
+    assert re.fullmatch(
+        rf"\tHashKV: \d+\n\tEndpoint: {re.escape(cli.endpoint)}\n"
+        r"\tTime taken to get hashkv: [0-9.]+(?:µs|ms|s)\n\tDB size: [0-9.]+ [kM]?B\n",
+        hashkv,
+    ), result.text
+    status = json.loads(cli("endpoint", "hashkv", "-w", "json").out)[0]["HashKV"]
+    assert status["compact_revision"] > 0
