@@ -252,10 +252,26 @@ def _worker_main(plan: Plan, index: int, procs: int, conn: Connection, shared: A
                 raise _Stopped
             await trio.sleep(0.005)
 
+    stopping = [False]  # the shared event, read every 20 ms rather than locked per request
+
+    async def watch_stop() -> None:
+        while not stop.is_set():  # noqa: ASYNC110 - a process-shared event, polled
+            await trio.sleep(_POLL)
+        stopping[0] = True
+
     async def main() -> tuple[float, float]:
-        return await run_share(
-            plan, _Share(index, procs), reports, ready=ready, stop=stop.is_set, tick=tick
-        )
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(watch_stop)
+            times = await run_share(
+                plan,
+                _Share(index, procs),
+                reports,
+                ready=ready,
+                stop=lambda: stopping[0],
+                tick=tick,
+            )
+            nursery.cancel_scope.cancel()
+        return times
 
     try:
         begin, end = trio.run(main)
