@@ -19,6 +19,8 @@ import trio
 from puregrpc_etcd._cli import (
     admin_commands,
     auth_commands,
+    bench_commands,
+    check_perf,
     cluster_commands,
     kv_commands,
     lease_commands,
@@ -55,6 +57,8 @@ def build_parser() -> CommandTree:
     mirror_command.register(tree)
     auth_commands.register(tree)
     local_commands.register(tree)
+    bench_commands.register(tree)
+    check_perf.register(tree)
     return tree
 
 
