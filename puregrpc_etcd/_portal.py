@@ -372,6 +372,7 @@ class Portal:
         self._main_scope: trio.CancelScope | None = None
         self._stop: trio.Event | None = None
         self._closing = False
+        self._failure: BaseException | None = None  # what ended the loop, if not closing
         self._thread = threading.Thread(target=self._thread_main, name=name, daemon=True)
         self._ready = threading.Event()
         self._thread.start()
@@ -404,13 +405,25 @@ class Portal:
                     await self._stop.wait()
                     calls.cancel_scope.cancel()
             except BaseException as exc:
+                if self.opened.done and not self._closing:
+                    self._failure = exc  # the client's own tasks failed: calls now say why
                 self.opened.fail(exc)
                 if not isinstance(exc, (Exception, trio.Cancelled)):
                     raise
 
+    def closed_error(self, message: str = "the client is closed") -> ClientClosedError:
+        """The error for a call that cannot run (or went on) because the client is closed; it
+        names what ended the client when that was a failure rather than ``close()``."""
+        failure = self._failure
+        if failure is None:
+            return ClientClosedError(message)
+        error = ClientClosedError(f"{message}: its connection task failed: {failure!r}")
+        error.__cause__ = failure
+        return error
+
     def _spawn(self, call: Call) -> None:
         if self._calls is None or self._stop is None or self._stop.is_set():
-            call.outcome.fail(ClientClosedError("the client is closed"))
+            call.outcome.fail(self.closed_error())
             return
         self._calls.start_soon(self._run_call, call)
 
@@ -429,7 +442,7 @@ class Portal:
                     outcome.fail(exc)
         finally:
             if not outcome.done:
-                outcome.fail(_closed_or_cancelled(call.cancelled))
+                outcome.fail(self._ended(call.cancelled))
 
     async def _hold(self, holder: Holder, cm: AsyncContextManager[Any]) -> None:
         exit_event = holder._exit = trio.Event()
@@ -467,9 +480,9 @@ class Portal:
                 holder.exited.succeed(bool(suppressed) and ours)
         finally:
             if not holder.entered.done:
-                holder.entered.fail(_closed_or_cancelled(holder.cancelled))
+                holder.entered.fail(self._ended(holder.cancelled))
             if not holder.exited.done:
-                holder.exited.fail(_closed_or_cancelled(holder.cancelled))
+                holder.exited.fail(self._ended(holder.cancelled))
 
     # The other side.
 
@@ -485,7 +498,14 @@ class Portal:
             )
         if self._closing:
             _park_if_exiting()
-            raise ClientClosedError("the client is closed")
+            raise self.closed_error()
+        if self._failure is not None:
+            raise self.closed_error()
+
+    def _ended(self, cancelled: bool) -> ClientClosedError:
+        if cancelled:
+            return ClientClosedError("the call was cancelled")
+        return self.closed_error("the client was closed while the call ran")
 
     def on_own_thread(self) -> bool:
         return threading.current_thread() is self._thread
@@ -493,12 +513,12 @@ class Portal:
     def run_sync_soon(self, fn: Callable[..., object], *args: Any) -> None:
         token = self._token
         if token is None:
-            raise ClientClosedError("the client is closed")
+            raise self.closed_error()
         try:
             token.run_sync_soon(fn, *args)
         except trio.RunFinishedError:
             _park_if_exiting()
-            raise ClientClosedError("the client is closed") from None
+            raise self.closed_error() from self._failure
 
     def submit(self, fn: Callable[..., Awaitable[Any]], *args: Any, **kwargs: Any) -> Call:
         """Start ``await fn(*args, **kwargs)`` as a task of the portal."""
@@ -528,7 +548,7 @@ class Portal:
 
         def spawn() -> None:
             if self._calls is None or self._stop is None or self._stop.is_set():
-                holder.entered.fail(ClientClosedError("the client is closed"))
+                holder.entered.fail(self.closed_error())
                 holder.exited.succeed(False)
                 return
             self._calls.start_soon(self._hold, holder, cm)
@@ -576,12 +596,6 @@ def _park_if_exiting() -> None:
     """At interpreter exit, a daemon thread that calls a closed client waits for the end."""
     if _exiting and threading.current_thread().daemon:
         threading.Event().wait()
-
-
-def _closed_or_cancelled(cancelled: bool) -> BaseException:
-    if cancelled:
-        return ClientClosedError("the call was cancelled")
-    return ClientClosedError("the client was closed while the call ran")
 
 
 @atexit.register
