@@ -17,6 +17,7 @@ import puregrpc_etcd as etcd
 from puregrpc_etcd import aio
 from puregrpc_etcd.testing import EtcdServer
 
+uvloop: Any
 try:
     import uvloop
 except ImportError:  # optional: the loops the tests run on are the ones installed
@@ -30,7 +31,7 @@ def run(request: pytest.FixtureRequest) -> Callable[[Coroutine[Any, Any, Any]], 
     """Run a coroutine to completion on a fresh loop of the kind under test."""
     if request.param == "uvloop":
         assert uvloop is not None
-        return uvloop.run  # type: ignore[no-any-return]
+        return uvloop.run  # type: ignore[no-any-return,unused-ignore]
     return asyncio.run
 
 
@@ -66,7 +67,7 @@ def test_configuration_and_txn(server: EtcdServer, run: Any) -> None:
             assert response.succeeded
             assert (await client.delete("cfg/", prefix=True)).deleted == 2
             with pytest.raises(TypeError):
-                await client.put("k", 12)  # type: ignore[arg-type]
+                await client.put("k", 12)
             with pytest.raises(etcd.LeaseNotFoundError):
                 await client.put("k", "v", lease=0x1234)
 

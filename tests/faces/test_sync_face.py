@@ -6,7 +6,7 @@ from __future__ import annotations
 import signal
 import threading
 import time
-from typing import Callable
+from typing import Callable, Iterator
 
 import pytest
 from face_scripts import SCRIPT_TIMEOUT, start_script
@@ -17,7 +17,7 @@ from puregrpc_etcd.testing import EtcdServer
 
 
 @pytest.fixture
-def client(server: EtcdServer):
+def client(server: EtcdServer) -> Iterator[sync.Client]:
     with sync.connect(server.endpoints) as connected:
         yield connected
 
@@ -44,7 +44,7 @@ def test_configuration(client: sync.Client) -> None:
 
 def test_errors_are_the_trio_clients(client: sync.Client) -> None:
     with pytest.raises(TypeError):
-        client.put("k", 12)  # type: ignore[arg-type]
+        client.put("k", 12)
     with pytest.raises(etcd.LeaseNotFoundError):
         client.put("k", "v", lease=0x1234)
     revision = client.put("compacted", "v").header.revision
