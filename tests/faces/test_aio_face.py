@@ -5,6 +5,7 @@ subprocesses; on uvloop too where it is installed."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import sys
 import uuid
 from collections.abc import Coroutine
@@ -90,7 +91,9 @@ def test_service_registration_watch_and_views(server: EtcdServer, run: Any) -> N
             start = events[0].kv.mod_revision
             async for event in client.watch("services/", prefix=True, start_revision=start):
                 assert event.kv.key == b"services/api/1"
-                break  # leaving the loop closes the watcher
+                break  # leaving the loop closes the watcher (asyncio's generator finalizer)
+            hub = client._target._watch_hub
+            assert await settles(lambda: (gc.collect(), hub.attached)[1] == 0)
             async with client.mirror("mirrored/") as mirror:
                 revision = (await client.put("mirrored/x", "1")).header.revision
                 assert await mirror.wait_for(revision) >= revision
