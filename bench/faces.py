@@ -18,7 +18,7 @@ import importlib
 import statistics
 import threading
 import time
-from typing import Any, Callable
+from typing import Any, Awaitable, Callable
 
 import trio
 
@@ -107,21 +107,27 @@ def sync_hop(endpoint: str, calls: int) -> tuple[float, float]:
         return clock.per_call(calls)
 
 
+async def _asyncio_gets(
+    get: Callable[[], Awaitable[Any]], calls: int, concurrent: int
+) -> tuple[float, float]:
+    await get()
+    share = calls // concurrent
+
+    async def run() -> None:
+        for _ in range(share):
+            await get()
+
+    clock = Clock()
+    await asyncio.gather(*(run() for _ in range(concurrent)))
+    return clock.per_call(share * concurrent)
+
+
 def aio_gets(
     endpoint: str, calls: int, concurrent: int, runner: Callable[[Any], Any]
 ) -> tuple[float, float]:
     async def main() -> tuple[float, float]:
         async with aio.connect(endpoint) as client:
-            await client.get(KEY)
-            share = calls // concurrent
-
-            async def run() -> None:
-                for _ in range(share):
-                    await client.get(KEY)
-
-            clock = Clock()
-            await asyncio.gather(*(run() for _ in range(concurrent)))
-            return clock.per_call(share * concurrent)
+            return await _asyncio_gets(lambda: client.get(KEY), calls, concurrent)
 
     return runner(main())  # type: ignore[no-any-return]
 
@@ -146,16 +152,7 @@ def aetcd_gets(endpoint: str, calls: int, concurrent: int) -> tuple[float, float
         await client.connect()
         try:
             key = KEY.encode()
-            await client.get(key)
-            share = calls // concurrent
-
-            async def run() -> None:
-                for _ in range(share):
-                    await client.get(key)
-
-            clock = Clock()
-            await asyncio.gather(*(run() for _ in range(concurrent)))
-            return clock.per_call(share * concurrent)
+            return await _asyncio_gets(lambda: client.get(key), calls, concurrent)
         finally:
             await client.close()
 
