@@ -1,0 +1,473 @@
+"""One trio loop in a daemon thread, driven from other threads or from an asyncio loop.
+
+The blocking face (``sync``) and the asyncio face (``aio``) own one ``Portal`` each per
+client: a thread that runs ``trio.run``, opens the trio ``Client`` there and keeps it until
+closed. Everything the faces do is a call into that loop: ``submit`` starts a task for one
+coroutine and reports its outcome through a ``Pending``; ``hold`` enters an async context
+manager in a task of its own and keeps it entered until the other side leaves its block (so
+cancel scopes and nurseries inside the manager stay in one task, as trio requires). The other
+side waits on a ``Pending`` by blocking (``wait``) or by awaiting an asyncio future
+(``wait_async``); giving up the wait (Ctrl-C, a cancelled asyncio task) cancels the trio task,
+which resets its HTTP/2 stream and leaves the connection healthy.
+
+No protocol or etcd logic lives here or in the faces: they only move calls across.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import threading
+import weakref
+from typing import TYPE_CHECKING, Any, Callable, Optional, TypeVar
+
+import trio
+
+from puregrpc_etcd.errors import EtcdError
+
+if TYPE_CHECKING:
+    import asyncio
+    from collections.abc import Awaitable
+    from types import TracebackType
+    from typing import AsyncContextManager
+
+__all__ = [
+    "ClientClosedError",
+    "Face",
+    "ForkedError",
+    "Forward",
+    "Holder",
+    "Pending",
+    "Portal",
+    "same",
+]
+
+#: How long leaving waits for a cancelled call to end on the trio side (Ctrl-C, task cancel).
+CANCEL_WAIT = 5.0
+#: How long closing a client (and interpreter exit) waits for its thread: the close-time jobs
+#: (revoking leases, deleting lock keys) are bounded by the client's own 2 s per job.
+CLOSE_WAIT = 10.0
+
+T = TypeVar("T")
+ExcInfo = tuple[Optional[type[BaseException]], Optional[BaseException], Optional["TracebackType"]]
+_NO_EXC: ExcInfo = (None, None, None)
+
+
+class ClientClosedError(EtcdError):
+    """The client was closed before or while the call ran (``close()``, leaving its block)."""
+
+
+class ForkedError(ClientClosedError):
+    """A client (or a watcher, lock, lease... of one) opened before ``os.fork()`` was used in
+    the child. The child does not share the parent's loop, thread or sockets: connect anew
+    there (``sync.connect(...)`` / ``aio.connect(...)``)."""
+
+
+class Pending:
+    """One outcome crossing from the trio thread to whoever waits for it.
+
+    Set once on the trio side (``succeed``/``fail``); waited for by blocking (any thread, any
+    number of waiters) or by awaiting (one asyncio future per waiter).
+    """
+
+    __slots__ = ("_callbacks", "_error", "_lock", "_value", "done")
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._callbacks: list[Callable[[], object]] = []
+        self._value: Any = None
+        self._error: BaseException | None = None
+        self.done = False
+
+    def succeed(self, value: Any) -> None:
+        self._settle(value, None)
+
+    def fail(self, error: BaseException) -> None:
+        self._settle(None, error)
+
+    def _settle(self, value: Any, error: BaseException | None) -> None:
+        if _exiting and isinstance(error, ClientClosedError):
+            return  # see _close_at_exit
+        with self._lock:
+            if self.done:
+                return
+            self._value = value
+            self._error = error
+            self.done = True
+            callbacks, self._callbacks = self._callbacks, []
+        for callback in callbacks:
+            callback()
+
+    def result(self) -> Any:
+        """The value, or raise the error (only once ``done``)."""
+        error = self._error
+        if error is not None:
+            raise error
+        return self._value
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until done (True) or ``timeout`` (False); Ctrl-C interrupts it."""
+        if self.done:
+            return True
+        gate = threading.Lock()
+        gate.acquire()
+        with self._lock:
+            if self.done:
+                return True
+            self._callbacks.append(gate.release)
+        return gate.acquire(timeout=-1 if timeout is None else timeout)
+
+    def wait_async(self, loop: asyncio.AbstractEventLoop) -> asyncio.Future[Any]:
+        """An asyncio future of ``loop`` that completes with this outcome."""
+        future = loop.create_future()
+
+        def transfer() -> None:
+            if not future.done():
+                if self._error is not None:
+                    future.set_exception(self._error)
+                else:
+                    future.set_result(self._value)
+
+        def wake() -> None:
+            try:
+                loop.call_soon_threadsafe(transfer)
+            except RuntimeError:
+                pass  # the loop closed meanwhile: nobody waits there any more
+
+        with self._lock:
+            if not self.done:
+                self._callbacks.append(wake)
+                return future
+        transfer()
+        return future
+
+
+class Call:
+    """One coroutine run as a trio task of the portal, cancellable from the other side."""
+
+    __slots__ = ("args", "cancelled", "fn", "kwargs", "outcome", "scope")
+
+    def __init__(
+        self, fn: Callable[..., Awaitable[Any]], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> None:
+        self.fn = fn
+        self.args = args
+        self.kwargs = kwargs
+        self.outcome = Pending()
+        self.scope: trio.CancelScope | None = None
+        self.cancelled = False
+
+
+class Holder:
+    """An async context manager entered by a task of the portal and held until ``exit``."""
+
+    __slots__ = ("_exc_info", "_exit", "_portal", "cancelled", "entered", "exited", "scope")
+
+    def __init__(self, portal: Portal) -> None:
+        self._portal = portal
+        self.cancelled = False
+        self.entered = Pending()
+        self.exited = Pending()
+        self.scope: trio.CancelScope | None = None
+        self._exit: trio.Event | None = None
+        self._exc_info: ExcInfo = _NO_EXC
+
+    def request_exit(self, exc_info: ExcInfo) -> None:
+        """Ask the holding task to leave the manager with ``exc_info`` (from any thread)."""
+        self._exc_info = exc_info
+        self._portal.run_sync_soon(self._set_exit)
+
+    def _set_exit(self) -> None:
+        if self._exit is not None:
+            self._exit.set()
+
+    def cancel(self) -> None:
+        self._portal.cancel(self)
+
+
+class Face:
+    """A trio object (``_target``) used through its client's portal: what both faces' classes
+    are made of."""
+
+    __slots__ = ("_portal", "_target")
+
+    def __init__(self, portal: Portal, target: Any) -> None:
+        self._portal = portal
+        self._target = target
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__module__.rsplit('.', 1)[-1]} {self._target!r}>"
+
+
+class Forward:
+    """Base of the faces' descriptors: ``name = Kind(TrioClass.name[, wrap])`` in a face class
+    forwards to the trio method of that name on the face's target (a namespace view's own
+    methods included), through ``make(portal, bound_method, wrap)``; ``wrap(portal, result)``
+    turns trio results into faces. The trio method is kept (``_method``) for the test that
+    checks the faces against the trio classes."""
+
+    def __init__(self, method: Callable[..., Any], wrap: Callable[[Portal, Any], Any]) -> None:
+        self._method = method
+        self._wrap = wrap
+        self.__doc__ = method.__doc__
+
+    def _bind(
+        self, face: Face | None, make: Callable[[Portal, Callable[..., Any], Any], Any]
+    ) -> Any:
+        if face is None:
+            return self
+        method = getattr(face._target, self._method.__name__)
+        forwarding = make(face._portal, method, self._wrap)
+        forwarding.__doc__ = self.__doc__
+        forwarding.__wrapped__ = method  # inspect.signature shows the trio parameters
+        return forwarding
+
+
+def same(portal: Portal, value: T) -> T:
+    """The ``wrap`` of results that are plain data (no face needed)."""
+    return value
+
+
+_exiting = False
+_live_portals: weakref.WeakSet[Portal] = weakref.WeakSet()
+
+
+class Portal:
+    """A daemon thread running one trio loop that holds one open trio client (``target``)."""
+
+    def __init__(self, opener: Callable[[], AsyncContextManager[Any]], name: str) -> None:
+        self.pid = os.getpid()
+        self.target: Any = None
+        self.opened = Pending()  # the trio client, once connected
+        self.finished = Pending()  # set when the thread's trio run has ended
+        self._opener = opener
+        self._token: trio.lowlevel.TrioToken | None = None
+        self._calls: trio.Nursery | None = None
+        self._main_scope: trio.CancelScope | None = None
+        self._stop: trio.Event | None = None
+        self._closing = False
+        self._thread = threading.Thread(target=self._thread_main, name=name, daemon=True)
+        self._ready = threading.Event()
+        self._thread.start()
+        self._ready.wait()  # the token exists: calls can be queued from now on
+        _live_portals.add(self)
+
+    # The trio side.
+
+    def _thread_main(self) -> None:
+        try:
+            trio.run(self._main)
+        except BaseException as exc:  # never a traceback from the daemon thread
+            self.opened.fail(exc)
+        finally:
+            self._ready.set()
+            self.opened.fail(ClientClosedError("the client is closed"))
+            self.finished.succeed(None)
+
+    async def _main(self) -> None:
+        self._token = trio.lowlevel.current_trio_token()
+        self._stop = trio.Event()
+        with trio.CancelScope() as scope:
+            self._main_scope = scope
+            self._ready.set()
+            try:
+                async with self._opener() as target, trio.open_nursery() as calls:
+                    self.target = target
+                    self._calls = calls
+                    self.opened.succeed(target)
+                    await self._stop.wait()
+                    calls.cancel_scope.cancel()
+            except BaseException as exc:
+                self.opened.fail(exc)
+                if not isinstance(exc, (Exception, trio.Cancelled)):
+                    raise
+
+    def _spawn(self, call: Call) -> None:
+        if self._calls is None or self._stop is None or self._stop.is_set():
+            call.outcome.fail(ClientClosedError("the client is closed"))
+            return
+        self._calls.start_soon(self._run_call, call)
+
+    async def _run_call(self, call: Call) -> None:
+        outcome = call.outcome
+        try:
+            with trio.CancelScope() as scope:
+                call.scope = scope
+                if call.cancelled:
+                    scope.cancel()
+                try:
+                    outcome.succeed(await call.fn(*call.args, **call.kwargs))
+                except trio.Cancelled:
+                    raise
+                except BaseException as exc:
+                    outcome.fail(exc)
+        finally:
+            if not outcome.done:
+                outcome.fail(_closed_or_cancelled(call.cancelled))
+
+    async def _hold(self, holder: Holder, cm: AsyncContextManager[Any]) -> None:
+        exit_event = holder._exit = trio.Event()
+        try:
+            with trio.CancelScope() as scope:
+                holder.scope = scope
+                if holder.cancelled:
+                    scope.cancel()
+                try:
+                    holder.entered.succeed(await cm.__aenter__())
+                except trio.Cancelled:
+                    raise
+                except BaseException as exc:
+                    holder.entered.fail(exc)
+                    holder.exited.succeed(False)
+                    return
+                try:
+                    await exit_event.wait()
+                    exc_info = holder._exc_info
+                except trio.Cancelled as cancelled:
+                    # Cancelled inside the manager (cancel_on_loss) or by closing the client.
+                    exc_info = (type(cancelled), cancelled, cancelled.__traceback__)
+                try:
+                    suppressed = await cm.__aexit__(*exc_info)
+                except BaseException as exc:
+                    if isinstance(exc, trio.Cancelled):
+                        raise
+                    if exc is not exc_info[1]:
+                        holder.exited.fail(exc)
+                        return
+                    suppressed = False
+                # A body the manager ended by itself (cancel_on_loss) is not the other side's
+                # block: its exception, if any, is not to be swallowed.
+                ours = exc_info[1] is holder._exc_info[1]
+                holder.exited.succeed(bool(suppressed) and ours)
+        finally:
+            if not holder.entered.done:
+                holder.entered.fail(_closed_or_cancelled(holder.cancelled))
+            if not holder.exited.done:
+                holder.exited.fail(_closed_or_cancelled(holder.cancelled))
+
+    # The other side.
+
+    def check(self) -> None:
+        """Raise unless calls may go in: not closed, same process, not on the portal thread."""
+        if self.pid != os.getpid():
+            raise ForkedError(
+                "this client was opened before os.fork(); connect again in the child process"
+            )
+        if threading.current_thread() is self._thread:
+            raise RuntimeError(
+                "a blocking call on the client's own loop thread would wait for itself"
+            )
+        if self._closing:
+            _park_if_exiting()
+            raise ClientClosedError("the client is closed")
+
+    def on_own_thread(self) -> bool:
+        return threading.current_thread() is self._thread
+
+    def run_sync_soon(self, fn: Callable[..., object], *args: Any) -> None:
+        token = self._token
+        if token is None:
+            raise ClientClosedError("the client is closed")
+        try:
+            token.run_sync_soon(fn, *args)
+        except trio.RunFinishedError:
+            _park_if_exiting()
+            raise ClientClosedError("the client is closed") from None
+
+    def submit(self, fn: Callable[..., Awaitable[Any]], *args: Any, **kwargs: Any) -> Call:
+        """Start ``await fn(*args, **kwargs)`` as a task of the portal."""
+        self.check()
+        call = Call(fn, args, kwargs)
+        self.run_sync_soon(self._spawn, call)
+        return call
+
+    def call_sync(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Pending:
+        """Run a plain function on the portal thread (to read state its tasks change)."""
+        self.check()
+        pending = Pending()
+
+        def run() -> None:
+            try:
+                pending.succeed(fn(*args, **kwargs))
+            except BaseException as exc:
+                pending.fail(exc)
+
+        self.run_sync_soon(run)
+        return pending
+
+    def hold(self, cm: AsyncContextManager[Any]) -> Holder:
+        """Enter ``cm`` in a task of its own; ``holder.request_exit(...)`` leaves it."""
+        self.check()
+        holder = Holder(self)
+
+        def spawn() -> None:
+            if self._calls is None or self._stop is None or self._stop.is_set():
+                holder.entered.fail(ClientClosedError("the client is closed"))
+                holder.exited.succeed(False)
+                return
+            self._calls.start_soon(self._hold, holder, cm)
+
+        self.run_sync_soon(spawn)
+        return holder
+
+    def cancel(self, what: Call | Holder) -> None:
+        """Cancel a call's (or a held manager's) task, from any thread; no wait."""
+        what.cancelled = True
+
+        def cancel() -> None:
+            if what.scope is not None:
+                what.scope.cancel()
+
+        try:
+            self.run_sync_soon(cancel)
+        except ClientClosedError:
+            pass
+
+    def close_soon(self) -> None:
+        """Start closing: end every call, run the client's close-time jobs, end the thread."""
+        if self._closing or self.pid != os.getpid():
+            return
+        self._closing = True
+        try:
+            self.run_sync_soon(self._stop_now)
+        except ClientClosedError:
+            pass
+
+    def _stop_now(self) -> None:
+        if self._stop is not None:
+            self._stop.set()
+        if not self.opened.done and self._main_scope is not None:
+            self._main_scope.cancel()  # still connecting
+
+    def close(self, timeout: float = CLOSE_WAIT) -> None:
+        """Close and wait (bounded) for the thread to end."""
+        self.close_soon()
+        if threading.current_thread() is not self._thread and self.pid == os.getpid():
+            self.finished.wait(timeout)
+
+
+def _park_if_exiting() -> None:
+    """At interpreter exit, a daemon thread that calls a closed client waits for the end."""
+    if _exiting and threading.current_thread().daemon:
+        threading.Event().wait()
+
+
+def _closed_or_cancelled(cancelled: bool) -> BaseException:
+    if cancelled:
+        return ClientClosedError("the call was cancelled")
+    return ClientClosedError("the client was closed while the call ran")
+
+
+@atexit.register
+def _close_at_exit() -> None:
+    """Close the clients left open, so that leases are revoked and nothing prints at exit."""
+    global _exiting
+    # Threads still waiting for a call are daemon threads (the interpreter waited for the
+    # others): they keep waiting, to end with the interpreter, rather than wake up with an
+    # error that would print a traceback.
+    _exiting = True
+    portals = [portal for portal in list(_live_portals) if portal.pid == os.getpid()]
+    for portal in portals:
+        portal.close_soon()
+    for portal in portals:
+        portal.finished.wait(CLOSE_WAIT)

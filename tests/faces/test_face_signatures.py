@@ -1,0 +1,102 @@
+"""The faces stay in step with the trio client: every public method and property of each trio
+class is on its face, forwarding to the trio method of that name (so the arguments are the
+same), and the few written out by hand take the same parameters. Sans-IO."""
+
+from __future__ import annotations
+
+import inspect
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+import puregrpc_etcd as etcd
+from puregrpc_etcd import sync
+from puregrpc_etcd import watch as trio_watch
+
+#: Trio names that have no face, each with its reason.
+LEFT_OUT = {
+    # It takes a trio nursery; face users iterate a watch in a thread or task instead.
+    ("Client", "watch_callback"),
+    # Meant for trio's ``nursery.start``, as the implementation of ``watch_callback``.
+    ("WatchContext", "run"),
+}
+
+#: The trio classes and the faces' names for them.
+CLASSES = {
+    "Client": etcd.Client,
+    "Cluster": etcd.Cluster,
+    "Maintenance": etcd.Maintenance,
+    "Auth": etcd.Auth,
+    "Lock": etcd.Lock,
+    "TryLock": etcd.TryLock,
+    "Election": etcd.Election,
+    "LeaderObserver": etcd.LeaderObserver,
+    "Mirror": etcd.Mirror,
+    "Watcher": etcd.Watcher,
+    "WatchContext": trio_watch.WatchContext,
+}
+
+#: The protocols of the trio classes and what stands for them on each face.
+PROTOCOLS = {
+    "sync": {
+        "__aenter__": "__enter__",
+        "__aexit__": "__exit__",
+        "__aiter__": "__iter__",
+        "__anext__": "__iter__",
+        "__await__": "acquire",
+        "aclose": "close",
+    },
+}
+FACES: dict[str, ModuleType] = {"sync": sync}
+
+
+def public_names(cls: type) -> set[str]:
+    names = {name for name in dir(cls) if not name.startswith("_")}
+    dunders = {name for name in PROTOCOLS["sync"] if name.startswith("__")}
+    return names | {name for name in dunders if hasattr(cls, name)}
+
+
+def parameters(fn: Any) -> list[tuple[str, Any, Any]]:
+    return [
+        (p.name, p.kind, p.default)
+        for p in inspect.signature(fn).parameters.values()
+        if p.name != "self"
+    ]
+
+
+@pytest.mark.parametrize("face_name", sorted(FACES))
+@pytest.mark.parametrize("class_name", sorted(CLASSES))
+def test_every_public_name_is_on_the_face(face_name: str, class_name: str) -> None:
+    trio_cls = CLASSES[class_name]
+    face_cls = getattr(FACES[face_name], class_name)
+    protocols = PROTOCOLS[face_name]
+    for name in sorted(public_names(trio_cls)):
+        if (class_name, name) in LEFT_OUT:
+            assert not hasattr(face_cls, name)
+            continue
+        face_name_of = protocols.get(name, name)
+        assert hasattr(face_cls, face_name_of), f"{face_name}.{class_name} lacks {face_name_of}"
+        if name != face_name_of or name.startswith("__"):
+            continue
+        trio_attr = inspect.getattr_static(trio_cls, name)
+        face_attr = inspect.getattr_static(face_cls, name)
+        forwarded = getattr(face_attr, "_method", None)
+        if forwarded is not None:
+            # A forwarding descriptor: the trio method of the same name, by construction.
+            assert forwarded is getattr(trio_cls, name)
+            assert forwarded.__name__ == name
+        elif isinstance(trio_attr, classmethod) or (
+            callable(trio_attr) and not isinstance(trio_attr, property)
+        ):
+            assert parameters(getattr(face_cls, name)) == parameters(getattr(trio_cls, name)), (
+                f"{face_name}.{class_name}.{name}"
+            )
+        else:  # a property, a slot or a dataclass field: a property on the face
+            assert isinstance(face_attr, property), f"{face_name}.{class_name}.{name}"
+
+
+@pytest.mark.parametrize("face_name", sorted(FACES))
+def test_connect_takes_the_arguments_of_connect(face_name: str) -> None:
+    face_connect = FACES[face_name].connect
+    assert parameters(face_connect) == parameters(etcd.connect)
