@@ -19,15 +19,27 @@ from puregrpc_etcd.types import GetResponse
 from . import transactions, utils
 from ._admin import AdminMethods
 from ._native import GrpcOptions, connect_options, handle_errors, tls_context
-from ._results import KVMetadata, Transactions, delete_pb, put_pb, range_pb, txn_responses
+from ._results import (
+    Alarm,
+    KVMetadata,
+    Status,
+    Transactions,
+    delete_pb,
+    put_pb,
+    range_pb,
+    txn_responses,
+)
 from ._watching import WatchMethods
 
 __all__ = [
+    "Alarm",
     "Endpoint",
     "Etcd3Client",
     "EtcdTokenCallCredentials",
     "KVMetadata",
     "MultiEndpointEtcd3Client",
+    "Status",
+    "Transactions",
     "client",
 ]
 

@@ -5,7 +5,13 @@ from __future__ import annotations
 
 from typing import Any, Iterable, Iterator
 
-__all__ = ["lease_to_id", "prefix_range_end", "response_to_event_iterator", "to_bytes"]
+__all__ = [
+    "increment_last_byte",
+    "lease_to_id",
+    "prefix_range_end",
+    "response_to_event_iterator",
+    "to_bytes",
+]
 
 
 def prefix_range_end(prefix: bytes) -> bytes:
@@ -16,6 +22,9 @@ def prefix_range_end(prefix: bytes) -> bytes:
             s[i] = s[i] + 1
             break
     return bytes(s)
+
+
+increment_last_byte = prefix_range_end  # its name in python-etcd3 0.12.0
 
 
 def to_bytes(maybe_bytestring: str | bytes) -> bytes:

@@ -43,7 +43,8 @@ class WatchResponse:
 
 
 class Watch:
-    """python-etcd3's ``Watch`` record: a ``watch_id`` that ``cancel()`` cancels."""
+    """python-etcd3's ``Watch`` record: a ``watch_id`` that ``cancel()`` cancels, and its
+    ``iterator`` (an attribute: python-etcd3's method of that name is shadowed by it)."""
 
     def __init__(self, watch_id: int, iterator: Any = None, etcd_client: Any = None) -> None:
         self.watch_id = watch_id
@@ -70,9 +71,10 @@ class _Running:
         # One batch is what the engine has received by the time its first event is read:
         # python-etcd3 hands over one server response at a time.
         events_iter = iter(self.watcher)
-        while True:
-            batch = [next(events_iter)]
-            batch.extend(next(events_iter) for _ in range(self.watcher.pending))
+        for event in events_iter:
+            batch = [event]
+            # Received already: taking them does not wait (a cancel meanwhile ends them).
+            batch.extend(itertools.islice(events_iter, self.watcher.pending))
             yield batch
 
     def _run(self) -> None:
@@ -86,8 +88,6 @@ class _Running:
                     [events.new_event(event_pb(e)) for e in batch],
                 )
                 _safe_callback(self.callback, response)
-        except (StopIteration, StopAsyncIteration):
-            pass
         except errors.EtcdError as exc:
             if not self.cancelled.is_set():
                 _safe_callback(self.callback, exceptions.translate(exc))

@@ -124,8 +124,11 @@ def _adapt(module: types.ModuleType) -> None:
 
     module._out_quorum = _out_quorum  # type: ignore[attr-defined]
     examples = int(os.environ.get("PUREGRPC_ETCD3_SUITE_EXAMPLES", "5"))
-    settings.register_profile("default", deadline=None, max_examples=examples, database=None)
-    settings.load_profile("default")
+    for cls in vars(module).values():
+        for name, test in list(vars(cls).items()) if isinstance(cls, type) else ():
+            if getattr(test, "is_hypothesis_test", False):
+                own = test._hypothesis_internal_use_settings
+                setattr(cls, name, settings(own, max_examples=examples, database=None)(test))
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -133,8 +136,14 @@ def pytest_make_collect_report(collector: pytest.Collector) -> Iterator[Any]:
     if not (isinstance(collector, pytest.Module) and collector.path == SUITE):
         yield
         return
+    from hypothesis import settings
+
+    # The suite registers and loads its own "default" profile on import: it stays its own.
+    default = settings.get_profile("default")
     with _shimmed_imports():
         outcome = yield
+    settings.register_profile("default", default)
+    settings.load_profile("default")
     if outcome.get_result().passed:
         _adapt(collector.obj)
 
