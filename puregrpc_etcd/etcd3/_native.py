@@ -8,6 +8,7 @@ import ssl
 from typing import Any, Callable, Iterator, Mapping, NoReturn, Optional, Sequence, TypeVar, Union
 
 from puregrpc_etcd import errors
+from puregrpc_etcd._endpoints import make_tls_context
 
 from .exceptions import translate
 
@@ -45,10 +46,12 @@ def tls_context(
 ) -> ssl.SSLContext:
     """An ``ssl.SSLContext`` trusting ``ca_cert`` (a path), with a client certificate when
     ``cert_cert`` and ``cert_key`` are given: what python-etcd3 builds as grpc credentials."""
-    context = ssl.create_default_context(cafile=str(ca_cert))
-    if cert_cert is not None and cert_key is not None:
-        context.load_cert_chain(str(cert_cert), str(cert_key))
-    return context
+    with_cert = cert_cert is not None and cert_key is not None
+    return make_tls_context(
+        cacert=str(ca_cert),
+        cert=str(cert_cert) if with_cert else None,
+        key=str(cert_key) if with_cert else None,
+    )
 
 
 def handle_errors(method: _F) -> _F:

@@ -9,12 +9,14 @@ import json
 import os
 import platform
 import queue
+import socket
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
 
 import pytest
+import trustme
 
 from puregrpc_etcd import errors, etcd3, sync
 from puregrpc_etcd._proto import kv_pb2
@@ -217,3 +219,47 @@ def test_expired_token_is_renewed():
             assert client.get("/k")[0] == b"before"
             client.put("/k", "after")
             assert client.get("/k")[0] == b"after"
+
+
+def test_failover_between_endpoints(server):
+    """With ``failover=True`` a dead endpoint among the others costs no failed call."""
+    host, port = server.endpoint.rsplit(":", 1)
+    dead = socket.socket()
+    dead.bind(("127.0.0.1", 0))  # bound, never listening: connections are refused
+    endpoints = [
+        etcd3.Endpoint("127.0.0.1", dead.getsockname()[1], secure=False),
+        etcd3.Endpoint(host, int(port), secure=False),
+    ]
+    try:
+        for _ in range(4):  # whichever endpoint it picks first
+            with etcd3.MultiEndpointEtcd3Client(endpoints, timeout=10, failover=True) as client:
+                client.put("/k", "v")
+                assert client.get("/k")[0] == b"v"
+    finally:
+        dead.close()
+
+
+def test_tls_with_client_certificate(tmp_path):
+    ca = trustme.CA()
+    server_cert = ca.issue_cert("127.0.0.1", "localhost")
+    client_cert = ca.issue_cert("client.example", common_name="root")
+    paths = {name: str(tmp_path / name) for name in ("ca", "srv", "srv-key", "cli", "cli-key")}
+    ca.cert_pem.write_to_path(paths["ca"])
+    server_cert.cert_chain_pems[0].write_to_path(paths["srv"])
+    server_cert.private_key_pem.write_to_path(paths["srv-key"])
+    client_cert.cert_chain_pems[0].write_to_path(paths["cli"])
+    client_cert.private_key_pem.write_to_path(paths["cli-key"])
+    args = ["--cert-file", paths["srv"], "--key-file", paths["srv-key"], "--client-cert-auth",
+            "--trusted-ca-file", paths["ca"]]  # fmt: skip
+    with EtcdServer(scheme="https", args=args) as server:
+        host, port = server.endpoint.rsplit(":", 1)
+        certs = {"ca_cert": paths["ca"], "cert_key": paths["cli-key"], "cert_cert": paths["cli"]}
+        with etcd3.client(host=host, port=int(port), timeout=10, **certs) as client:
+            assert client.uses_secure_channel is True
+            client.put("/tls", "yes")
+            assert client.get("/tls")[0] == b"yes"
+        # Without the client certificate the server refuses the handshake.
+        no_cert = etcd3.client(host=host, port=int(port), timeout=5, ca_cert=paths["ca"])
+        with no_cert, pytest.raises(exceptions.ConnectionFailedError) as failed:
+            no_cert.get("/tls")
+        assert isinstance(failed.value.__cause__, errors.ConnectionFailedError)
