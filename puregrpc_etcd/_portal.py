@@ -16,14 +16,23 @@ No protocol or etcd logic lives here or in the faces: they only move calls acros
 from __future__ import annotations
 
 import atexit
+import inspect
 import os
+import sys
 import threading
 import weakref
-from typing import TYPE_CHECKING, Any, Callable, Optional, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Generic, Optional, TypeVar, overload
 
 import trio
 
 from puregrpc_etcd.errors import EtcdError
+
+if sys.version_info >= (3, 10):
+    from typing import Concatenate, ParamSpec
+
+    P = ParamSpec("P")
+else:  # annotations are strings at run time: Generic only needs a type variable there
+    P = TypeVar("P")
 
 if TYPE_CHECKING:
     import asyncio
@@ -48,7 +57,9 @@ CANCEL_WAIT = 5.0
 #: (revoking leases, deleting lock keys) are bounded by the client's own 2 s per job.
 CLOSE_WAIT = 10.0
 
+R = TypeVar("R")
 T = TypeVar("T")
+W = TypeVar("W")
 ExcInfo = tuple[Optional[type[BaseException]], Optional[BaseException], Optional["TracebackType"]]
 _NO_EXC: ExcInfo = (None, None, None)
 
@@ -226,6 +237,121 @@ class Forward:
 def same(portal: Portal, value: T) -> T:
     """The ``wrap`` of results that are plain data (no face needed)."""
     return value
+
+
+def wait(portal: Portal, outcome: Pending, what: Call | Holder | None) -> Any:
+    """Block for an outcome; if the wait is interrupted (Ctrl-C), cancel ``what``'s task."""
+    try:
+        outcome.wait()
+    except BaseException:
+        if what is not None:
+            portal.cancel(what)
+        outcome.wait(CANCEL_WAIT)
+        raise
+    return outcome.result()
+
+
+class Made(Forward, Generic[P, T, W]):
+    """``name = Made(TrioClass.name, Face)``: a plain trio method whose result (a watch context,
+    an election...) is wrapped in its face. It runs on the loop thread, the caller waiting for
+    that one hop (no I/O), so that it never races the loop's tasks."""
+
+    def __init__(
+        self, method: Callable[Concatenate[Any, P], T], wrap: Callable[[Portal, T], W]
+    ) -> None:
+        super().__init__(method, wrap)
+
+    @overload
+    def __get__(self, face: None, owner: type) -> Made[P, T, W]: ...
+    @overload
+    def __get__(self, face: Face, owner: type) -> Callable[P, W]: ...
+    def __get__(self, face: Face | None, owner: type) -> Any:
+        return self._bind(face, _made)
+
+
+def _made(portal: Portal, method: Any, wrap: Any) -> Callable[..., Any]:
+    def make(*args: Any, **kwargs: Any) -> Any:
+        return wrap(portal, wait(portal, portal.call_sync(method, *args, **kwargs), None))
+
+    return make
+
+
+def like(fn: Callable[P, Any]) -> Callable[[Callable[..., R]], Callable[P, R]]:
+    """Give the decorated function ``fn``'s parameters (for mypy and ``inspect``)."""
+
+    def give(wrapper: Callable[..., R]) -> Callable[P, R]:
+        wrapper.__signature__ = inspect.signature(fn).replace(  # type: ignore[attr-defined]
+            return_annotation=inspect.signature(wrapper).return_annotation
+        )
+        return wrapper
+
+    return give
+
+
+async def await_it(awaitable: Awaitable[T]) -> T:
+    """``await awaitable`` as a coroutine function (to submit an awaitable object)."""
+    return await awaitable
+
+
+# Read-only views of trio objects, shared by both faces.
+
+
+class LockFields(Face):
+    """``name``, ``key``, ``lease_id``, ``revision`` (a fencing token) and ``lost`` (a
+    ``trio.Event``: read ``lost.is_set()``) of a held lock."""
+
+    __slots__ = ()
+
+    @property
+    def name(self) -> bytes:
+        return self._target.name  # type: ignore[no-any-return]
+
+    @property
+    def key(self) -> bytes:
+        return self._target.key  # type: ignore[no-any-return]
+
+    @property
+    def lease_id(self) -> int:
+        return self._target.lease_id  # type: ignore[no-any-return]
+
+    @property
+    def revision(self) -> int:
+        return self._target.revision  # type: ignore[no-any-return]
+
+    @property
+    def lost(self) -> trio.Event:
+        return self._target.lost  # type: ignore[no-any-return]
+
+    def __repr__(self) -> str:
+        return repr(self._target)
+
+
+class WatcherFields(Face):
+    """``revision`` (the last one the watcher has observed) and ``pending`` of a watcher."""
+
+    __slots__ = ()
+
+    @property
+    def revision(self) -> int:
+        return self._target.revision  # type: ignore[no-any-return]
+
+    @property
+    def pending(self) -> int:
+        return self._target.pending  # type: ignore[no-any-return]
+
+
+class MirrorFields(Face):
+    """``revision`` and ``resyncs`` of a mirror."""
+
+    __slots__ = ()
+
+    @property
+    def revision(self) -> int:
+        return self._target.revision  # type: ignore[no-any-return]
+
+    @property
+    def resyncs(self) -> int:
+        return self._target.resyncs  # type: ignore[no-any-return]
 
 
 _exiting = False

@@ -36,8 +36,6 @@ same name, so their signatures are the trio client's by construction.
 
 from __future__ import annotations
 
-import inspect
-import sys
 from typing import (
     TYPE_CHECKING,
     Any,
@@ -60,17 +58,11 @@ from puregrpc_etcd import lock as _lock
 from puregrpc_etcd import maintenance as _maintenance
 from puregrpc_etcd import mirror as _mirror
 from puregrpc_etcd import watch as _watch
-from puregrpc_etcd._portal import ClientClosedError, ForkedError
-
-if sys.version_info >= (3, 10):
-    from typing import Concatenate, ParamSpec
-
-    P = ParamSpec("P")
-else:  # annotations are strings at run time: Generic only needs a type variable there
-    P = TypeVar("P")
+from puregrpc_etcd._portal import ClientClosedError, ForkedError, P
 
 if TYPE_CHECKING:
     from types import TracebackType
+    from typing import Concatenate
 
     from puregrpc_etcd.election import LeaderKey
     from puregrpc_etcd.mirror import MirrorChange
@@ -99,16 +91,7 @@ T = TypeVar("T")
 W = TypeVar("W")
 
 
-def _wait(portal: _portal.Portal, outcome: _portal.Pending, what: Any) -> Any:
-    """Block for an outcome; if the wait is interrupted (Ctrl-C), cancel the trio side."""
-    try:
-        outcome.wait()
-    except BaseException:
-        if what is not None:
-            portal.cancel(what)
-        outcome.wait(_portal.CANCEL_WAIT)
-        raise
-    return outcome.result()
+_wait = _portal.wait
 
 
 def _run(portal: _portal.Portal, fn: Callable[..., Awaitable[Any]], *args: Any, **kw: Any) -> Any:
@@ -151,28 +134,7 @@ def _blocking(portal: _portal.Portal, method: Any, wrap: Any) -> Callable[..., A
     return blocking
 
 
-class _Made(_portal.Forward, Generic[P, T, W]):
-    """``name = _Made(TrioClass.name, Face)``: a plain method whose trio result (a watch
-    context, an election...) is wrapped in its face; it runs on the client's loop thread."""
-
-    def __init__(
-        self, method: Callable[Concatenate[Any, P], T], wrap: Callable[[_portal.Portal, T], W]
-    ) -> None:
-        super().__init__(method, wrap)
-
-    @overload
-    def __get__(self, face: None, owner: type) -> _Made[P, T, W]: ...
-    @overload
-    def __get__(self, face: _Face, owner: type) -> Callable[P, W]: ...
-    def __get__(self, face: _Face | None, owner: type) -> Any:
-        return self._bind(face, _made)
-
-
-def _made(portal: _portal.Portal, method: Any, wrap: Any) -> Callable[..., Any]:
-    def make(*args: Any, **kwargs: Any) -> Any:
-        return wrap(portal, _wait(portal, portal.call_sync(method, *args, **kwargs), None))
-
-    return make
+_Made = _portal.Made
 
 
 class Held(Generic[W]):
@@ -338,36 +300,12 @@ class Auth(_Face):
     role_revoke_permission = _Blocking(_auth.Auth.role_revoke_permission)
 
 
-class Lock(_Face):
+class Lock(_portal.LockFields):
     """A held lock (``puregrpc_etcd.Lock``): ``name``, ``key``, ``lease_id``, ``revision``
     (a fencing token), ``lost`` (a ``trio.Event``: read ``lost.is_set()``), ``release()``."""
 
     __slots__ = ()
-    _target: _lock.Lock
     release = _Blocking(_lock.Lock.release)
-
-    @property
-    def name(self) -> bytes:
-        return self._target.name
-
-    @property
-    def key(self) -> bytes:
-        return self._target.key
-
-    @property
-    def lease_id(self) -> int:
-        return self._target.lease_id
-
-    @property
-    def revision(self) -> int:
-        return self._target.revision
-
-    @property
-    def lost(self) -> Any:
-        return self._target.lost
-
-    def __repr__(self) -> str:
-        return repr(self._target)
 
 
 class TryLock(_Face):
@@ -379,7 +317,7 @@ class TryLock(_Face):
 
     def acquire(self) -> Lock | None:
         """Try once, never waiting: the ``Lock``, or None when another holds it."""
-        lock = _run(self._portal, _await, self._target)
+        lock = _run(self._portal, _portal.await_it, self._target)
         return None if lock is None else Lock(self._portal, lock)
 
     def __enter__(self) -> Lock | None:
@@ -398,25 +336,12 @@ class TryLock(_Face):
         return None if lock is None else Lock(self._portal, lock)
 
 
-async def _await(awaitable: Awaitable[T]) -> T:
-    return await awaitable
-
-
-class Watcher(_Face):
+class Watcher(_portal.WatcherFields):
     """An open watch (``puregrpc_etcd.Watcher``): iterate it for ``Event``s."""
 
     __slots__ = ()
     _target: _watch.Watcher
     request_progress = _Blocking(_watch.Watcher.request_progress)
-
-    @property
-    def revision(self) -> int:
-        """The last revision this watcher has observed."""
-        return self._target.revision
-
-    @property
-    def pending(self) -> int:
-        return self._target.pending
 
     def __iter__(self) -> Iterator[Event]:
         return _iterate(self._portal, self._target)
@@ -485,7 +410,7 @@ class Election(_Face):
         return self._target.leader_key
 
 
-class Mirror(_Face):
+class Mirror(_portal.MirrorFields):
     """A local, always-current copy of a prefix (``puregrpc_etcd.Mirror``)."""
 
     __slots__ = ()
@@ -493,15 +418,6 @@ class Mirror(_Face):
     wait_for = _Blocking(_mirror.Mirror.wait_for)
     get = _Made(_mirror.Mirror.get, _same)
     items = _Made(_mirror.Mirror.items, _same)
-
-    @property
-    def revision(self) -> int:
-        return self._target.revision
-
-    @property
-    def resyncs(self) -> int:
-        return self._target.resyncs
-
     changes = _Made(_mirror.Mirror.changes, _iterate)
 
     def __iter__(self) -> Iterator[MirrorChange]:
@@ -604,19 +520,7 @@ class Client(_Face):
         return Auth(self._portal, self._target.auth)
 
 
-def _like(fn: Callable[P, Any]) -> Callable[[Callable[..., R]], Callable[P, R]]:
-    """Give the decorated function ``fn``'s parameters (for mypy and ``inspect``)."""
-
-    def give(wrapper: Callable[..., R]) -> Callable[P, R]:
-        wrapper.__signature__ = inspect.signature(fn).replace(  # type: ignore[attr-defined]
-            return_annotation=inspect.signature(wrapper).return_annotation
-        )
-        return wrapper
-
-    return give
-
-
-@_like(_client.connect)
+@_portal.like(_client.connect)
 def connect(*args: Any, **kwargs: Any) -> Client:
     """Connect to etcd and give a blocking ``Client``; the arguments of
     ``puregrpc_etcd.connect()``. Blocks until connected (or raises its error)."""

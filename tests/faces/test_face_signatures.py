@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 import puregrpc_etcd as etcd
-from puregrpc_etcd import sync
+from puregrpc_etcd import aio, sync
 from puregrpc_etcd import watch as trio_watch
 
 #: Trio names that have no face, each with its reason.
@@ -47,8 +47,15 @@ PROTOCOLS = {
         "__await__": "acquire",
         "aclose": "close",
     },
+    "aio": {
+        "__aenter__": "__aenter__",
+        "__aexit__": "__aexit__",
+        "__aiter__": "__aiter__",
+        "__anext__": "__anext__",
+        "__await__": "__await__",
+    },
 }
-FACES: dict[str, ModuleType] = {"sync": sync}
+FACES: dict[str, ModuleType] = {"sync": sync, "aio": aio}
 
 
 def public_names(cls: type) -> set[str]:
@@ -100,3 +107,13 @@ def test_every_public_name_is_on_the_face(face_name: str, class_name: str) -> No
 def test_connect_takes_the_arguments_of_connect(face_name: str) -> None:
     face_connect = FACES[face_name].connect
     assert parameters(face_connect) == parameters(etcd.connect)
+
+
+def test_aio_methods_are_coroutine_functions() -> None:
+    # A sans-IO look at what the descriptors make: no portal is needed to build the callables.
+    face = aio.Client.__new__(aio.Client)
+    face._portal = None  # type: ignore[assignment]
+    face._target = etcd.Client.__new__(etcd.Client)
+    for name in ("get", "put", "txn", "acquire_lock", "grant"):
+        assert inspect.iscoroutinefunction(getattr(face, name)), name
+    assert inspect.signature(face.get) == inspect.signature(face._target.get)
