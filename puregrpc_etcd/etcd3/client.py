@@ -44,6 +44,20 @@ __all__ = [
 ]
 
 _SORT_ORDERS = {None: "none", "ascend": "ascend", "descend": "descend"}
+_RANGE_DEFAULTS: dict[str, Any] = {
+    "range_end": None,
+    "limit": 0,
+    "revision": 0,
+    "sort_order": "none",
+    "sort_target": "key",
+    "serializable": False,
+    "keys_only": False,
+    "count_only": False,
+    "min_mod_revision": 0,
+    "max_mod_revision": 0,
+    "min_create_revision": 0,
+    "max_create_revision": 0,
+}
 _SORT_TARGETS = {
     None: "key",
     "key": "key",
@@ -245,15 +259,15 @@ class MultiEndpointEtcd3Client(WatchMethods, AdminMethods):
         max_mod_revision: Optional[int] = None,
         min_create_revision: Optional[int] = None,
         max_create_revision: Optional[int] = None,
-    ) -> dict[str, Any]:
+    ) -> tuple[bytes, dict[str, Any]]:
+        """The key and the options for the engine's ``get`` (python-etcd3's names in)."""
         if sort_order not in _SORT_ORDERS:
             raise ValueError(f'unknown sort order: "{sort_order}"')
         if sort_target not in _SORT_TARGETS:
             raise ValueError(
                 'sort_target must be one of "key", "version", "create", "mod" or "value"'
             )
-        return {
-            "key": utils.to_bytes(key),
+        options = {
             "range_end": None if range_end is None else utils.to_bytes(range_end),
             "limit": limit or 0,
             "revision": revision or 0,
@@ -267,24 +281,27 @@ class MultiEndpointEtcd3Client(WatchMethods, AdminMethods):
             "min_create_revision": min_create_revision or 0,
             "max_create_revision": max_create_revision or 0,
         }
+        # Only what differs from the defaults travels on: a plain get takes the engine's
+        # shortest path.
+        changed = {name: v for name, v in options.items() if v != _RANGE_DEFAULTS[name]}
+        return utils.to_bytes(key), changed
 
     def _build_get_range_request(self, key: Any, **kwargs: Any) -> rpc_pb2.RangeRequest:
         """The protobuf ``RangeRequest`` python-etcd3 would send for these arguments."""
-        options = self._range_options(key, **kwargs)
+        start, options = self._range_options(key, **kwargs)
         request = rpc_pb2.RangeRequest(
-            sort_order=options.pop("sort_order").upper(),
-            sort_target=options.pop("sort_target").upper(),
+            key=start,
+            sort_order=options.pop("sort_order", "none").upper(),
+            sort_target=options.pop("sort_target", "key").upper(),
         )
-        if options["range_end"] is None:
-            del options["range_end"]
         for name, value in options.items():
             setattr(request, name, value)
         return request
 
     @handle_errors
     def _range(self, key: Any, **kwargs: Any) -> GetResponse:
-        options = self._range_options(key, **kwargs)
-        return self._native.get(options.pop("key"), **options)  # type: ignore[no-any-return]
+        start, options = self._range_options(key, **kwargs)
+        return self._native.get(start, **options)  # type: ignore[no-any-return]
 
     def get_response(self, key: Any, **kwargs: Any) -> rpc_pb2.RangeResponse:
         """The ``RangeResponse`` for one key (python-etcd3's range options as keywords)."""
@@ -359,12 +376,13 @@ class MultiEndpointEtcd3Client(WatchMethods, AdminMethods):
         self, key: Any, value: Any, lease: Any = None, prev_kv: bool = False
     ) -> rpc_pb2.PutResponse:
         """Set a key; ``lease`` is a ``Lease`` or a lease id; returns the ``PutResponse``."""
-        reply = self._native.put(
-            utils.to_bytes(key),
-            utils.to_bytes(value),
-            lease=utils.lease_to_id(lease),
-            prev_kv=bool(prev_kv),
-        )
+        options: dict[str, Any] = {}
+        lease_id = utils.lease_to_id(lease)
+        if lease_id:
+            options["lease"] = lease_id
+        if prev_kv:
+            options["prev_kv"] = True
+        reply = self._native.put(utils.to_bytes(key), utils.to_bytes(value), **options)
         return put_pb(reply)
 
     def put_if_not_exists(self, key: Any, value: Any, lease: Any = None) -> bool:
