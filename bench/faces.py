@@ -28,6 +28,7 @@ KEY = "bench/faces"
 VALUE = b"v" * 64
 CONCURRENT = 128
 
+uvloop: Any
 try:
     import uvloop
 except ImportError:  # optional

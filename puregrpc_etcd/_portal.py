@@ -18,12 +18,15 @@ from __future__ import annotations
 import atexit
 import inspect
 import os
+import socket
 import sys
 import threading
+import time
 import weakref
 from typing import TYPE_CHECKING, Any, Callable, Generic, Optional, TypeVar, overload
 
 import trio
+from outcome import Value
 
 from puregrpc_etcd.errors import EtcdError
 
@@ -120,13 +123,12 @@ class Pending:
         """Block until done (True) or ``timeout`` (False); Ctrl-C interrupts it."""
         if self.done:
             return True
-        gate = threading.Lock()
-        gate.acquire()
+        wakeup = _thread_wakeup()
         with self._lock:
             if self.done:
                 return True
-            self._callbacks.append(gate.release)
-        return gate.acquire(timeout=-1 if timeout is None else timeout)
+            self._callbacks.append(wakeup.wake)
+        return wakeup.wait_for(self, timeout)
 
     def wait_async(self, loop: asyncio.AbstractEventLoop) -> asyncio.Future[Any]:
         """An asyncio future of ``loop`` that completes with this outcome."""
@@ -151,6 +153,63 @@ class Pending:
                 return future
         transfer()
         return future
+
+
+class _Wakeup:
+    """How a thread sleeps until the trio thread wakes it: a socket pair, one per thread.
+
+    Not a lock: on PyPy a lock released in one thread for another costs ~140 µs (the GIL
+    hand-over), a byte through a socket ~3 µs (CPython: 4 and 3 µs). A wake-up meant for a wait
+    given up (Ctrl-C) may arrive later; waits therefore re-check what they wait for.
+    """
+
+    __slots__ = ("_receive", "_send", "pid")
+
+    def __init__(self) -> None:
+        self.pid = os.getpid()
+        self._receive, self._send = socket.socketpair()
+        self._send.setblocking(False)  # the trio thread must never block on a wake-up
+
+    def wake(self) -> None:
+        try:
+            self._send.send(b"\0")
+        except OSError:
+            pass  # full (wake-ups are pending anyway), or the thread has ended
+
+    def wait_for(self, pending: Pending, timeout: float | None) -> bool:
+        receive = self._receive
+        if timeout is None:
+            while not pending.done:
+                receive.recv(64)
+            return True
+        deadline = time.monotonic() + timeout
+        try:
+            while not pending.done:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                receive.settimeout(remaining)
+                try:
+                    receive.recv(64)
+                except socket.timeout:
+                    return pending.done
+            return True
+        finally:
+            receive.settimeout(None)
+
+    def __del__(self) -> None:
+        self._receive.close()
+        self._send.close()
+
+
+_wakeups = threading.local()
+
+
+def _thread_wakeup() -> _Wakeup:
+    wakeup: _Wakeup | None = getattr(_wakeups, "wakeup", None)
+    if wakeup is None or wakeup.pid != os.getpid():  # a forked child has sockets of its own
+        wakeup = _wakeups.wakeup = _Wakeup()
+    return wakeup
 
 
 class Call:
@@ -369,9 +428,11 @@ class Portal:
         self._opener = opener
         self._token: trio.lowlevel.TrioToken | None = None
         self._calls: trio.Nursery | None = None
+        self._idle: list[trio.lowlevel.Task] = []  # runners waiting for a call (_spawn)
         self._main_scope: trio.CancelScope | None = None
         self._stop: trio.Event | None = None
         self._closing = False
+        self._failure: BaseException | None = None  # what ended the loop, if not closing
         self._thread = threading.Thread(target=self._thread_main, name=name, daemon=True)
         self._ready = threading.Event()
         self._thread.start()
@@ -404,15 +465,45 @@ class Portal:
                     await self._stop.wait()
                     calls.cancel_scope.cancel()
             except BaseException as exc:
+                if self.opened.done and not self._closing:
+                    self._failure = exc  # the client's own tasks failed: calls now say why
                 self.opened.fail(exc)
                 if not isinstance(exc, (Exception, trio.Cancelled)):
                     raise
 
+    def closed_error(self, message: str = "the client is closed") -> ClientClosedError:
+        """The error for a call that cannot run (or went on) because the client is closed; it
+        names what ended the client when that was a failure rather than ``close()``."""
+        failure = self._failure
+        if failure is None:
+            return ClientClosedError(message)
+        error = ClientClosedError(f"{message}: its connection task failed: {failure!r}")
+        error.__cause__ = failure
+        return error
+
     def _spawn(self, call: Call) -> None:
         if self._calls is None or self._stop is None or self._stop.is_set():
-            call.outcome.fail(ClientClosedError("the client is closed"))
+            call.outcome.fail(self.closed_error())
             return
-        self._calls.start_soon(self._run_call, call)
+        idle = self._idle
+        if idle:  # hand it to a parked runner: cheaper than starting a task per call
+            trio.lowlevel.reschedule(idle.pop(), Value(call))
+        else:
+            self._calls.start_soon(self._runner, call)
+
+    async def _runner(self, call: Call) -> None:
+        """Run calls one after the other; between them, park among the idle runners."""
+        idle = self._idle
+        task = trio.lowlevel.current_task()
+
+        def abort(_: Any) -> trio.lowlevel.Abort:
+            idle.remove(task)
+            return trio.lowlevel.Abort.SUCCEEDED
+
+        while True:
+            await self._run_call(call)
+            idle.append(task)
+            call = await trio.lowlevel.wait_task_rescheduled(abort)
 
     async def _run_call(self, call: Call) -> None:
         outcome = call.outcome
@@ -429,7 +520,7 @@ class Portal:
                     outcome.fail(exc)
         finally:
             if not outcome.done:
-                outcome.fail(_closed_or_cancelled(call.cancelled))
+                outcome.fail(self._ended(call.cancelled))
 
     async def _hold(self, holder: Holder, cm: AsyncContextManager[Any]) -> None:
         exit_event = holder._exit = trio.Event()
@@ -467,9 +558,9 @@ class Portal:
                 holder.exited.succeed(bool(suppressed) and ours)
         finally:
             if not holder.entered.done:
-                holder.entered.fail(_closed_or_cancelled(holder.cancelled))
+                holder.entered.fail(self._ended(holder.cancelled))
             if not holder.exited.done:
-                holder.exited.fail(_closed_or_cancelled(holder.cancelled))
+                holder.exited.fail(self._ended(holder.cancelled))
 
     # The other side.
 
@@ -485,7 +576,14 @@ class Portal:
             )
         if self._closing:
             _park_if_exiting()
-            raise ClientClosedError("the client is closed")
+            raise self.closed_error()
+        if self._failure is not None:
+            raise self.closed_error()
+
+    def _ended(self, cancelled: bool) -> ClientClosedError:
+        if cancelled:
+            return ClientClosedError("the call was cancelled")
+        return self.closed_error("the client was closed while the call ran")
 
     def on_own_thread(self) -> bool:
         return threading.current_thread() is self._thread
@@ -493,12 +591,12 @@ class Portal:
     def run_sync_soon(self, fn: Callable[..., object], *args: Any) -> None:
         token = self._token
         if token is None:
-            raise ClientClosedError("the client is closed")
+            raise self.closed_error()
         try:
             token.run_sync_soon(fn, *args)
         except trio.RunFinishedError:
             _park_if_exiting()
-            raise ClientClosedError("the client is closed") from None
+            raise self.closed_error() from self._failure
 
     def submit(self, fn: Callable[..., Awaitable[Any]], *args: Any, **kwargs: Any) -> Call:
         """Start ``await fn(*args, **kwargs)`` as a task of the portal."""
@@ -528,7 +626,7 @@ class Portal:
 
         def spawn() -> None:
             if self._calls is None or self._stop is None or self._stop.is_set():
-                holder.entered.fail(ClientClosedError("the client is closed"))
+                holder.entered.fail(self.closed_error())
                 holder.exited.succeed(False)
                 return
             self._calls.start_soon(self._hold, holder, cm)
@@ -576,12 +674,6 @@ def _park_if_exiting() -> None:
     """At interpreter exit, a daemon thread that calls a closed client waits for the end."""
     if _exiting and threading.current_thread().daemon:
         threading.Event().wait()
-
-
-def _closed_or_cancelled(cancelled: bool) -> BaseException:
-    if cancelled:
-        return ClientClosedError("the call was cancelled")
-    return ClientClosedError("the client was closed while the call ran")
 
 
 @atexit.register

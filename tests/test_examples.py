@@ -15,6 +15,7 @@ from puregrpc_etcd.testing import EtcdServer
 EXAMPLES = sorted((Path(__file__).parent.parent / "examples").glob("*.py"))
 # What each example must print: proof that it did its work, not just that it exited.
 EVIDENCE = {
+    "aio_face.py": "gave up waiting for the lock after 0.3 s",
     "auth.py": "reader may not write: etcdserver: permission denied",
     "cluster_maintenance.py": "checksum verified",
     "election.py": "leader now: b'node-b (busy)'",
@@ -22,6 +23,7 @@ EVIDENCE = {
     "lease_discovery.py": "expired: b'examples/lease_discovery/api/b'",
     "lock.py": "try_lock when free: True",
     "raw_grpc.py": "status: OUT_OF_RANGE",
+    "sync_face.py": "4 workers took the lock in turn",
     "testing_helper.py": "test passed",
     "txn.py": "second lost; the owner is b'first'",
     "watch.py": "delete b'examples/watch/feature'",

@@ -5,6 +5,7 @@ subprocesses; on uvloop too where it is installed."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import sys
 import uuid
 from collections.abc import Coroutine
@@ -17,6 +18,7 @@ import puregrpc_etcd as etcd
 from puregrpc_etcd import aio
 from puregrpc_etcd.testing import EtcdServer
 
+uvloop: Any
 try:
     import uvloop
 except ImportError:  # optional: the loops the tests run on are the ones installed
@@ -30,7 +32,7 @@ def run(request: pytest.FixtureRequest) -> Callable[[Coroutine[Any, Any, Any]], 
     """Run a coroutine to completion on a fresh loop of the kind under test."""
     if request.param == "uvloop":
         assert uvloop is not None
-        return uvloop.run  # type: ignore[no-any-return]
+        return uvloop.run  # type: ignore[no-any-return,unused-ignore]
     return asyncio.run
 
 
@@ -66,7 +68,7 @@ def test_configuration_and_txn(server: EtcdServer, run: Any) -> None:
             assert response.succeeded
             assert (await client.delete("cfg/", prefix=True)).deleted == 2
             with pytest.raises(TypeError):
-                await client.put("k", 12)  # type: ignore[arg-type]
+                await client.put("k", 12)
             with pytest.raises(etcd.LeaseNotFoundError):
                 await client.put("k", "v", lease=0x1234)
 
@@ -89,7 +91,9 @@ def test_service_registration_watch_and_views(server: EtcdServer, run: Any) -> N
             start = events[0].kv.mod_revision
             async for event in client.watch("services/", prefix=True, start_revision=start):
                 assert event.kv.key == b"services/api/1"
-                break  # leaving the loop closes the watcher
+                break  # leaving the loop closes the watcher (asyncio's generator finalizer)
+            hub = client._target._watch_hub
+            assert await settles(lambda: (gc.collect(), hub.attached)[1] == 0)
             async with client.mirror("mirrored/") as mirror:
                 revision = (await client.put("mirrored/x", "1")).header.revision
                 assert await mirror.wait_for(revision) >= revision
@@ -231,8 +235,11 @@ def test_closed_client_raises(server: EtcdServer) -> None:
 def test_exit_with_an_open_client_and_fork(server: EtcdServer) -> None:
     child = start_script(
         """
-        import asyncio, os, sys
+        import asyncio, os, sys, warnings
         from puregrpc_etcd import aio
+
+        # CPython 3.12+ warns of any fork in a process with threads (the client has one).
+        warnings.filterwarnings("ignore", "This process .* is multi-threaded", DeprecationWarning)
 
         async def in_child():
             try:
