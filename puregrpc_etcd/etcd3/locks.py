@@ -46,6 +46,7 @@ class Lock:
         self.key = self.lock_prefix + self.name
         self.lease: Optional[Lease] = None
         self.revision = 0
+        self._seen_at = 0  # the store's revision when the last try found the lock held
         # Stored as bytes: the value read back compares without decoding.
         self.uuid = uuid.uuid1().bytes
 
@@ -79,6 +80,7 @@ class Lock:
         # is given back now (python-etcd3 leaves it to expire).
         taken = responses[0]
         self.revision = taken[0][1].mod_revision if taken else 0
+        self._seen_at = taken[0][1].response_header.revision if taken else 0
         self.lease = None
         try:
             client.revoke_lease(lease.id)
@@ -87,8 +89,19 @@ class Lock:
         return False
 
     def _wait_delete_event(self, timeout: Optional[float]) -> None:
+        # python-etcd3 watches from the holder's revision + 1 and raises if that history has
+        # been compacted meanwhile. Here the watch then starts again from the revision at which
+        # the failed transaction saw the key held: no delete that matters can come before it.
+        for start in (self.revision + 1, self._seen_at + 1):
+            try:
+                self._watch_for_delete(start, timeout)
+                return
+            except exceptions.RevisionCompactedError:  # noqa: PERF203 - two tries at most
+                continue
+
+    def _watch_for_delete(self, start_revision: int, timeout: Optional[float]) -> None:
         try:
-            event_iter, cancel = self.etcd_client.watch(self.key, start_revision=self.revision + 1)
+            event_iter, cancel = self.etcd_client.watch(self.key, start_revision=start_revision)
         except exceptions.WatchTimedOut:
             return
         timer: Optional[threading.Timer] = None

@@ -12,6 +12,7 @@ import queue
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 
@@ -263,3 +264,25 @@ def test_tls_with_client_certificate(tmp_path):
         with no_cert, pytest.raises(exceptions.ConnectionFailedError) as failed:
             no_cert.get("/tls")
         assert isinstance(failed.value.__cause__, errors.ConnectionFailedError)
+
+
+def test_lock_waits_across_a_compaction(server):
+    """python-etcd3 watches from the holder's revision + 1 and raises RevisionCompactedError
+    when that history is compacted (a lock held for long, auto-compaction on); here the
+    waiter watches from where its transaction saw the lock held instead."""
+    with _client(server) as client:
+        holder = client.lock("compacted", ttl=30)
+        assert holder.acquire(timeout=5)
+        for index in range(5):
+            client.put(f"/other/{index}", "x")
+        client.compact(client.put("/other/last", "x").header.revision)
+        waiter = client.lock("compacted", ttl=30)
+        assert waiter._try_acquire() is False  # the holder's revision + 1 is compacted now
+        release = threading.Timer(0.5, holder.release)
+        release.start()
+        try:
+            waiter._wait_delete_event(10)
+            assert client.get(holder.key)[0] is None  # it returned for the release
+        finally:
+            release.join()
+        assert waiter.acquire(timeout=0) is True
