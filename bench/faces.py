@@ -7,17 +7,18 @@ thread hop of each face (a no-op coroutine run on the client's loop thread and w
 Without ``--endpoint`` it starts a throwaway etcd (``puregrpc_etcd.testing.EtcdServer``).
 Rounds interleave the faces so that a noisy neighbour hurts them alike; medians are shown, in
 microseconds per call (wall clock, and CPU of the whole process: the client's threads), with
-the ratios to the trio client.
+the ratios to the trio client. aetcd (grpcio's asyncio client) runs too when it is installed.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
 import statistics
 import threading
 import time
-from typing import Any, Callable
+from typing import Any, Awaitable, Callable
 
 import trio
 
@@ -33,6 +34,12 @@ try:
     import uvloop
 except ImportError:  # optional
     uvloop = None
+
+aetcd: Any
+try:  # a peer for the asyncio face: grpcio's asyncio client (CPython only), untyped
+    aetcd = importlib.import_module("aetcd")
+except ImportError:
+    aetcd = None
 
 
 async def _noop() -> None:
@@ -100,21 +107,27 @@ def sync_hop(endpoint: str, calls: int) -> tuple[float, float]:
         return clock.per_call(calls)
 
 
+async def _asyncio_gets(
+    get: Callable[[], Awaitable[Any]], calls: int, concurrent: int
+) -> tuple[float, float]:
+    await get()
+    share = calls // concurrent
+
+    async def run() -> None:
+        for _ in range(share):
+            await get()
+
+    clock = Clock()
+    await asyncio.gather(*(run() for _ in range(concurrent)))
+    return clock.per_call(share * concurrent)
+
+
 def aio_gets(
     endpoint: str, calls: int, concurrent: int, runner: Callable[[Any], Any]
 ) -> tuple[float, float]:
     async def main() -> tuple[float, float]:
         async with aio.connect(endpoint) as client:
-            await client.get(KEY)
-            share = calls // concurrent
-
-            async def run() -> None:
-                for _ in range(share):
-                    await client.get(KEY)
-
-            clock = Clock()
-            await asyncio.gather(*(run() for _ in range(concurrent)))
-            return clock.per_call(share * concurrent)
+            return await _asyncio_gets(lambda: client.get(KEY), calls, concurrent)
 
     return runner(main())  # type: ignore[no-any-return]
 
@@ -132,6 +145,20 @@ def aio_hop(endpoint: str, calls: int, runner: Callable[[Any], Any]) -> tuple[fl
     return runner(main())  # type: ignore[no-any-return]
 
 
+def aetcd_gets(endpoint: str, calls: int, concurrent: int) -> tuple[float, float]:
+    async def main() -> tuple[float, float]:
+        host, port = endpoint.rsplit(":", 1)
+        client = aetcd.Client(host=host, port=int(port))
+        await client.connect()
+        try:
+            key = KEY.encode()
+            return await _asyncio_gets(lambda: client.get(key), calls, concurrent)
+        finally:
+            await client.close()
+
+    return asyncio.run(main())
+
+
 def contenders(calls: int) -> dict[str, Callable[[str], tuple[float, float]]]:
     runs: dict[str, Callable[[str], tuple[float, float]]] = {
         "trio get_seq": lambda ep: trio_gets(ep, calls, 1),
@@ -143,6 +170,9 @@ def contenders(calls: int) -> dict[str, Callable[[str], tuple[float, float]]]:
         "sync hop": lambda ep: sync_hop(ep, calls),
         "aio hop": lambda ep: aio_hop(ep, calls, asyncio.run),
     }
+    if aetcd is not None:
+        runs["aetcd get_seq"] = lambda ep: aetcd_gets(ep, calls, 1)
+        runs["aetcd get_c128"] = lambda ep: aetcd_gets(ep, calls * 4, CONCURRENT)
     if uvloop is not None:
         runs["aio get_seq (uvloop)"] = lambda ep: aio_gets(ep, calls, 1, uvloop.run)
         runs["aio get_c128 (uvloop)"] = lambda ep: aio_gets(ep, calls * 4, CONCURRENT, uvloop.run)

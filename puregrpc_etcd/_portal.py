@@ -141,18 +141,72 @@ class Pending:
                 else:
                     future.set_result(self._value)
 
-        def wake() -> None:
-            try:
-                loop.call_soon_threadsafe(transfer)
-            except RuntimeError:
-                pass  # the loop closed meanwhile: nobody waits there any more
-
         with self._lock:
             if not self.done:
-                self._callbacks.append(wake)
+                self._callbacks.append(_mailbox(loop).poster(transfer))
                 return future
         transfer()
         return future
+
+
+class _Mailbox:
+    """Outcomes on their way to one asyncio loop: a batch of them costs one
+    ``call_soon_threadsafe`` (one write to the loop's self-pipe), not one each."""
+
+    __slots__ = ("__weakref__", "_items", "_lock", "_loop", "_scheduled")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = weakref.ref(loop)
+        self._lock = threading.Lock()
+        self._items: list[Callable[[], object]] = []
+        self._scheduled = False
+
+    def poster(self, transfer: Callable[[], object]) -> Callable[[], None]:
+        return lambda: self._post(transfer)
+
+    def _post(self, transfer: Callable[[], object]) -> None:
+        with self._lock:
+            self._items.append(transfer)
+            if self._scheduled:
+                return
+            self._scheduled = True
+        loop = self._loop()
+        try:
+            if loop is not None:
+                loop.call_soon_threadsafe(self._deliver)
+        except RuntimeError:
+            pass  # the loop closed meanwhile: nobody waits there any more
+
+    def _deliver(self) -> None:
+        with self._lock:
+            items, self._items = self._items, []
+            self._scheduled = False
+        for transfer in items:
+            transfer()
+
+
+_mailboxes: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Mailbox] = (
+    weakref.WeakKeyDictionary()
+)
+_mailboxes_lock = threading.Lock()
+
+
+def _after_fork_in_child() -> None:
+    global _mailboxes_lock
+    _mailboxes_lock = threading.Lock()  # another thread may have held it at the fork
+    _mailboxes.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def _mailbox(loop: asyncio.AbstractEventLoop) -> _Mailbox:
+    mailbox = _mailboxes.get(loop)
+    if mailbox is None:
+        with _mailboxes_lock:
+            mailbox = _mailboxes.setdefault(loop, _Mailbox(loop))
+    return mailbox
 
 
 class _Wakeup:
@@ -429,6 +483,11 @@ class Portal:
         self._token: trio.lowlevel.TrioToken | None = None
         self._calls: trio.Nursery | None = None
         self._idle: list[trio.lowlevel.Task] = []  # runners waiting for a call (_spawn)
+        # Calls submitted since the last wake-up of the loop: one wake-up (a write to trio's
+        # wake-up socket, which costs the writer tens of µs) starts them all.
+        self._outbox: list[Call] = []
+        self._outbox_lock = threading.Lock()
+        self._outbox_scheduled = False
         self._main_scope: trio.CancelScope | None = None
         self._stop: trio.Event | None = None
         self._closing = False
@@ -602,8 +661,26 @@ class Portal:
         """Start ``await fn(*args, **kwargs)`` as a task of the portal."""
         self.check()
         call = Call(fn, args, kwargs)
-        self.run_sync_soon(self._spawn, call)
+        with self._outbox_lock:
+            self._outbox.append(call)
+            if self._outbox_scheduled:
+                return call  # a wake-up of the loop is on its way: it takes this one too
+            self._outbox_scheduled = True
+        try:
+            self.run_sync_soon(self._spawn_all)
+        except ClientClosedError:
+            with self._outbox_lock:
+                self._outbox.clear()
+                self._outbox_scheduled = False
+            raise
         return call
+
+    def _spawn_all(self) -> None:
+        with self._outbox_lock:
+            calls, self._outbox = self._outbox, []
+            self._outbox_scheduled = False
+        for call in calls:
+            self._spawn(call)
 
     def call_sync(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Pending:
         """Run a plain function on the portal thread (to read state its tasks change)."""

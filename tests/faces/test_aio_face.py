@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import signal
 import sys
 import uuid
 from collections.abc import Coroutine
@@ -220,6 +221,40 @@ def test_wait_for_and_timeout_are_deadlines(server: EtcdServer, run: Any) -> Non
 async def _lock_within(client: aio.Client, name: str, seconds: float) -> None:
     async with asyncio.timeout(seconds), client.lock(name, ttl=10):  # type: ignore[attr-defined]
         raise AssertionError("the lock is held elsewhere")
+
+
+def test_ctrl_c_cancels_a_waiting_call(server: EtcdServer) -> None:
+    async def hold() -> None:
+        async with aio.connect(server.endpoints) as client, client.lock("locks/aio-ctrl-c"):
+            child = start_script(
+                """
+                import asyncio, sys
+                from puregrpc_etcd import aio, sync
+
+                async def main():
+                    async with aio.connect(sys.argv[1]) as client:
+                        print("ready", flush=True)
+                        async with client.lock("locks/aio-ctrl-c", ttl=10):
+                            print("acquired?!", flush=True)
+
+                try:
+                    asyncio.run(main())
+                except KeyboardInterrupt:
+                    with sync.connect(sys.argv[1]) as check:  # the waiter's key is gone
+                        print("interrupted", check.get("locks/aio-ctrl-c/", prefix=True).count)
+                """,
+                server.endpoints[0],
+            )
+            assert child.stdout is not None
+            loop = asyncio.get_running_loop()
+            assert await loop.run_in_executor(None, child.stdout.readline) == "ready\n"
+            await asyncio.sleep(0.5)  # let it wait for the lock
+            child.send_signal(signal.SIGINT)
+            out, err = await loop.run_in_executor(None, child.communicate, None, SCRIPT_TIMEOUT)
+            assert child.returncode == 0, err
+            assert out == "interrupted 1\n"  # only our key: the child's waiter was removed
+
+    asyncio.run(hold())
 
 
 def test_closed_client_raises(server: EtcdServer) -> None:
