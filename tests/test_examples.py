@@ -22,6 +22,7 @@ EVIDENCE = {
     "kv_config.py": "scanned 25 items",
     "lease_discovery.py": "expired: b'examples/lease_discovery/api/b'",
     "lock.py": "try_lock when free: True",
+    "python_etcd3.py": "3 workers took the lock in turn",
     "raw_grpc.py": "status: OUT_OF_RANGE",
     "sync_face.py": "4 workers took the lock in turn",
     "testing_helper.py": "test passed",
