@@ -97,6 +97,7 @@ MEMBER_PROMOTE = Rpc(_CLUSTER + "MemberPromote", rpc_pb2.MemberPromoteResponse, 
 STATUS = Rpc(_MAINTENANCE + "Status", rpc_pb2.StatusResponse, repeatable=True)
 ALARM = Rpc(_MAINTENANCE + "Alarm", rpc_pb2.AlarmResponse, repeatable=True)  # GET; see above
 DEFRAGMENT = Rpc(_MAINTENANCE + "Defragment", rpc_pb2.DefragmentResponse, repeatable=False)
+HASH = Rpc(_MAINTENANCE + "Hash", rpc_pb2.HashResponse, repeatable=True)  # etcd3 face only
 HASH_KV = Rpc(_MAINTENANCE + "HashKV", rpc_pb2.HashKVResponse, repeatable=True)
 MOVE_LEADER = Rpc(_MAINTENANCE + "MoveLeader", rpc_pb2.MoveLeaderResponse, repeatable=False)
 SNAPSHOT = Rpc(_MAINTENANCE + "Snapshot", rpc_pb2.SnapshotResponse, repeatable=True)  # a stream

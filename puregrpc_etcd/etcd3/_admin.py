@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any, BinaryIO, Iterable, Iterator, Optional
 
+from puregrpc_etcd import _rpcs as rpcs
 from puregrpc_etcd import errors
 from puregrpc_etcd._proto import rpc_pb2
 from puregrpc_etcd.maintenance import Alarm as NativeAlarm
@@ -15,7 +16,6 @@ from .members import Member
 
 __all__ = ["AdminMethods"]
 
-_MAINTENANCE = "/etcdserverpb.Maintenance/"
 _ALARM_TYPES = {"none": rpc_pb2.NONE, "no space": rpc_pb2.NOSPACE}
 
 
@@ -111,10 +111,10 @@ class AdminMethods:
     @handle_errors
     def hash(self) -> int:
         """The hash of the responding member's key-value store (etcd's ``Hash`` RPC)."""
-        reply = self._engine_call("Hash", rpc_pb2.HashRequest(), rpc_pb2.HashResponse)
+        reply = self._engine_call(rpcs.HASH, rpc_pb2.HashRequest(), repeatable=True)
         return int(reply.hash)
 
-    def _engine_call(self, method: str, request: Any, reply_type: Any) -> Any:
+    def _engine_call(self, rpc: rpcs.Rpc[Any], request: Any, *, repeatable: bool) -> Any:
         # The two Maintenance RPCs python-etcd3 has and the library's API does not (Hash, and
         # raising an alarm) go through the engine's own call path: same connection, token,
         # retries and deadline as every other call.
@@ -122,7 +122,7 @@ class AdminMethods:
 
         native = self._native
         call = native._target._unary
-        return sync._run(native._portal, call, _MAINTENANCE + method, request, reply_type)
+        return sync._run(native._portal, call, rpc, request, repeatable=repeatable)
 
     def _alarm_request(self, action: int, member_id: int, alarm_type: str) -> Any:
         if alarm_type not in _ALARM_TYPES:
@@ -134,7 +134,7 @@ class AdminMethods:
     def create_alarm(self, member_id: int = 0) -> list[Alarm]:
         """Raise a "no space" alarm (on every member when ``member_id`` is 0)."""
         request = self._alarm_request(rpc_pb2.AlarmRequest.ACTIVATE, member_id, "no space")
-        reply = self._engine_call("Alarm", request, rpc_pb2.AlarmResponse)
+        reply = self._engine_call(rpcs.ALARM, request, repeatable=False)
         return [Alarm(a.alarm, a.memberID) for a in reply.alarms]
 
     @handle_errors
