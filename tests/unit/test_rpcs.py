@@ -29,6 +29,7 @@ REPEATABLE_UNARY = {
     "MemberList",
     "Status",
     "Alarm",
+    "Hash",
     "HashKV",
     "AuthStatus",
     "UserList",
