@@ -6,8 +6,6 @@ import argparse
 import sys
 from typing import TYPE_CHECKING, Callable, TypeVar
 
-import trio
-
 from puregrpc_etcd._cli.args import EXIT_ERROR, UsageError, hex_id
 from puregrpc_etcd._cli.formats import header_json, human_bytes, omit_empty
 from puregrpc_etcd._cli.replies import current_header
@@ -20,9 +18,13 @@ from puregrpc_etcd._snapshot_status import (
 from puregrpc_etcd.errors import EtcdError
 
 if TYPE_CHECKING:
+    import trio
+
     from puregrpc_etcd._cli.args import CommandTree
     from puregrpc_etcd._cli.session import Context
     from puregrpc_etcd.maintenance import Maintenance
+else:
+    from puregrpc_etcd._cli import trio  # imported on first use
 
 _ALARM_TYPES = {"nospace": 1, "corrupt": 2}
 
