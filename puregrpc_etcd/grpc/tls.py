@@ -135,7 +135,7 @@ async def open_tls(
     transport: trio.abc.Stream, context: ssl.SSLContext, server_hostname: str
 ) -> TlsStream:
     """A ``TlsStream`` over ``transport`` whose handshake is done: certificate and host name
-    checked as ``context`` says, ALPN ``h2`` offered and, if the server picked a protocol, picked.
+    checked as ``context`` says, ALPN ``h2`` offered and selected by the server.
     Closes ``transport`` on failure."""
     with offering_h2(context):
         stream = TlsStream(transport, context, server_hostname)
@@ -149,8 +149,15 @@ async def open_tls(
 
 
 def _check_alpn(chosen: str | None) -> None:
-    if chosen not in (None, "h2"):
-        raise RpcError(StatusCode.UNAVAILABLE, f"server chose ALPN {chosen!r}, not h2")
+    """gRPC runs on HTTP/2 only: a server that picks another protocol, or none (a TLS endpoint
+    that is not gRPC's, such as an HTTPS proxy without ALPN), would fail later and obscurely."""
+    if chosen == "h2":
+        return
+    if chosen is None:
+        details = "server selected no ALPN protocol; gRPC needs h2 (not a gRPC endpoint?)"
+    else:
+        details = f"server chose ALPN {chosen!r}, not h2"
+    raise RpcError(StatusCode.UNAVAILABLE, details)
 
 
 class TlsStream(trio.abc.Stream):
