@@ -18,6 +18,7 @@ import argparse
 import os
 import socket
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -32,7 +33,7 @@ def start_etcd(directory: str, *, shared_http: bool) -> tuple[object, str, str]:
     plaintext endpoint."""
     import trustme
 
-    from puregrpc_etcd.testing import EtcdServer
+    from puregrpc_etcd.testing import EtcdServer, find_etcd
 
     ca = trustme.CA()
     certificate = ca.issue_cert("127.0.0.1", "localhost")
@@ -51,7 +52,16 @@ def start_etcd(directory: str, *, shared_http: bool) -> tuple[object, str, str]:
     urls = f"{server.client_url},http://{plain}"
     server.args += ["--listen-client-urls", urls, "--advertise-client-urls", urls]
     if not shared_http:
-        server.args += ["--listen-client-http-urls", f"http://127.0.0.1:{ports[1]}"]
+        help_text = subprocess.run(
+            [find_etcd(), "--help"], capture_output=True, text=True, check=False, timeout=30
+        )
+        if "--listen-client-http-urls" in help_text.stdout + help_text.stderr:
+            server.args += ["--listen-client-http-urls", f"http://127.0.0.1:{ports[1]}"]
+        else:  # older releases
+            print(
+                "this etcd has no --listen-client-http-urls: gRPC over TLS goes through net/http",
+                file=sys.stderr,
+            )
     server.start()
     return server, f"etcds://{server.endpoint}/?cacert={paths['ca']}", plain
 
