@@ -1,9 +1,11 @@
-"""Benchmark workers for the peer clients (asyncio): aetcd (grpcio) and grpclib (pure Python).
+"""Benchmark workers for the peer clients (asyncio): aetcd (grpcio), grpclib (pure Python) and
+grpcio's aio channel called directly (``grpcio``, the get/put workloads).
 
 ``python -m bench.worker_peers CLIENT WORKLOAD ENDPOINT SECONDS [FIRST_REVISION [WARMUP]]`` prints
-one JSON object like the puregrpc_etcd worker. The grpclib peer sends etcd's requests with the
-protobuf message classes generated for this package (``puregrpc_etcd._proto``), so both pure-Python
-stacks pay the same protobuf cost; it imports nothing else of ours.
+one JSON object like the puregrpc_etcd worker. The grpclib and grpcio peers send etcd's requests
+with the protobuf message classes generated for this package (``puregrpc_etcd._proto``), so every
+stack pays the same protobuf cost; they import nothing else of ours. ``ENDPOINT`` is ``HOST:PORT``,
+or ``etcds://HOST:PORT/?cacert=FILE`` for TLS (grpclib and grpcio).
 """
 
 from __future__ import annotations
@@ -13,8 +15,20 @@ import json
 import sys
 import time
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 from bench import workloads as w
+
+
+def _address(endpoint: str) -> tuple[str, int, str | None]:
+    """Host, port and CA file (None: plaintext) of ``HOST:PORT`` or ``etcds://HOST:PORT/?cacert=``."""
+    if "://" not in endpoint:
+        host, port = endpoint.rsplit(":", 1)
+        return host, int(port), None
+    url = urlsplit(endpoint)
+    if not (url.hostname and url.port):
+        raise SystemExit(f"no host and port in {endpoint!r}")
+    return url.hostname, url.port, parse_qs(url.query)["cacert"][0]
 
 
 class GrpclibKV:
@@ -25,9 +39,15 @@ class GrpclibKV:
 
         from puregrpc_etcd._proto import rpc_pb2
 
-        host, port = endpoint.rsplit(":", 1)
+        host, port, cacert = _address(endpoint)
         self.pb = rpc_pb2
-        self.channel = Channel(host, int(port))
+        context = None
+        if cacert:
+            import ssl
+
+            context = ssl.create_default_context(cafile=cacert)
+            context.set_alpn_protocols(["h2"])
+        self.channel = Channel(host, port, ssl=context)
         self._range = UnaryUnaryMethod(
             self.channel, "/etcdserverpb.KV/Range", rpc_pb2.RangeRequest, rpc_pb2.RangeResponse
         )
@@ -66,6 +86,44 @@ class GrpclibKV:
 
     def close(self) -> None:
         self.channel.close()
+
+
+class GrpcioKV:
+    """Range and Put on grpcio's aio channel, called directly (as ``bench/grpc_unary.py`` does):
+    grpcio's C core with the least Python around it."""
+
+    def __init__(self, endpoint: str) -> None:
+        import grpc
+
+        from puregrpc_etcd._proto import rpc_pb2
+
+        host, port, cacert = _address(endpoint)
+        self.pb = rpc_pb2
+        if cacert:
+            with open(cacert, "rb") as file:
+                credentials = grpc.ssl_channel_credentials(root_certificates=file.read())
+            self.channel = grpc.aio.secure_channel(f"{host}:{port}", credentials)
+        else:
+            self.channel = grpc.aio.insecure_channel(f"{host}:{port}")
+        self._range = self.channel.unary_unary(
+            "/etcdserverpb.KV/Range",
+            request_serializer=rpc_pb2.RangeRequest.SerializeToString,
+            response_deserializer=rpc_pb2.RangeResponse.FromString,
+        )
+        self._put = self.channel.unary_unary(
+            "/etcdserverpb.KV/Put",
+            request_serializer=rpc_pb2.PutRequest.SerializeToString,
+            response_deserializer=rpc_pb2.PutResponse.FromString,
+        )
+
+    async def get(self, key: bytes) -> Any:
+        return await self._range(self.pb.RangeRequest(key=key))
+
+    async def put(self, key: bytes, value: bytes) -> Any:
+        return await self._put(self.pb.PutRequest(key=key, value=value))
+
+    async def close(self) -> None:
+        await self.channel.close()
 
 
 class AetcdKV:
@@ -121,7 +179,8 @@ async def _loop(op: Any, seconds: float, tasks: int, latencies: list[float] | No
 async def run(
     client_name: str, workload: str, endpoint: str, seconds: float, warmup: float
 ) -> dict[str, float]:
-    kv: Any = AetcdKV(endpoint) if client_name == "aetcd" else GrpclibKV(endpoint)
+    kinds = {"aetcd": AetcdKV, "grpclib": GrpclibKV, "grpcio": GrpcioKV}
+    kv: Any = kinds[client_name](endpoint)
     if client_name == "aetcd":
         await kv.client.connect()
     try:
@@ -159,7 +218,9 @@ async def run(
             count = await kv.watch_replay(b"bench/replay/", int(sys.argv[5]))
             return {"value": count / (time.perf_counter() - start)}
     finally:
-        kv.close()
+        closed = kv.close()
+        if closed is not None:
+            await closed
     raise NotImplementedError(workload)
 
 

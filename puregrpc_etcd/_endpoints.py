@@ -9,12 +9,14 @@ from __future__ import annotations
 import math
 import os
 import re
-import ssl
 from dataclasses import dataclass, field, replace
-from typing import Mapping, Sequence, Union
+from typing import TYPE_CHECKING, Mapping, Sequence, Union
 from urllib.parse import parse_qs, unquote
 
 from puregrpc_etcd.grpc.endpoints import parsed_or_redacted, redact_userinfo
+
+if TYPE_CHECKING:
+    import ssl
 
 __all__ = [
     "DEFAULT_ENDPOINT",
@@ -326,6 +328,8 @@ def make_tls_context(
 ) -> ssl.SSLContext:
     """A client TLS context with ALPN ``h2``: system CAs unless ``cacert`` is given, a client
     certificate when ``cert`` (and ``key``) are given."""
+    import ssl  # here, not at the top: the command's --help never builds a context
+
     context = ssl.create_default_context(cafile=cacert)
     if insecure_skip_verify:
         context.check_hostname = False

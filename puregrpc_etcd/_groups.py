@@ -8,8 +8,6 @@ from __future__ import annotations
 import builtins
 import importlib
 
-import trio
-
 __all__ = ["strip_own_group", "unwrap_group"]
 
 
@@ -35,6 +33,8 @@ def strip_own_group(exc: BaseException) -> BaseException:
     """
     if not isinstance(exc, _GROUP_TYPES):
         return exc
+    import trio  # not at the top: the command's --help imports this module, and no event loop
+
     inner = exc.exceptions  # type: ignore[attr-defined]
     real = [e for e in inner if not isinstance(e, trio.Cancelled)]
     if len(real) == 1:

@@ -12,9 +12,7 @@ import signal
 import sys
 import threading
 import warnings
-from typing import Sequence
-
-import trio
+from typing import TYPE_CHECKING, Sequence
 
 from puregrpc_etcd._cli import (
     admin_commands,
@@ -42,6 +40,11 @@ from puregrpc_etcd._cli.args import (
 from puregrpc_etcd._cli.session import Context, Interrupted, error_text, from_environment
 from puregrpc_etcd._groups import unwrap_group
 from puregrpc_etcd.errors import ConnectionFailedError, EtcdError
+
+if TYPE_CHECKING:
+    import trio
+else:
+    from puregrpc_etcd._cli import trio  # imported on first use: not for --help or version
 
 __all__ = ["build_parser", "run"]
 
@@ -91,6 +94,8 @@ def run(argv: Sequence[str] | None = None) -> int:
         )
     try:
         context = from_environment(args)
+        if getattr(args, "offline", False):
+            return _run_offline(handler, context, args)
         with warnings.catch_warnings():
             warnings.showwarning = _show_warning
             return trio.run(_run_command, handler, context, args)
@@ -100,6 +105,18 @@ def run(argv: Sequence[str] | None = None) -> int:
         return _fail("interrupted", EXIT_INTERRUPTED)
     except BaseException as exc:
         return _report(unwrap_group(exc))
+
+
+def _run_offline(handler: Handler, context: Context, args: argparse.Namespace) -> int:
+    """Run a command that never awaits (``version``) without an event loop: importing trio
+    would take most of its run time."""
+    coroutine = handler(context, args)
+    try:
+        coroutine.send(None)  # type: ignore[attr-defined]
+    except StopIteration as finished:
+        return int(finished.value)
+    coroutine.close()  # type: ignore[attr-defined]
+    raise RuntimeError(f"{args.command} awaited something: it cannot run offline")
 
 
 def _report(exc: BaseException) -> int:

@@ -6,23 +6,24 @@ import argparse
 import sys
 from typing import TYPE_CHECKING, Callable, TypeVar
 
-import trio
-
 from puregrpc_etcd._cli.args import EXIT_ERROR, UsageError, hex_id
 from puregrpc_etcd._cli.formats import header_json, human_bytes, omit_empty
 from puregrpc_etcd._cli.replies import current_header
 from puregrpc_etcd._cli.session import open_error_text
-from puregrpc_etcd._snapshot_status import (
-    CorruptDatabase,
-    check_snapshot_file,
-    read_snapshot_status,
-)
 from puregrpc_etcd.errors import EtcdError
 
 if TYPE_CHECKING:
+    import trio
+
     from puregrpc_etcd._cli.args import CommandTree
     from puregrpc_etcd._cli.session import Context
+    from puregrpc_etcd._snapshot_status import check_snapshot_file, read_snapshot_status
     from puregrpc_etcd.maintenance import Maintenance
+else:
+    from puregrpc_etcd._cli import OnFirstUse, trio  # imported on first use
+
+    check_snapshot_file = OnFirstUse("puregrpc_etcd._snapshot_status", "check_snapshot_file")
+    read_snapshot_status = OnFirstUse("puregrpc_etcd._snapshot_status", "read_snapshot_status")
 
 _ALARM_TYPES = {"nospace": 1, "corrupt": 2}
 
@@ -101,6 +102,8 @@ _Result = TypeVar("_Result")
 async def _read_snapshot(read: Callable[[str], _Result], path: str, verb: str) -> _Result:
     """Run a (CPU-bound) reader of the snapshot file in a thread, Ctrl-C still heard; a file
     that is no snapshot is one error line and exit code 1, as etcdutl's."""
+    from puregrpc_etcd._snapshot_status import CorruptDatabase
+
     try:
         return await trio.to_thread.run_sync(read, path, abandon_on_cancel=True)
     except CorruptDatabase as exc:

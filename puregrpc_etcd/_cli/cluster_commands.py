@@ -7,8 +7,6 @@ import sys
 import time
 from typing import TYPE_CHECKING, Sequence
 
-import trio
-
 from puregrpc_etcd._cli.args import EXIT_ERROR, UsageError, hex_id
 from puregrpc_etcd._cli.formats import (
     JsonObject,
@@ -21,11 +19,15 @@ from puregrpc_etcd._cli.replies import current_header
 from puregrpc_etcd._cli.session import error_text
 
 if TYPE_CHECKING:
+    import trio
+
     from puregrpc_etcd._cli.args import CommandTree
     from puregrpc_etcd._cli.session import Context
     from puregrpc_etcd.client import Client
     from puregrpc_etcd.cluster import Member
     from puregrpc_etcd.types import ResponseHeader
+else:
+    from puregrpc_etcd._cli import trio  # imported on first use
 
 _MEMBER_HEADER = ("ID", "Status", "Name", "Peer Addrs", "Client Addrs", "Is Learner")
 

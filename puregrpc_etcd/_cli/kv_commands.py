@@ -7,8 +7,6 @@ import os
 from functools import partial
 from typing import TYPE_CHECKING
 
-import trio
-
 from puregrpc_etcd._cli import stdin
 from puregrpc_etcd._cli.args import UsageError, arg_bytes
 from puregrpc_etcd._cli.kv_options import (
@@ -32,14 +30,20 @@ from puregrpc_etcd._cli.replies import (
     put_json,
     txn_json,
 )
-from puregrpc_etcd._cli.txn_input import read_txn
 from puregrpc_etcd.types import ResponseHeader
 
 if TYPE_CHECKING:
+    import trio
+
     from puregrpc_etcd._cli.args import CommandTree
     from puregrpc_etcd._cli.session import Context
+    from puregrpc_etcd._cli.txn_input import read_txn
     from puregrpc_etcd.types import GetResponse
     from puregrpc_etcd.watch import Event, Watcher
+else:
+    from puregrpc_etcd._cli import OnFirstUse, trio  # imported on first use
+
+    read_txn = OnFirstUse("puregrpc_etcd._cli.txn_input", "read_txn")  # protobuf, via txn
 
 
 async def get_command(ctx: Context, args: argparse.Namespace) -> int:

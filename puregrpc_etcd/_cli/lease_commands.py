@@ -10,17 +10,19 @@ import argparse
 import os
 from typing import TYPE_CHECKING
 
-import trio
-
 from puregrpc_etcd._cli.args import EXIT_ERROR, UsageError, arg_bytes, hex_id
 from puregrpc_etcd._cli.formats import JsonObject, b64, header_json
 from puregrpc_etcd._cli.replies import current_header, get_json, print_get
 
 if TYPE_CHECKING:
+    import trio
+
     from puregrpc_etcd._cli.args import CommandTree
     from puregrpc_etcd._cli.session import Context
     from puregrpc_etcd.client import Client
     from puregrpc_etcd.types import KeyValue, ResponseHeader
+else:
+    from puregrpc_etcd._cli import trio  # imported on first use
 
 
 def _flat(header: ResponseHeader, **fields: object) -> JsonObject:

@@ -7,14 +7,16 @@ import argparse
 import socket
 from typing import TYPE_CHECKING
 
-import trio
-
 from puregrpc_etcd._cli.args import EXIT_ERROR, UsageError
 
 if TYPE_CHECKING:
+    import trio
+
     from puregrpc_etcd._cli.args import CommandTree
     from puregrpc_etcd._cli.session import Context
     from puregrpc_etcd.testing import EtcdServer
+else:
+    from puregrpc_etcd._cli import trio  # imported on first use
 
 DEV_SERVER_PORT = 2379
 # The etcd API this package speaks: its protobuf definitions are etcd 3.5's (schema/README.md).
@@ -81,7 +83,8 @@ async def version_command(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def register(tree: CommandTree) -> None:
-    tree.command("version", "Prints the version of puregrpc-etcd", version_command)
+    version = tree.command("version", "Prints the version of puregrpc-etcd", version_command)
+    version.set_defaults(offline=True)  # never awaits: run without an event loop (cli.py)
     dev = tree.command(
         "dev-server",
         "Runs a throwaway local etcd in the foreground until Ctrl-C",

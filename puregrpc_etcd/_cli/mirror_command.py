@@ -16,19 +16,23 @@ import sys
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-import trio
-
 from puregrpc_etcd._cli import stdin
 from puregrpc_etcd._cli.args import UsageError
 from puregrpc_etcd._cli.replies import current_header
 from puregrpc_etcd._cli.session import Context, Settings
 from puregrpc_etcd.errors import DeadlineExceededError, UnavailableError
-from puregrpc_etcd.txn import Op
 
 if TYPE_CHECKING:
+    import trio
+
     from puregrpc_etcd._cli.args import CommandTree
     from puregrpc_etcd.client import Client
     from puregrpc_etcd.mirror import Mirror, MirrorChange, MirrorChanges
+    from puregrpc_etcd.txn import Op
+else:
+    from puregrpc_etcd._cli import OnFirstUse, trio  # imported on first use
+
+    Op = OnFirstUse("puregrpc_etcd.txn", "Op")  # protobuf
 
 DEFAULT_MAX_TXN_OPS = 128
 REPORT_INTERVAL = 30.0

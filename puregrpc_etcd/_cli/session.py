@@ -13,8 +13,6 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, AsyncIterator, Awaitable, Callable, Mapping, TypeVar
 
-import trio
-
 from puregrpc_etcd._cli import stdin
 from puregrpc_etcd._cli.args import (
     EXIT_BAD_FEATURE,
@@ -28,7 +26,11 @@ from puregrpc_etcd.grpc.endpoints import redact_userinfo
 if TYPE_CHECKING:
     import ssl
 
+    import trio
+
     from puregrpc_etcd.client import Client
+else:
+    from puregrpc_etcd._cli import trio  # imported on first use
 
 R = TypeVar("R")
 

@@ -21,7 +21,7 @@ from .liveness import KeepalivePolicy
 from .metadata import Metadata, RequestHeaderTemplate
 from .protocol import GrpcProtocol
 from .status import RpcError, StatusCode
-from .tls import check_tls_option, default_context, offering_h2
+from .tls import check_tls_option, default_context, open_tls
 
 __all__ = ["Channel", "connect_channel", "open_channel"]
 
@@ -315,15 +315,7 @@ class Channel:
         if context is None:
             return tcp_stream, "http"
         self._connect_phase = "tls"
-        with offering_h2(context):
-            tls_stream = trio.SSLStream(tcp_stream, context, server_hostname=endpoint.host)
-        try:
-            await tls_stream.do_handshake()
-            _check_alpn(tls_stream.selected_alpn_protocol())
-        except BaseException:
-            await trio.aclose_forcefully(tls_stream)
-            raise
-        return tls_stream, "https"
+        return await open_tls(tcp_stream, context, endpoint.host), "https"
 
     async def _open(self, endpoint: Endpoint) -> Connection:
         assert self._nursery is not None
@@ -347,11 +339,6 @@ class Channel:
             raise
         self._nursery.start_soon(connection.run)
         return connection
-
-
-def _check_alpn(protocol_name: str | None) -> None:
-    if protocol_name not in (None, "h2"):
-        raise RpcError(StatusCode.UNAVAILABLE, f"server chose {protocol_name!r}, not h2")
 
 
 def _describe(exc: BaseException) -> str:

@@ -7,14 +7,17 @@ it (``http://user:secret@host``) must not carry the password into logs and trace
 from __future__ import annotations
 
 import re
-import ssl
-from typing import Callable, NamedTuple, TypeVar, Union
+from typing import TYPE_CHECKING, Callable, NamedTuple, TypeVar, Union
+
+if TYPE_CHECKING:
+    import ssl
 
 __all__ = ["Endpoint", "TlsOption", "parse_endpoint", "parsed_or_redacted", "redact_userinfo"]
 
 T = TypeVar("T")
 
-TlsOption = Union[ssl.SSLContext, bool, None]
+# ssl itself is imported where a context is made: the command's --help never needs it.
+TlsOption = Union["ssl.SSLContext", bool, None]
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 # The schemes kept in front of a redaction; any other "word://" may be the start of user info.

@@ -1,12 +1,15 @@
 """TLS end to end against a real etcd serving HTTPS, with certificates made by ``trustme``:
-server authentication, client certificates (``--client-cert-auth``), and a wrong CA failing
-with an error that names the TLS problem."""
+server authentication, client certificates (``--client-cert-auth``), and a wrong CA, an expired
+certificate, a wrong host name and a server stalling mid-handshake failing with an error that
+names the problem."""
 
 from __future__ import annotations
 
+import datetime
 import socket
 import ssl
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -237,3 +240,79 @@ async def test_endpoint_sync_keeps_each_client_on_its_own_scheme(
         await trio.sleep(0.2)  # the background task, a few rounds
         assert plain._channel.endpoints == [http_url]
         await plain.put("tls/plain", "over http")
+
+
+def serve_with(certificate: trustme.LeafCert, directory: Path) -> EtcdServer:
+    """An etcd serving TLS with ``certificate`` (issued by the shared test CA)."""
+    cert, key = directory / "server.pem", directory / "server-key.pem"
+    certificate.cert_chain_pems[0].write_to_path(cert)
+    certificate.private_key_pem.write_to_path(key)
+    return EtcdServer(scheme="https", args=["--cert-file", str(cert), "--key-file", str(key)])
+
+
+async def expect_connection_failure(endpoints: list[str], tls: ssl.SSLContext) -> str:
+    with trio.fail_after(30), pytest.raises(ConnectionFailedError) as failed:
+        async with etcd.connect(endpoints, tls=tls, connect_timeout=3) as client:
+            await client.get("never")
+    return str(failed.value)
+
+
+async def test_an_expired_server_certificate_is_refused(
+    certificates: Certificates, tmp_path: Path
+) -> None:
+    past = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(days=30)
+    expired = certificates.ca.issue_cert(
+        "127.0.0.1", not_before=past, not_after=past + datetime.timedelta(days=1)
+    )
+    with serve_with(expired, tmp_path) as server:
+        message = await expect_connection_failure(server.endpoints, certificates.context())
+    assert "certificate has expired" in message, message
+
+
+async def test_the_server_name_is_checked_and_can_be_skipped(
+    certificates: Certificates, tmp_path: Path
+) -> None:
+    # Valid and trusted, but for another name than the one dialled (127.0.0.1).
+    elsewhere = certificates.ca.issue_cert("etcd.example")
+    with serve_with(elsewhere, tmp_path) as server:
+        message = await expect_connection_failure(server.endpoints, certificates.context())
+        assert "mismatch" in message, message
+        assert "127.0.0.1" in message, message
+        url = f"etcds://{server.endpoint}/?insecure_skip_tls_verify=true"
+        async with etcd.connect(url) as client:
+            await client.put("tls/unverified", "skipped")
+            assert await client.get_value("tls/unverified") == b"skipped"
+
+
+async def test_a_server_that_stalls_mid_handshake_times_out(
+    tls_server: EtcdServer, certificates: Certificates
+) -> None:
+    """A relay to etcd that passes the ClientHello on but only the first bytes of the reply:
+    the handshake has begun and never ends. The connect timeout ends it, and says where."""
+    forwarded: list[int] = []
+    host, port = tls_server.endpoint.rsplit(":", 1)
+
+    async def relay(client: trio.SocketStream) -> None:
+        async with client, await trio.open_tcp_stream(host, int(port)) as server:
+            hello = await client.receive_some()
+            assert hello[:1] == b"\x16"  # a TLS handshake record
+            await server.send_all(hello)
+            reply = await server.receive_some()
+            forwarded.append(len(reply))
+            await client.send_all(reply[:40])  # part of the ServerHello, then silence
+            await trio.sleep_forever()
+
+    async with trio.open_nursery() as nursery:
+        listeners = await nursery.start(partial(trio.serve_tcp, relay, 0, host="127.0.0.1"))
+        relay_port = listeners[0].socket.getsockname()[1]
+        started = trio.current_time()
+        with trio.fail_after(20), pytest.raises(ConnectionFailedError) as failed:
+            async with etcd.connect(
+                f"127.0.0.1:{relay_port}", tls=certificates.context(), connect_timeout=1
+            ) as client:
+                await client.get("never", timeout=5)
+        assert trio.current_time() - started < 10
+        nursery.cancel_scope.cancel()
+    assert "TLS handshake not finished within 1 s" in str(failed.value), failed.value
+    assert forwarded, "the relay never heard from etcd"
+    assert forwarded[0] > 40  # etcd did answer: the stall was the relay's
