@@ -5,6 +5,7 @@ the host name check, a peer that ends or garbles the connection, and ``close_not
 from __future__ import annotations
 
 import ssl
+from collections.abc import AsyncIterator
 
 import pytest
 import trio
@@ -33,6 +34,25 @@ def client_context(*alpn: str) -> ssl.SSLContext:
     return context
 
 
+_sockets: list[trio.socket.SocketType] = []
+
+
+@pytest.fixture(autouse=True)
+async def _close_sockets() -> AsyncIterator[None]:
+    """Each test's socket pairs are closed after it, whatever state its streams were left in
+    (the suite turns ResourceWarnings into errors). Inside the trio run: closing a trio socket
+    tells trio's I/O manager."""
+    yield
+    while _sockets:
+        _sockets.pop().close()
+
+
+def socket_pair() -> tuple[trio.socket.SocketType, trio.socket.SocketType]:
+    left, right = trio.socket.socketpair()
+    _sockets.extend((left, right))
+    return left, right
+
+
 async def pair(
     nursery: trio.Nursery,
     *,
@@ -40,7 +60,7 @@ async def pair(
     host: str = "server.example",
     alpn: tuple[str, ...] | None = ("h2",),
 ) -> tuple[TlsStream, trio.SSLStream[trio.SocketStream]]:
-    left, right = trio.socket.socketpair()
+    left, right = socket_pair()
     server = trio.SSLStream(trio.SocketStream(right), server_context(alpn), server_side=True)
 
     async def handshake() -> None:
@@ -132,7 +152,7 @@ async def test_the_host_name_is_checked() -> None:
 
 
 async def test_an_end_in_the_handshake_is_a_broken_stream() -> None:
-    left, right = trio.socket.socketpair()
+    left, right = socket_pair()
     peer = trio.SocketStream(right)
     with trio.fail_after(10):
         async with trio.open_nursery() as nursery:
