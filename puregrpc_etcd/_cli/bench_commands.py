@@ -12,19 +12,26 @@ import argparse
 import time
 from typing import TYPE_CHECKING, Any
 
-import trio
-
 from puregrpc_etcd._bench import watching
-from puregrpc_etcd._bench.engine import Outcome, connect_with, default_procs, run_plan
 from puregrpc_etcd._bench.keys import random_bytes, varint_size
 from puregrpc_etcd._bench.progress import Progress
-from puregrpc_etcd._bench.workloads import Plan
 from puregrpc_etcd._cli.args import EXIT_ERROR, UsageError, add_global_flags, arg_bytes, duration
 from puregrpc_etcd._cli.formats import go_duration, human_bytes
 
 if TYPE_CHECKING:
+    import trio
+
+    from puregrpc_etcd._bench.engine import Outcome, connect_with, default_procs, run_plan
+    from puregrpc_etcd._bench.workloads import Plan
     from puregrpc_etcd._cli.args import CommandTree
     from puregrpc_etcd._cli.session import Context, Settings
+else:  # imported on first use: not for --help
+    from puregrpc_etcd._cli import OnFirstUse, trio
+
+    connect_with = OnFirstUse("puregrpc_etcd._bench.engine", "connect_with")
+    default_procs = OnFirstUse("puregrpc_etcd._bench.engine", "default_procs")
+    run_plan = OnFirstUse("puregrpc_etcd._bench.engine", "run_plan")
+    Plan = OnFirstUse("puregrpc_etcd._bench.workloads", "Plan")
 
 GROUP = "benchmark"
 

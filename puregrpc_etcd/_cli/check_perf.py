@@ -12,11 +12,7 @@ import argparse
 import json
 from typing import TYPE_CHECKING, NamedTuple
 
-import trio
-
-from puregrpc_etcd._bench.engine import Outcome, connect_with, default_procs, error_line, run_plan
 from puregrpc_etcd._bench.progress import Progress
-from puregrpc_etcd._bench.workloads import Plan
 from puregrpc_etcd._cli.args import (
     EXIT_BAD_FEATURE,
     EXIT_ERROR,
@@ -29,8 +25,26 @@ from puregrpc_etcd._cli.bench_commands import bench_settings, count
 from puregrpc_etcd.errors import EtcdError
 
 if TYPE_CHECKING:
+    import trio
+
+    from puregrpc_etcd._bench.engine import (
+        Outcome,
+        connect_with,
+        default_procs,
+        error_line,
+        run_plan,
+    )
+    from puregrpc_etcd._bench.workloads import Plan
     from puregrpc_etcd._cli.args import CommandTree
     from puregrpc_etcd._cli.session import Context, Settings
+else:  # imported on first use: not for --help
+    from puregrpc_etcd._cli import OnFirstUse, trio
+
+    connect_with = OnFirstUse("puregrpc_etcd._bench.engine", "connect_with")
+    default_procs = OnFirstUse("puregrpc_etcd._bench.engine", "default_procs")
+    error_line = OnFirstUse("puregrpc_etcd._bench.engine", "error_line")
+    run_plan = OnFirstUse("puregrpc_etcd._bench.engine", "run_plan")
+    Plan = OnFirstUse("puregrpc_etcd._bench.workloads", "Plan")
 
 
 class Model(NamedTuple):
