@@ -11,7 +11,7 @@ import math
 import numbers
 from typing import TYPE_CHECKING, AsyncContextManager, Awaitable, Callable, TypeVar
 
-from puregrpc_etcd._keys import ALL_KEYS, key_range, prefix_range_end, to_key
+from puregrpc_etcd._keys import ROOT, KeySpace
 
 if TYPE_CHECKING:
     import trio
@@ -46,8 +46,8 @@ class ClientBase:
     - ``_nursery``: the client's nursery; every background task of the client lives in it.
     - ``_channel``: the ``grpc.Channel`` (one HTTP/2 connection at a time, failover inside).
     - ``_timeout``: the client's default per-call timeout in seconds (None: no default).
-    - ``_namespace``: a prefix added to every key going out and removed from every key coming
-      back (``b""`` for a plain client; see ``client.namespace()``).
+    - ``_keyspace``: the ``_keys.KeySpace`` of the client's keys (its namespace, if any): every
+      key going out is made by it, every key coming back is given back through it.
     - ``_closers``: coroutine functions run, in reverse order of registration, when the client
       closes, before its nursery is cancelled (each shielded and bounded in time by the client);
       e.g. the lease module revokes the leases it granted.
@@ -61,7 +61,7 @@ class ClientBase:
     _nursery: trio.Nursery
     _channel: Channel
     _timeout: float | None
-    _namespace: bytes = b""
+    _keyspace: KeySpace = ROOT
     _closers: list[Callable[[], Awaitable[None]]]
     _unreachable_at: float = -math.inf
     _username: str | None = None
@@ -120,35 +120,3 @@ class ClientBase:
     def _is_stale_token(self, error: BaseException | None) -> bool:
         """Whether ``error`` means "authenticate again and repeat" (invalid or old token)."""
         return False
-
-    # Keys: validation and namespacing, in and out.
-
-    def _key(self, key: object, *, what: str = "key") -> bytes:
-        """A single key, validated (non-empty) and namespaced."""
-        return self._namespace + to_key(key, what=what)
-
-    def _range(
-        self,
-        key: object,
-        *,
-        prefix: bool = False,
-        from_key: bool = False,
-        range_end: object = None,
-    ) -> tuple[bytes, bytes]:
-        """The namespaced (key, range_end) of a range request (see ``_keys.key_range``)."""
-        start, end = key_range(key, prefix=prefix, from_key=from_key, range_end=range_end)
-        namespace = self._namespace
-        if not namespace:
-            return start, end
-        if start == ALL_KEYS and end == ALL_KEYS:
-            return namespace, prefix_range_end(namespace)
-        if end == ALL_KEYS:
-            return namespace + start, prefix_range_end(namespace)
-        return namespace + start, (namespace + end if end else b"")
-
-    def _unkey(self, key: bytes) -> bytes:
-        """A key as the caller sees it: the namespace removed."""
-        namespace = self._namespace
-        if namespace and key.startswith(namespace):
-            return key[len(namespace) :]
-        return key

@@ -133,15 +133,15 @@ class ConcurrencyMixin(ClientBase):
             raise ValueError("lock_rpc needs a lease kept alive by the caller")
         reply = await self._unary(
             rpcs.LOCK,
-            v3lock_pb2.LockRequest(name=self._key(name, what="lock name"), lease=lease_id),
+            v3lock_pb2.LockRequest(name=self._keyspace.key(name, what="lock name"), lease=lease_id),
             timeout=timeout,
         )
-        return self._unkey(reply.key)
+        return self._keyspace.unkey(reply.key)
 
     async def unlock_rpc(self, key: object, *, timeout: float | None = None) -> None:
         """Release a lock taken with ``lock_rpc`` by the key it returned."""
         await self._unary(
-            rpcs.UNLOCK, v3lock_pb2.UnlockRequest(key=self._key(key)), timeout=timeout
+            rpcs.UNLOCK, v3lock_pb2.UnlockRequest(key=self._keyspace.key(key)), timeout=timeout
         )
 
     def election(self, name: object, *, ttl: int = 60) -> Election:
@@ -162,7 +162,7 @@ class ConcurrencyMixin(ClientBase):
         reply = await self._unary(
             rpcs.CAMPAIGN,
             v3election_pb2.CampaignRequest(
-                name=self._key(name, what="election name"),
+                name=self._keyspace.key(name, what="election name"),
                 lease=lease_id,
                 value=to_bytes(value, "value"),
             ),
@@ -195,36 +195,38 @@ class ConcurrencyMixin(ClientBase):
         try:
             reply = await self._unary(
                 rpcs.LEADER,
-                v3election_pb2.LeaderRequest(name=self._key(name, what="election name")),
+                v3election_pb2.LeaderRequest(name=self._keyspace.key(name, what="election name")),
                 timeout=timeout,
             )
         except errors.RpcError as exc:
             if exc.details.endswith("election: no leader"):
                 return None
             raise
-        return key_value(reply.kv, self._namespace)
+        return key_value(reply.kv, self._keyspace.prefix)
 
     def observe_rpc(self, name: object) -> LeaderObserver:
         """The leaders of ``name`` as the v3election service streams them (see
         ``Election.observe``)."""
-        request = v3election_pb2.LeaderRequest(name=self._key(name, what="election name"))
+        request = v3election_pb2.LeaderRequest(name=self._keyspace.key(name, what="election name"))
 
         async def produce(send: Callable[[KeyValue], Awaitable[None]]) -> None:
             async with self._stream(rpcs.OBSERVE) as stream:
                 await stream.send_message(request)
                 await stream.done_writing()
                 async for reply in stream:
-                    await send(key_value(reply.kv, self._namespace))
+                    await send(key_value(reply.kv, self._keyspace.prefix))
 
         return LeaderObserver(self._nursery, produce)
 
     def _leader_key(self, pb: v3election_pb2.LeaderKey) -> LeaderKey:
-        return LeaderKey(self._unkey(pb.name), self._unkey(pb.key), pb.rev, pb.lease)
+        return LeaderKey(
+            self._keyspace.unkey(pb.name), self._keyspace.unkey(pb.key), pb.rev, pb.lease
+        )
 
     def _leader_key_pb(self, leader: LeaderKey) -> v3election_pb2.LeaderKey:
         return v3election_pb2.LeaderKey(
-            name=self._key(leader.name),
-            key=self._key(leader.key),
+            name=self._keyspace.key(leader.name),
+            key=self._keyspace.key(leader.key),
             rev=leader.rev,
             lease=leader.lease,
         )

@@ -84,7 +84,7 @@ class KVMixin(ClientBase):
         --sort-by=CREATE --limit 3`` without ``--order`` gives the same as the former.
         """
         request = _requests.range_request(
-            self,
+            self._keyspace,
             key,
             prefix=prefix,
             from_key=from_key,
@@ -106,20 +106,20 @@ class KVMixin(ClientBase):
         except CompactedError as error:
             error.compact_revision = await self._compacted_at(request.key, request.revision)
             raise
-        return _requests.get_response(reply, self._namespace)
+        return _requests.get_response(reply, self._keyspace.prefix)
 
     async def get_value(
         self, key: object, default: bytes | None = None, *, timeout: float | None = None
     ) -> bytes | None:
         """The value of one key, or ``default`` when it does not exist."""
-        request = _RangeRequest(key=self._key(key))
+        request = _RangeRequest(key=self._keyspace.key(key))
         reply = await self._unary(rpcs.RANGE, request, timeout=timeout)
         kvs = reply.kvs
         return kvs[0].value if kvs else default
 
     async def exists(self, key: object, *, timeout: float | None = None) -> bool:
         """Whether the key exists."""
-        request = _RangeRequest(key=self._key(key), count_only=True)
+        request = _RangeRequest(key=self._keyspace.key(key), count_only=True)
         reply = await self._unary(rpcs.RANGE, request, timeout=timeout)
         return reply.count > 0
 
@@ -152,7 +152,7 @@ class KVMixin(ClientBase):
         if range_end is not None:
             prefix = False
         first = _requests.range_request(
-            self,
+            self._keyspace,
             prefix_or_key,
             prefix=prefix,
             from_key=not prefix and range_end is None,
@@ -161,7 +161,7 @@ class KVMixin(ClientBase):
             revision=revision,
             keys_only=keys_only,
         )
-        namespace = self._namespace
+        namespace = self._keyspace.prefix
         request = first
         while True:
             reply = await self._range_page(request, timeout)
@@ -227,13 +227,13 @@ class KVMixin(ClientBase):
         key-value; ``ignore_value``/``ignore_lease`` keep the current value/lease."""
         if not (lease or prev_kv or ignore_value or ignore_lease):
             if type(value) is bytes:
-                request = _put_request(self._key(key), value)
+                request = _put_request(self._keyspace.key(key), value)
             else:
-                request = _requests.put_request(self, key, value)
+                request = _requests.put_request(self._keyspace, key, value)
             reply = await self._unary(rpcs.PUT, request, timeout=timeout)
             return PutResponse(response_header(reply.header), None)
         request = _requests.put_request(
-            self,
+            self._keyspace,
             key,
             value,
             lease=lease,
@@ -242,7 +242,7 @@ class KVMixin(ClientBase):
             ignore_lease=ignore_lease,
         )
         reply = await self._unary(rpcs.PUT, request, timeout=timeout)
-        return _requests.put_response(reply, self._namespace)
+        return _requests.put_response(reply, self._keyspace.prefix)
 
     async def put_json(self, key: object, obj: Any, **put_options: Any) -> PutResponse:
         """Store ``obj`` as compact JSON (UTF-8)."""
@@ -270,10 +270,15 @@ class KVMixin(ClientBase):
     ) -> DeleteResponse:
         """Delete one key or a range; ``deleted`` counts them, ``prev_kvs`` when asked for."""
         request = _requests.delete_request(
-            self, key, prefix=prefix, from_key=from_key, range_end=range_end, prev_kv=prev_kv
+            self._keyspace,
+            key,
+            prefix=prefix,
+            from_key=from_key,
+            range_end=range_end,
+            prev_kv=prev_kv,
         )
         reply = await self._unary(rpcs.DELETE_RANGE, request, timeout=timeout)
-        return _requests.delete_response(reply, self._namespace)
+        return _requests.delete_response(reply, self._keyspace.prefix)
 
     async def txn(
         self,
@@ -288,13 +293,13 @@ class KVMixin(ClientBase):
         ``responses`` holds one reply per operation of the branch that ran, in order. A txn
         of reads only is retried like a read.
         """
-        request = _requests.txn_request(self, compare, success, failure)
+        request = _requests.txn_request(self._keyspace, compare, success, failure)
         read_only = all(
             op.WhichOneof("request") == "request_range"
             for op in (*request.success, *request.failure)
         )
         reply = await self._unary(rpcs.TXN, request, timeout=timeout, repeatable=read_only)
-        return _requests.txn_response(reply, self._namespace)
+        return _requests.txn_response(reply, self._keyspace.prefix)
 
     async def compact(
         self, revision: int, *, physical: bool = False, timeout: float | None = None

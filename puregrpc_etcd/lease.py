@@ -186,7 +186,11 @@ class LeaseMixin(ClientBase):
             reply.TTL,
             reply.grantedTTL,
             # Through a namespace view, keys outside it are not the view's (as Go's namespace).
-            [self._unkey(key) for key in reply.keys if key.startswith(self._namespace)],
+            [
+                self._keyspace.unkey(key)
+                for key in reply.keys
+                if key.startswith(self._keyspace.prefix)
+            ],
         )
 
     async def leases(self, *, timeout: float | None = None) -> list[int]:

@@ -217,7 +217,7 @@ async def remove_quietly(
     reply = await cleanup_call(
         client,
         rpcs.DELETE_RANGE,
-        rpc_pb2.DeleteRangeRequest(key=client._key(key)),
+        rpc_pb2.DeleteRangeRequest(key=client._keyspace.key(key)),
         limit=limit,
         what=f"remove lock key {key!r}",
         on_exit=on_exit,

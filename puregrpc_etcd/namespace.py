@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any, TypeVar, cast
 
 from puregrpc_etcd._base import ClientBase
-from puregrpc_etcd._keys import to_bytes
+from puregrpc_etcd._keys import KeySpace
 
 __all__ = ["NamespaceMixin"]
 
@@ -18,14 +18,14 @@ C = TypeVar("C", bound=ClientBase)
 # Attributes a view keeps for itself; every other one is read from and written to the root
 # client, so that state made lazily through a view (the watch hub, the lease keeper, a fresh
 # auth token) is the client's, shared with every view and never a diverging copy.
-_OWN = frozenset({"_namespace", "_view_root", "__class__", "__dict__"})
+_OWN = frozenset({"_keyspace", "_view_root", "__class__", "__dict__"})
 
 
 class _View:
     """Put in front of a client's class by ``_view_class``: the view's attributes are its root's."""
 
     _view_root: ClientBase
-    _namespace: bytes
+    _keyspace: KeySpace
 
     def __getattribute__(self, name: str) -> Any:
         if name not in _OWN:
@@ -48,7 +48,7 @@ class _View:
             delattr(self._view_root, name)
 
     def __repr__(self) -> str:
-        return f"<namespace {self._namespace!r} of {self._view_root!r}>"
+        return f"<namespace {self._keyspace.prefix!r} of {self._view_root!r}>"
 
 
 _view_classes: dict[type[ClientBase], type[ClientBase]] = {}
@@ -77,11 +77,9 @@ class NamespaceMixin(ClientBase):
         Views nest: ``client.namespace("a/").namespace("b/")`` is ``client.namespace("a/b/")``.
         Cluster, maintenance and auth calls are not namespaced (as in Go).
         """
-        added = to_bytes(prefix, "namespace prefix")
-        if not added:
-            raise ValueError("a namespace prefix must not be empty")
+        keyspace = self._keyspace.under(prefix)
         root = self.__dict__.get("_view_root", self)
         view = object.__new__(_view_class(type(root)))
         object.__setattr__(view, "_view_root", root)
-        object.__setattr__(view, "_namespace", self._namespace + added)
+        object.__setattr__(view, "_keyspace", keyspace)
         return cast("C", view)

@@ -193,7 +193,7 @@ class WatchContext:
     ) -> None:
         self._client = client
         self._subscription = subscription
-        self._namespace = client._namespace
+        self._namespace = client._keyspace.prefix
         self._timeout = timeout
         self._entered = False
 
@@ -289,7 +289,9 @@ class WatchMixin(ClientBase):
         the watch on entry (``DeadlineExceededError``); once created, a watch has no deadline and
         rides out outages, resuming as soon as an endpoint answers.
         """
-        start, end = self._range(key, prefix=prefix, from_key=from_key, range_end=range_end)
+        start, end = self._keyspace.range(
+            key, prefix=prefix, from_key=from_key, range_end=range_end
+        )
         if end not in (b"", ALL_KEYS) and end <= start:
             # etcd refuses such a watch (an empty range); say so before any I/O.
             raise ValueError(f"range_end {end!r} must sort after the key {start!r}")
@@ -308,7 +310,7 @@ class WatchMixin(ClientBase):
         )
         if timeout is None:
             timeout = self._timeout
-        subscription = Subscription(spec, start_revision, limits, key=self._unkey(start))
+        subscription = Subscription(spec, start_revision, limits, key=self._keyspace.unkey(start))
         return WatchContext(self, subscription, timeout)
 
     async def watch_callback(

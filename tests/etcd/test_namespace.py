@@ -197,7 +197,7 @@ async def test_watch_events_are_unprefixed_and_limited(client: etcd.Client, ns: 
 async def test_views_share_the_client(client: etcd.Client, ns: bytes) -> None:
     view = client.namespace(ns)
     nested = view.namespace("inner/")
-    assert nested._namespace == ns + b"inner/"
+    assert nested._keyspace.prefix == ns + b"inner/"
     assert nested._view_root is client  # type: ignore[attr-defined]
     assert ns in repr(nested).encode()
     await nested.put("k", "v")
@@ -221,7 +221,7 @@ async def test_views_share_the_client(client: etcd.Client, ns: bytes) -> None:
         assert client._lease_keeper is view._lease_keeper is not None
         assert (await client.get(ns + b"leased")).kvs[0].lease == lease.id
     assert await client.get_value(ns + b"leased") is None
-    assert client.namespace(ns + b"inner/")._namespace == nested._namespace
+    assert client.namespace(ns + b"inner/")._keyspace.prefix == nested._keyspace.prefix
     with pytest.raises(ValueError):
         client.namespace("")
     with pytest.raises(TypeError):
