@@ -5,21 +5,22 @@ server-side v3lock and v3election services (the ``*_rpc`` calls).
 from __future__ import annotations
 
 import contextlib
-from typing import TYPE_CHECKING, AsyncIterator, Awaitable, Callable, Union, cast
+from typing import TYPE_CHECKING, AsyncIterator, Awaitable, Callable, Union
 
 from puregrpc_etcd import _rpcs as rpcs
 from puregrpc_etcd import errors
-from puregrpc_etcd._base import ClientBase, check_timeout
+from puregrpc_etcd._base import check_timeout
 from puregrpc_etcd._keepalive import KeptLease
 from puregrpc_etcd._keys import to_bytes, to_key
 from puregrpc_etcd._proto import v3election_pb2, v3lock_pb2
 from puregrpc_etcd.election import Election, LeaderKey, LeaderObserver
-from puregrpc_etcd.lease import Lease, check_ttl
+from puregrpc_etcd.kv import KVMixin
+from puregrpc_etcd.lease import Lease, LeaseMixin, check_ttl
 from puregrpc_etcd.lock import Lock, TryLock, acquire, holding, lock_key, remove_quietly, within
 from puregrpc_etcd.types import key_value
+from puregrpc_etcd.watch import WatchMixin
 
 if TYPE_CHECKING:
-    from puregrpc_etcd.lock import RecipeClient
     from puregrpc_etcd.types import KeyValue
 
 __all__ = ["ConcurrencyMixin"]
@@ -28,8 +29,9 @@ __all__ = ["ConcurrencyMixin"]
 LeaseLike = Union[int, Lease]
 
 
-class ConcurrencyMixin(ClientBase):
-    """Distributed locks and leader elections (API.md, "Locks and elections")."""
+class ConcurrencyMixin(KVMixin, WatchMixin, LeaseMixin):
+    """Distributed locks and leader elections (API.md, "Locks and elections"), built as Go's
+    ``concurrency`` package is on the KV, watch and lease calls of the client."""
 
     @contextlib.asynccontextmanager
     async def lock(
@@ -45,7 +47,7 @@ class ConcurrencyMixin(ClientBase):
         block deletes our key and revokes the session (one attempt each: when etcd cannot be
         reached, the lease's TTL releases the lock).
         """
-        client = self._as_client()
+        client = self
         lock_key(name, 0)  # checks the arguments before any I/O
         check_ttl(ttl)
         check_timeout(timeout)
@@ -75,7 +77,7 @@ class ConcurrencyMixin(ClientBase):
         lock_key(name, 0)
         check_ttl(ttl)
         check_timeout(timeout)
-        return TryLock(self._as_client(), name, ttl, timeout)
+        return TryLock(self, name, ttl, timeout)
 
     async def acquire_lock(
         self,
@@ -94,7 +96,7 @@ class ConcurrencyMixin(ClientBase):
         ``release_lock(name, lease=..., owner=...)``. Pass the ``Lease`` object (from
         ``client.lease()``) rather than its id to get ``Lock.lost`` and fail fast when it ends.
         """
-        client = self._as_client()
+        client = self
         lease_id, kept = _lease_of(lease)
         lock_key(name, lease_id, owner)
         return await within(
@@ -118,7 +120,7 @@ class ConcurrencyMixin(ClientBase):
         if owner is None and not lease_id:
             raise ValueError("give the lease or the owner the lock was taken with")
         _, key = lock_key(name, lease_id, owner)
-        return await remove_quietly(self._as_client(), key, timeout=timeout)
+        return await remove_quietly(self, key, timeout=timeout)
 
     async def lock_rpc(
         self, name: object, lease: LeaseLike, *, timeout: float | None = None
@@ -147,7 +149,7 @@ class ConcurrencyMixin(ClientBase):
     def election(self, name: object, *, ttl: int = 60) -> Election:
         """The election ``name``: Go's ``concurrency.Election``, as ``etcdctl elect`` runs it;
         candidates campaign on session leases of ``ttl`` seconds (> 0)."""
-        return Election(self._as_client(), name, ttl)
+        return Election(self, name, ttl)
 
     # The server-side v3election service.
 
@@ -216,7 +218,7 @@ class ConcurrencyMixin(ClientBase):
                 async for reply in stream:
                     await send(key_value(reply.kv, self._keyspace.prefix))
 
-        return LeaderObserver(self._nursery, produce)
+        return LeaderObserver(self._caller.nursery, produce)
 
     def _leader_key(self, pb: v3election_pb2.LeaderKey) -> LeaderKey:
         return LeaderKey(
@@ -230,10 +232,6 @@ class ConcurrencyMixin(ClientBase):
             rev=leader.rev,
             lease=leader.lease,
         )
-
-    def _as_client(self) -> RecipeClient:
-        # The recipes use the KV, watch and lease calls of the composed Client.
-        return cast("RecipeClient", self)
 
 
 def _lease_of(lease: LeaseLike) -> tuple[int, KeptLease | None]:

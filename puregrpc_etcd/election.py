@@ -24,8 +24,8 @@ from puregrpc_etcd.txn import Compare, Op
 if TYPE_CHECKING:
     from types import TracebackType
 
+    from puregrpc_etcd.concurrency import ConcurrencyMixin
     from puregrpc_etcd.lease import Lease
-    from puregrpc_etcd.lock import RecipeClient
     from puregrpc_etcd.types import KeyValue
 
 __all__ = ["Election", "LeaderKey", "LeaderObserver"]
@@ -58,7 +58,7 @@ class Election:
     work for anyone.
     """
 
-    def __init__(self, client: RecipeClient, name: object, ttl: int = 60) -> None:
+    def __init__(self, client: ConcurrencyMixin, name: object, ttl: int = 60) -> None:
         self._client = client
         self.name = to_key(name, what="election name")
         self.ttl = check_ttl(ttl)
@@ -175,7 +175,7 @@ class Election:
 
         As Go's ``Observe``: it may skip intermediate values but always reaches the latest.
         """
-        return LeaderObserver(self._client._nursery, self._observe)
+        return LeaderObserver(self._client._caller.nursery, self._observe)
 
     async def _observe(self, send: Callable[[KeyValue], Awaitable[None]]) -> None:
         client = self._client
@@ -196,7 +196,7 @@ class Election:
                     await send(event.kv)
 
 
-async def _first_put(client: RecipeClient, prefix: bytes, revision: int) -> KeyValue:
+async def _first_put(client: ConcurrencyMixin, prefix: bytes, revision: int) -> KeyValue:
     async with client.watch(prefix, prefix=True, start_revision=revision) as watcher:
         async for event in watcher:
             if event.type == "put":

@@ -246,12 +246,11 @@ class WatchContext:
 class WatchMixin(ClientBase):
     """``watch()`` and ``watch_callback()``; every watcher of a client shares one Watch stream."""
 
-    _watch_hub: Optional[WatchHub] = None
-
     def _watch_hub_instance(self) -> WatchHub:
-        hub = self._watch_hub
+        caller = self._caller
+        hub = caller.watch_hub
         if hub is None:
-            hub = self._watch_hub = WatchHub(self)
+            hub = caller.watch_hub = WatchHub(caller)
         return hub
 
     def watch(
@@ -309,7 +308,7 @@ class WatchMixin(ClientBase):
             no_delete=bool(no_delete),
         )
         if timeout is None:
-            timeout = self._timeout
+            timeout = self._caller.timeout
         subscription = Subscription(spec, start_revision, limits, key=self._keyspace.unkey(start))
         return WatchContext(self, subscription, timeout)
 
