@@ -34,6 +34,7 @@ from puregrpc_etcd.errors import (
     RpcError,
     TooManyOpsError,
     UnavailableError,
+    WatchOverflowError,
 )
 from puregrpc_etcd.grpc.status import StatusCode
 from puregrpc_etcd.lease import (
@@ -56,7 +57,7 @@ from puregrpc_etcd.types import (
     ResponseHeader,
     TxnResponse,
 )
-from puregrpc_etcd.watch import Event, Watcher, WatchOverflowError
+from puregrpc_etcd.watch import Event, Watcher
 
 __all__ = [
     "Alarm",

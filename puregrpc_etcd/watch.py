@@ -26,11 +26,10 @@ from puregrpc_etcd._watch_backlog import (
     DEFAULT_MAX_BACKLOG_BYTES,
     BacklogLimits,
     Subscription,
-    WatchOverflowError,
 )
 from puregrpc_etcd._watch_hub import WatchHub
 from puregrpc_etcd._watch_state import WatchSpec
-from puregrpc_etcd.errors import DeadlineExceededError, EtcdError
+from puregrpc_etcd.errors import DeadlineExceededError, EtcdError, WatchOverflowError
 from puregrpc_etcd.grpc import StatusCode
 from puregrpc_etcd.types import KeyValue, key_value
 
