@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Union
 
+#: What the public calls take for a key, value, name or prefix (what ``to_bytes`` accepts), so a
+#: user's type checker refuses the rest before the run-time ``TypeError`` does.
 KeyLike = Union[str, bytes, bytearray, memoryview]
 
 #: The range end that, paired with the key ``b"\0"``, means "every key" (etcd's convention).

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 from puregrpc_etcd import _rpcs as rpcs
-from puregrpc_etcd._keys import key_range
+from puregrpc_etcd._keys import KeyLike, key_range
 from puregrpc_etcd._proto import auth_pb2, rpc_pb2
 from puregrpc_etcd.types import ResponseHeader, response_header
 
@@ -225,7 +225,7 @@ class Auth:
         self,
         role: str,
         permission: PermissionType,
-        key: str | bytes,
+        key: KeyLike,
         *,
         prefix: bool = False,
         from_key: bool = False,
@@ -247,7 +247,7 @@ class Auth:
     async def role_revoke_permission(
         self,
         role: str,
-        key: str | bytes,
+        key: KeyLike,
         *,
         prefix: bool = False,
         from_key: bool = False,

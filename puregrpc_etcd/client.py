@@ -26,7 +26,7 @@ from puregrpc_etcd._endpoints import (
     settings_from_env,
 )
 from puregrpc_etcd._groups import strip_own_group
-from puregrpc_etcd._keys import ROOT, KeySpace
+from puregrpc_etcd._keys import ROOT, KeyLike, KeySpace
 from puregrpc_etcd.auth import Auth
 from puregrpc_etcd.cluster import Cluster, auto_sync
 from puregrpc_etcd.concurrency import ConcurrencyMixin
@@ -79,7 +79,7 @@ class Client(ConcurrencyMixin, MirrorMixin, KVMixin, WatchMixin, LeaseMixin):
         """``connect()`` configured from etcdctl's ``ETCDCTL_*`` variables."""
         return connect(from_env=True, **options)
 
-    def namespace(self: C, prefix: object) -> C:
+    def namespace(self: C, prefix: KeyLike) -> C:
         """A view of this client in which every key lives under ``prefix``, as Go's
         ``client/v3/namespace``.
 

@@ -11,7 +11,7 @@ from puregrpc_etcd import _rpcs as rpcs
 from puregrpc_etcd import errors
 from puregrpc_etcd._base import check_timeout
 from puregrpc_etcd._keepalive import KeptLease
-from puregrpc_etcd._keys import to_bytes, to_key
+from puregrpc_etcd._keys import KeyLike, to_bytes, to_key
 from puregrpc_etcd._proto import v3election_pb2, v3lock_pb2
 from puregrpc_etcd.election import Election, LeaderKey, LeaderObserver
 from puregrpc_etcd.kv import KVMixin
@@ -35,7 +35,7 @@ class ConcurrencyMixin(KVMixin, WatchMixin, LeaseMixin):
 
     @contextlib.asynccontextmanager
     async def lock(
-        self, name: object, *, ttl: int = 60, timeout: float | None = None
+        self, name: KeyLike, *, ttl: int = 60, timeout: float | None = None
     ) -> AsyncIterator[Lock]:
         """Hold the lock ``name`` for the block; it excludes ``etcdctl lock name`` and Go's
         ``concurrency.Mutex`` on the same name.
@@ -65,7 +65,7 @@ class ConcurrencyMixin(KVMixin, WatchMixin, LeaseMixin):
         async with holding(lock, session):
             yield lock
 
-    def try_lock(self, name: object, ttl: int = 60, *, timeout: float | None = None) -> TryLock:
+    def try_lock(self, name: KeyLike, ttl: int = 60, *, timeout: float | None = None) -> TryLock:
         """Take the lock ``name`` only if nobody holds it; never waits for it.
 
         ``lock = await client.try_lock(name)`` gives the ``Lock`` (held, on a session lease of
@@ -81,10 +81,10 @@ class ConcurrencyMixin(KVMixin, WatchMixin, LeaseMixin):
 
     async def acquire_lock(
         self,
-        name: object,
+        name: KeyLike,
         lease: LeaseLike,
         *,
-        owner: object = None,
+        owner: KeyLike | None = None,
         wait: bool = True,
         timeout: float | None = None,
     ) -> Lock | None:
@@ -107,10 +107,10 @@ class ConcurrencyMixin(KVMixin, WatchMixin, LeaseMixin):
 
     async def release_lock(
         self,
-        name: object,
+        name: KeyLike,
         *,
         lease: LeaseLike = 0,
-        owner: object = None,
+        owner: KeyLike | None = None,
         timeout: float | None = None,
     ) -> bool:
         """Release a lock taken with ``acquire_lock``, named by the same lease or owner;
@@ -123,7 +123,7 @@ class ConcurrencyMixin(KVMixin, WatchMixin, LeaseMixin):
         return await remove_quietly(self, key, timeout=timeout)
 
     async def lock_rpc(
-        self, name: object, lease: LeaseLike, *, timeout: float | None = None
+        self, name: KeyLike, lease: LeaseLike, *, timeout: float | None = None
     ) -> bytes:
         """Take a lock through the server's v3lock service; returns the key that holds it.
 
@@ -140,13 +140,13 @@ class ConcurrencyMixin(KVMixin, WatchMixin, LeaseMixin):
         )
         return self._keyspace.unkey(reply.key)
 
-    async def unlock_rpc(self, key: object, *, timeout: float | None = None) -> None:
+    async def unlock_rpc(self, key: KeyLike, *, timeout: float | None = None) -> None:
         """Release a lock taken with ``lock_rpc`` by the key it returned."""
         await self._unary(
             rpcs.UNLOCK, v3lock_pb2.UnlockRequest(key=self._keyspace.key(key)), timeout=timeout
         )
 
-    def election(self, name: object, *, ttl: int = 60) -> Election:
+    def election(self, name: KeyLike, *, ttl: int = 60) -> Election:
         """The election ``name``: Go's ``concurrency.Election``, as ``etcdctl elect`` runs it;
         candidates campaign on session leases of ``ttl`` seconds (> 0)."""
         return Election(self, name, ttl)
@@ -154,7 +154,7 @@ class ConcurrencyMixin(KVMixin, WatchMixin, LeaseMixin):
     # The server-side v3election service.
 
     async def campaign_rpc(
-        self, name: object, value: object, lease: LeaseLike, *, timeout: float | None = None
+        self, name: KeyLike, value: KeyLike, lease: LeaseLike, *, timeout: float | None = None
     ) -> LeaderKey:
         """Campaign through the server's v3election service on a lease we keep alive; returns
         once elected."""
@@ -173,7 +173,7 @@ class ConcurrencyMixin(KVMixin, WatchMixin, LeaseMixin):
         return self._leader_key(reply.leader)
 
     async def proclaim_rpc(
-        self, leader: LeaderKey, value: object, *, timeout: float | None = None
+        self, leader: LeaderKey, value: KeyLike, *, timeout: float | None = None
     ) -> None:
         """Announce a new value as the leader elected with ``campaign_rpc``."""
         await self._unary(
@@ -192,7 +192,7 @@ class ConcurrencyMixin(KVMixin, WatchMixin, LeaseMixin):
             timeout=timeout,
         )
 
-    async def leader_rpc(self, name: object, *, timeout: float | None = None) -> KeyValue | None:
+    async def leader_rpc(self, name: KeyLike, *, timeout: float | None = None) -> KeyValue | None:
         """The current leader of ``name`` by the v3election service; None when nobody leads."""
         try:
             reply = await self._unary(
@@ -206,7 +206,7 @@ class ConcurrencyMixin(KVMixin, WatchMixin, LeaseMixin):
             raise
         return key_value(reply.kv, self._keyspace.prefix)
 
-    def observe_rpc(self, name: object) -> LeaderObserver:
+    def observe_rpc(self, name: KeyLike) -> LeaderObserver:
         """The leaders of ``name`` as the v3election service streams them (see
         ``Election.observe``)."""
         request = v3election_pb2.LeaderRequest(name=self._keyspace.key(name, what="election name"))

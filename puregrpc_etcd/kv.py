@@ -14,6 +14,7 @@ import trio
 from puregrpc_etcd import _fastpb, _requests
 from puregrpc_etcd import _rpcs as rpcs
 from puregrpc_etcd._base import ClientBase
+from puregrpc_etcd._keys import KeyLike
 from puregrpc_etcd._proto import rpc_pb2
 from puregrpc_etcd.errors import CompactedError, EtcdError, RpcError
 from puregrpc_etcd.types import (
@@ -51,11 +52,11 @@ class KVMixin(ClientBase):
 
     async def get(
         self,
-        key: object,
+        key: KeyLike,
         *,
         prefix: bool = False,
         from_key: bool = False,
-        range_end: object = None,
+        range_end: KeyLike | None = None,
         limit: int = 0,
         revision: int = 0,
         sort_order: str = "none",
@@ -109,7 +110,7 @@ class KVMixin(ClientBase):
         return _requests.get_response(reply, self._keyspace.prefix)
 
     async def get_value(
-        self, key: object, default: bytes | None = None, *, timeout: float | None = None
+        self, key: KeyLike, default: bytes | None = None, *, timeout: float | None = None
     ) -> bytes | None:
         """The value of one key, or ``default`` when it does not exist."""
         request = _RangeRequest(key=self._keyspace.key(key))
@@ -117,14 +118,14 @@ class KVMixin(ClientBase):
         kvs = reply.kvs
         return kvs[0].value if kvs else default
 
-    async def exists(self, key: object, *, timeout: float | None = None) -> bool:
+    async def exists(self, key: KeyLike, *, timeout: float | None = None) -> bool:
         """Whether the key exists."""
         request = _RangeRequest(key=self._keyspace.key(key), count_only=True)
         reply = await self._unary(rpcs.RANGE, request, timeout=timeout)
         return reply.count > 0
 
     async def get_prefix(
-        self, prefix: object, *, page_size: int = 10_000, timeout: float | None = None
+        self, prefix: KeyLike, *, page_size: int = 10_000, timeout: float | None = None
     ) -> dict[bytes, KeyValue]:
         """Every key under ``prefix``, read at one revision (in pages, see ``scan``; larger
         pages than ``scan``'s default because the whole result is kept anyway)."""
@@ -132,10 +133,10 @@ class KVMixin(ClientBase):
 
     async def scan(
         self,
-        prefix_or_key: object,
+        prefix_or_key: KeyLike,
         *,
         prefix: bool = True,
-        range_end: object = None,
+        range_end: KeyLike | None = None,
         page_size: int = 1000,
         revision: int = 0,
         keys_only: bool = False,
@@ -214,8 +215,8 @@ class KVMixin(ClientBase):
 
     async def put(
         self,
-        key: object,
-        value: object,
+        key: KeyLike,
+        value: KeyLike | None,
         *,
         lease: int = 0,
         prev_kv: bool = False,
@@ -244,13 +245,13 @@ class KVMixin(ClientBase):
         reply = await self._unary(rpcs.PUT, request, timeout=timeout)
         return _requests.put_response(reply, self._keyspace.prefix)
 
-    async def put_json(self, key: object, obj: Any, **put_options: Any) -> PutResponse:
+    async def put_json(self, key: KeyLike, obj: Any, **put_options: Any) -> PutResponse:
         """Store ``obj`` as compact JSON (UTF-8)."""
         value = json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
         return await self.put(key, value, **put_options)
 
     async def get_json(
-        self, key: object, default: Any = None, *, timeout: float | None = None
+        self, key: KeyLike, default: Any = None, *, timeout: float | None = None
     ) -> Any:
         """The JSON value of a key, decoded, or ``default`` when the key does not exist."""
         value = await self.get_value(key, timeout=timeout)
@@ -260,11 +261,11 @@ class KVMixin(ClientBase):
 
     async def delete(
         self,
-        key: object,
+        key: KeyLike,
         *,
         prefix: bool = False,
         from_key: bool = False,
-        range_end: object = None,
+        range_end: KeyLike | None = None,
         prev_kv: bool = False,
         timeout: float | None = None,
     ) -> DeleteResponse:

@@ -16,7 +16,7 @@ import trio
 
 from puregrpc_etcd import _requests
 from puregrpc_etcd._base import check_timeout
-from puregrpc_etcd._keys import to_bytes
+from puregrpc_etcd._keys import KeyLike, to_bytes
 from puregrpc_etcd.errors import CompactedError, EtcdError
 from puregrpc_etcd.kv import KVMixin
 from puregrpc_etcd.lock import within
@@ -143,7 +143,7 @@ class Mirror:
         """How many times the mirror listed the prefix again after a compaction."""
         return self._resyncs
 
-    def get(self, key: object, default: KeyValue | None = None) -> KeyValue | None:
+    def get(self, key: KeyLike, default: KeyValue | None = None) -> KeyValue | None:
         """The ``KeyValue`` of ``key``, or ``default`` when the mirror does not hold it."""
         self._raise_if_failed()
         return self._items.get(to_bytes(key), default)
@@ -158,7 +158,8 @@ class Mirror:
         return len(self._items)
 
     def __contains__(self, key: object) -> bool:
-        return self.get(key) is not None
+        self._raise_if_failed()
+        return to_bytes(key) in self._items
 
     def changes(self) -> MirrorChanges:
         """An async iterator of the changes from now on (``async for change in mirror`` too)."""
@@ -345,7 +346,7 @@ class MirrorMixin(KVMixin, WatchMixin):
     @contextlib.asynccontextmanager
     async def mirror(
         self,
-        prefix: object,
+        prefix: KeyLike,
         *,
         page_size: int = 1000,
         max_backlog: int = DEFAULT_MAX_BACKLOG,

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Callable, Iterable, NoReturn
 
 from puregrpc_etcd import _requests
-from puregrpc_etcd._keys import ROOT, KeySpace, to_bytes
+from puregrpc_etcd._keys import ROOT, KeyLike, KeySpace, to_bytes
 from puregrpc_etcd._proto import rpc_pb2
 
 if TYPE_CHECKING:
@@ -98,27 +98,33 @@ class Compare:
         raise AttributeError("Compare is immutable")
 
     @staticmethod
-    def value(key: object, *, prefix: bool = False, range_end: object = None) -> CompareTarget:
+    def value(
+        key: KeyLike, *, prefix: bool = False, range_end: KeyLike | None = None
+    ) -> CompareTarget:
         return CompareTarget("value", key, prefix, range_end)
 
     @staticmethod
-    def version(key: object, *, prefix: bool = False, range_end: object = None) -> CompareTarget:
+    def version(
+        key: KeyLike, *, prefix: bool = False, range_end: KeyLike | None = None
+    ) -> CompareTarget:
         return CompareTarget("version", key, prefix, range_end)
 
     @staticmethod
     def create_revision(
-        key: object, *, prefix: bool = False, range_end: object = None
+        key: KeyLike, *, prefix: bool = False, range_end: KeyLike | None = None
     ) -> CompareTarget:
         return CompareTarget("create_revision", key, prefix, range_end)
 
     @staticmethod
     def mod_revision(
-        key: object, *, prefix: bool = False, range_end: object = None
+        key: KeyLike, *, prefix: bool = False, range_end: KeyLike | None = None
     ) -> CompareTarget:
         return CompareTarget("mod_revision", key, prefix, range_end)
 
     @staticmethod
-    def lease(key: object, *, prefix: bool = False, range_end: object = None) -> CompareTarget:
+    def lease(
+        key: KeyLike, *, prefix: bool = False, range_end: KeyLike | None = None
+    ) -> CompareTarget:
         return CompareTarget("lease", key, prefix, range_end)
 
     def _to_pb(self, keys: KeySpace) -> rpc_pb2.Compare:
@@ -160,20 +166,20 @@ class Op:
         raise AttributeError("Op is immutable")
 
     @staticmethod
-    def get(key: object, **options: Any) -> Op:
+    def get(key: KeyLike, **options: Any) -> Op:
         return Op(
             "get", lambda keys: _op(request_range=_requests.range_request(keys, key, **options))
         )
 
     @staticmethod
-    def put(key: object, value: object, **options: Any) -> Op:
+    def put(key: KeyLike, value: KeyLike | None, **options: Any) -> Op:
         return Op(
             "put",
             lambda keys: _op(request_put=_requests.put_request(keys, key, value, **options)),
         )
 
     @staticmethod
-    def delete(key: object, **options: Any) -> Op:
+    def delete(key: KeyLike, **options: Any) -> Op:
         return Op(
             "delete",
             lambda keys: _op(request_delete_range=_requests.delete_request(keys, key, **options)),
