@@ -144,6 +144,17 @@ class Caller:
         endpoint: str | None = None,
         retries: int | None = None,
     ) -> M:
+        """Send one unary etcd call (an entry of the table in ``_rpcs.py``); return its reply.
+
+        Adds the auth token and ``hasleader`` metadata, applies ``timeout`` (checked by
+        ``check_timeout``; else the client's default) together with the caller's trio deadline,
+        retries on UNAVAILABLE when the call is repeatable (``rpc.repeatable``, unless
+        ``repeatable`` says otherwise for this request) or when the request provably never
+        reached the server, re-authenticates once on an invalid token, and raises the typed
+        ``EtcdError`` subclasses of ``errors.py`` for every failure. ``endpoint`` sends the
+        call to that one endpoint instead of the channel's current connection (no failover).
+        ``retries`` overrides the client's retry count (0: one attempt, e.g. clean-up on exit).
+        """
         method, reply_type = rpc.path, rpc.reply_type
         repeatable = rpc.repeatable if repeatable is None else repeatable
         timeout = self.timeout if timeout is None else check_timeout(timeout)
@@ -224,6 +235,13 @@ class Caller:
     async def stream(
         self, rpc: rpcs.Rpc[M], *, timeout: float | None = None
     ) -> AsyncIterator[EtcdStream[M]]:
+        """Open one streaming call with the current auth token and ``hasleader`` metadata
+        (``timeout`` checked by ``check_timeout``).
+
+        The token is taken fresh (re-authenticating first if it is known to be stale) every time
+        a stream is opened. Failures, opening it or on any message, are raised as the typed
+        ``EtcdError`` subclasses of ``errors.py`` (``_streams.py``), as for unary calls.
+        """
         timeout = check_timeout(timeout)
         if self.username is not None and self.token is None:
             await self.reauthenticate(self.metadata)
@@ -268,14 +286,21 @@ class Caller:
         self.token = token
         self.metadata = self._build_metadata()
 
+    # Auth tokens, for the streams (a stream keeps the token it was opened with).
+
     def token_marker(self) -> object:
+        """An object that changes whenever the auth token does; None for a client without a
+        user (no token to renew)."""
         return self.metadata if self.username is not None else None
 
     async def renew_token(self, stale: object) -> None:
+        """Authenticate again, unless the token already changed since ``stale`` (a
+        ``token_marker()``) was taken; nothing for a client without a user."""
         if self.username is not None:
             await self.reauthenticate(stale)
 
     def is_stale_token(self, error: BaseException | None) -> bool:
+        """Whether ``error`` means "authenticate again and repeat" (invalid or old token)."""
         details = getattr(error, "details", None)
         return self.username is not None and details in _REAUTH_MESSAGES
 
