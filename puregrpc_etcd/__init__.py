@@ -41,6 +41,7 @@ if TYPE_CHECKING:
         RpcError,
         TooManyOpsError,
         UnavailableError,
+        WatchOverflowError,
     )
     from puregrpc_etcd.grpc.status import StatusCode
     from puregrpc_etcd.lease import (
@@ -63,7 +64,7 @@ if TYPE_CHECKING:
         ResponseHeader,
         TxnResponse,
     )
-    from puregrpc_etcd.watch import Event, Watcher, WatchOverflowError
+    from puregrpc_etcd.watch import Event, Watcher
 
 __all__ = [
     "Alarm",
@@ -142,7 +143,8 @@ _EXPORTS = {
         "ConnectionFailedError DeadlineExceededError DuplicateKeyError EtcdError "
         "FutureRevisionError InvalidAuthTokenError LeaseExpiredError LeaseNotFoundError "
         "LockLostError NoLeaderError NoSpaceError NotFoundError NotLeaderError "
-        "PermissionDeniedError RequestTooLargeError RpcError TooManyOpsError UnavailableError"
+        "PermissionDeniedError RequestTooLargeError RpcError TooManyOpsError UnavailableError "
+        "WatchOverflowError"
     ),
     "puregrpc_etcd.grpc.status": "StatusCode",
     "puregrpc_etcd.lease": (
@@ -156,7 +158,7 @@ _EXPORTS = {
     "puregrpc_etcd.types": (
         "CompactResponse DeleteResponse GetResponse KeyValue PutResponse ResponseHeader TxnResponse"
     ),
-    "puregrpc_etcd.watch": "Event Watcher WatchOverflowError",
+    "puregrpc_etcd.watch": "Event Watcher",
 }
 _HOMES = {name: home for home, names in _EXPORTS.items() for name in names.split()}
 

@@ -16,7 +16,7 @@ from puregrpc_etcd import errors
 if TYPE_CHECKING:
     from google.protobuf.message import Message
 
-    from puregrpc_etcd._base import ClientBase
+    from puregrpc_etcd._caller import Caller
     from puregrpc_etcd._rpcs import Rpc
 
 __all__ = ["cleanup_call"]
@@ -31,7 +31,7 @@ UNREACHABLE_MEMORY = 2.0
 
 
 async def cleanup_call(
-    client: ClientBase,
+    caller: Caller,
     rpc: Rpc[M],
     request: Message,
     *,
@@ -47,20 +47,20 @@ async def cleanup_call(
     """
     if (
         on_exit
-        and trio.current_time() - client._unreachable_at < UNREACHABLE_MEMORY
-        and client._channel.current_endpoint is None
+        and trio.current_time() - caller.unreachable_at < UNREACHABLE_MEMORY
+        and caller.channel.current_endpoint is None
     ):
         log.warning("did not %s: etcd could not be reached", what)
         return None
     with trio.CancelScope(shield=True) as scope:
         scope.deadline = trio.current_time() + limit
         try:
-            reply = await client._unary(rpc, request, timeout=limit, retries=0 if on_exit else None)
+            reply = await caller.unary(rpc, request, timeout=limit, retries=0 if on_exit else None)
         except errors.NotFoundError:
             return None
         except errors.ConnectionFailedError as exc:
             if on_exit:
-                client._unreachable_at = trio.current_time()
+                caller.unreachable_at = trio.current_time()
             log.warning("could not %s: %s", what, exc)
         except Exception as exc:  # best effort: the lease's TTL ends it in any case
             log.warning("could not %s: %s", what, exc)

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Iterable
 from puregrpc_etcd.grpc.endpoints import parse_endpoint
 
 if TYPE_CHECKING:
-    from puregrpc_etcd._base import ClientBase
+    from puregrpc_etcd._caller import Caller
 
 __all__ = ["PlaintextCredentialsWarning", "exposed_hosts", "is_loopback", "warn_if_exposed"]
 
@@ -53,17 +53,17 @@ def exposed_hosts(endpoints: Iterable[str], *, tls: bool) -> list[str]:
     return hosts
 
 
-def warn_if_exposed(client: ClientBase, endpoints: Iterable[str], *, stacklevel: int) -> None:
+def warn_if_exposed(caller: Caller, endpoints: Iterable[str], *, stacklevel: int) -> None:
     """Warn (once per client) when the client's password or token would go in plaintext to a
     host that is not loopback. Called before any connection to those endpoints is made."""
-    if client._username is None or client._plaintext_warned:
+    if caller.username is None or caller.plaintext_warned:
         return
-    hosts = exposed_hosts(endpoints, tls=client._tls)
+    hosts = exposed_hosts(endpoints, tls=caller.tls)
     if hosts:
-        client._plaintext_warned = True
+        caller.plaintext_warned = True
         warnings.warn(
             PlaintextCredentialsWarning(
-                f"the password and auth token of user {client._username!r} go without TLS to "
+                f"the password and auth token of user {caller.username!r} go without TLS to "
                 f"{', '.join(hosts)}: use https:// endpoints (or tls=)"
             ),
             stacklevel=stacklevel + 1,

@@ -13,7 +13,12 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Mapping, Sequence, Union
 from urllib.parse import parse_qs, unquote
 
-from puregrpc_etcd.grpc.endpoints import parsed_or_redacted, redact_userinfo
+from puregrpc_etcd.grpc.endpoints import (
+    join_host_port,
+    parsed_or_redacted,
+    redact_userinfo,
+    split_host_port,
+)
 
 if TYPE_CHECKING:
     import ssl
@@ -131,50 +136,7 @@ def _normalized(endpoint: str) -> str:
             raise ValueError("unsupported scheme: use http or https")
     if scheme.startswith("unix"):
         raise ValueError("unix socket endpoints are not supported")
-    host, port = split_host_port(text)
-    return f"{scheme}{host}:{port}"
-
-
-def split_host_port(text: str) -> tuple[str, int]:
-    """``"h:1"`` -> ``("h", 1)``; ``"[::1]:1"`` -> ``("[::1]", 1)``; no port -> 2379.
-
-    The ValueError says what is wrong without quoting ``text``: callers quote their whole input,
-    with any credentials redacted.
-    """
-    if "@" in text:
-        raise ValueError(
-            "an endpoint carries no user name or password: use an etcd:// URL or "
-            "username=/password="
-        )
-    if "/" in text:
-        raise ValueError("expected host:port")
-    if text.startswith("["):
-        close = text.find("]")
-        if close < 0:
-            raise ValueError("an IPv6 address goes in brackets, as in [::1]:2379")
-        host, rest = text[: close + 1], text[close + 1 :]
-        if not rest:
-            return host, DEFAULT_PORT
-        if not rest.startswith(":"):
-            raise ValueError("expected host:port")
-        port_text = rest[1:]
-    else:
-        host, sep, port_text = text.rpartition(":")
-        if not sep:
-            host, port_text = text, ""
-        elif ":" in host:
-            raise ValueError("IPv6 addresses need brackets, e.g. [::1]:2379")
-        if not port_text:
-            return _checked_host(host), DEFAULT_PORT
-    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
-        raise ValueError("invalid port")
-    return _checked_host(host), int(port_text)
-
-
-def _checked_host(host: str) -> str:
-    if not host:
-        raise ValueError("missing host")
-    return host
+    return scheme + join_host_port(*split_host_port(text, DEFAULT_PORT))
 
 
 def _parse_etcd_url(url: str) -> ConnectSettings:
@@ -215,7 +177,7 @@ def _etcd_url_settings(url: str) -> ConnectSettings:
     if not hosts:
         raise ValueError("an etcd:// URL needs at least one host")
     url_scheme = "https://" if tls else "http://"
-    endpoints = [url_scheme + "{}:{}".format(*_host_port_of(host.strip())) for host in hosts]
+    endpoints = [url_scheme + join_host_port(*_host_port_of(host.strip())) for host in hosts]
     options = {name: values[-1] for name, values in parse_qs(query, keep_blank_values=True).items()}
     known = {
         "dial_timeout",
@@ -246,7 +208,7 @@ def _etcd_url_settings(url: str) -> ConnectSettings:
 
 def _host_port_of(host: str) -> tuple[str, int]:
     try:
-        return split_host_port(host)
+        return split_host_port(host, DEFAULT_PORT)
     except ValueError as exc:
         raise ValueError(f"host {host!r}: {exc}") from None
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Union
 
+#: What the public calls take for a key, value, name or prefix (what ``to_bytes`` accepts), so a
+#: user's type checker refuses the rest before the run-time ``TypeError`` does.
 KeyLike = Union[str, bytes, bytearray, memoryview]
 
 #: The range end that, paired with the key ``b"\0"``, means "every key" (etcd's convention).
@@ -75,3 +77,63 @@ def key_range(
     if range_end is not None:
         return start, to_bytes(range_end, "range_end")
     return start, b""
+
+
+class KeySpace:
+    """The keys a client sees: ``prefix`` added to every key going out and removed from every
+    key coming back (``client.namespace()``; ``b""`` for a plain client), as Go's
+    ``client/v3/namespace``. A value: request builders take one, views of a client differ only
+    in theirs.
+    """
+
+    __slots__ = ("prefix",)
+
+    prefix: bytes
+
+    def __init__(self, prefix: bytes = b"") -> None:
+        self.prefix = prefix
+
+    def __repr__(self) -> str:
+        return f"KeySpace({self.prefix!r})"
+
+    def under(self, prefix: object) -> KeySpace:
+        """The key space of ``prefix`` inside this one (a nested namespace)."""
+        added = to_bytes(prefix, "namespace prefix")
+        if not added:
+            raise ValueError("a namespace prefix must not be empty")
+        return KeySpace(self.prefix + added)
+
+    def key(self, key: object, *, what: str = "key") -> bytes:
+        """A single key, validated (non-empty) and prefixed."""
+        return self.prefix + to_key(key, what=what)
+
+    def range(
+        self,
+        key: object,
+        *,
+        prefix: bool = False,
+        from_key: bool = False,
+        range_end: object = None,
+    ) -> tuple[bytes, bytes]:
+        """The prefixed (key, range_end) of a range request (see ``key_range``): a range to
+        the end of the keyspace ends at the end of this one instead."""
+        start, end = key_range(key, prefix=prefix, from_key=from_key, range_end=range_end)
+        namespace = self.prefix
+        if not namespace:
+            return start, end
+        if start == ALL_KEYS and end == ALL_KEYS:
+            return namespace, prefix_range_end(namespace)
+        if end == ALL_KEYS:
+            return namespace + start, prefix_range_end(namespace)
+        return namespace + start, (namespace + end if end else b"")
+
+    def unkey(self, key: bytes) -> bytes:
+        """A key as the caller sees it: the prefix removed."""
+        namespace = self.prefix
+        if namespace and key.startswith(namespace):
+            return key[len(namespace) :]
+        return key
+
+
+#: The key space of a client without namespace.
+ROOT = KeySpace()

@@ -22,7 +22,7 @@ from puregrpc_etcd.types import (
 )
 
 if TYPE_CHECKING:
-    from puregrpc_etcd._base import ClientBase
+    from puregrpc_etcd._keys import KeySpace
     from puregrpc_etcd.txn import Compare, Op
 
 _RangeRequest = rpc_pb2.RangeRequest
@@ -50,7 +50,7 @@ def check_bool(value: object, name: str) -> bool:
 
 
 def range_request(
-    client: ClientBase,
+    keys: KeySpace,
     key: object,
     *,
     prefix: bool = False,
@@ -70,10 +70,10 @@ def range_request(
 ) -> rpc_pb2.RangeRequest:
     """The RangeRequest of ``get()`` (see API.md for the options)."""
     if prefix or from_key or range_end is not None:
-        start, end = client._range(key, prefix=prefix, from_key=from_key, range_end=range_end)
+        start, end = keys.range(key, prefix=prefix, from_key=from_key, range_end=range_end)
         request = _RangeRequest(key=start, range_end=end)
     else:
-        request = _RangeRequest(key=client._key(key))
+        request = _RangeRequest(key=keys.key(key))
     if limit:
         request.limit = check_int(limit, "limit")
     if revision:
@@ -116,7 +116,7 @@ def _set_sort(request: rpc_pb2.RangeRequest, sort_order: object, sort_target: ob
 
 
 def put_request(
-    client: ClientBase,
+    keys: KeySpace,
     key: object,
     value: object,
     *,
@@ -126,7 +126,7 @@ def put_request(
     ignore_lease: bool = False,
 ) -> rpc_pb2.PutRequest:
     """The PutRequest of ``put()``; ``value`` may be None only with ``ignore_value``."""
-    key_bytes = client._key(key)
+    key_bytes = keys.key(key)
     if ignore_value:
         check_bool(ignore_value, "ignore_value")
         if value is not None and to_bytes(value, "value"):
@@ -149,7 +149,7 @@ def put_request(
 
 
 def delete_request(
-    client: ClientBase,
+    keys: KeySpace,
     key: object,
     *,
     prefix: bool = False,
@@ -158,7 +158,7 @@ def delete_request(
     prev_kv: bool = False,
 ) -> rpc_pb2.DeleteRangeRequest:
     """The DeleteRangeRequest of ``delete()``."""
-    start, end = client._range(key, prefix=prefix, from_key=from_key, range_end=range_end)
+    start, end = keys.range(key, prefix=prefix, from_key=from_key, range_end=range_end)
     request = rpc_pb2.DeleteRangeRequest(key=start, range_end=end)
     if prev_kv:
         request.prev_kv = check_bool(prev_kv, "prev_kv")
@@ -166,7 +166,7 @@ def delete_request(
 
 
 def txn_request(
-    client: ClientBase,
+    keys: KeySpace,
     compare: Iterable[Compare],
     success: Iterable[Op],
     failure: Iterable[Op],
@@ -178,7 +178,7 @@ def txn_request(
     for item in _sequence(compare, "compare"):
         if not isinstance(item, Compare):
             raise TypeError(f"compare items must be Compare, not {type(item).__name__}")
-        request.compare.append(item._to_pb(client))
+        request.compare.append(item._to_pb(keys))
     for ops, branch, name in (
         (success, request.success, "success"),
         (failure, request.failure, "failure"),
@@ -186,7 +186,7 @@ def txn_request(
         for op in _sequence(ops, name):
             if not isinstance(op, Op):
                 raise TypeError(f"{name} items must be Op, not {type(op).__name__}")
-            branch.append(op._to_pb(client))
+            branch.append(op._to_pb(keys))
     return request
 
 

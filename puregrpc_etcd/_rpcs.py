@@ -5,7 +5,7 @@ lease grants and revokes, member lists): the client retries it on UNAVAILABLE ev
 request was sent. Any other is retried only when the request provably never reached a server
 (``RpcError.not_processed``) or the member refused it with "no leader" before proposing it.
 These are the rules of Go's clientv3 (``client/v3/retry.go``: ``repeatable`` and
-``nonRepeatable``), applied in ``client.Client._unary``, with four differences: AuthStatus and
+``nonRepeatable``), applied in ``_caller.Caller.unary``, with four differences: AuthStatus and
 v3election's Leader are reads, so repeatable here; MoveLeader is not repeated (Go repeats it);
 and two calls choose per request: a read-only ``txn`` is repeatable (``kv.py``), an Alarm that
 disarms is not (``maintenance.py``). For streams the flag is Go's; they are not retried call by

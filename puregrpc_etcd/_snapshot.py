@@ -18,7 +18,7 @@ from puregrpc_etcd._proto import rpc_pb2
 from puregrpc_etcd.errors import EtcdError
 
 if TYPE_CHECKING:
-    from puregrpc_etcd._base import ClientBase
+    from puregrpc_etcd._caller import Caller
 
 __all__ = ["Progress", "SnapshotTarget", "SnapshotVerifier", "save_snapshot"]
 
@@ -37,7 +37,7 @@ Progress = Callable[[int, Optional[int]], None]
 
 
 async def save_snapshot(
-    client: ClientBase,
+    caller: Caller,
     file: SnapshotTarget,
     *,
     progress: Progress | None = None,
@@ -45,14 +45,14 @@ async def save_snapshot(
 ) -> int:
     """Write a snapshot of the connected member to ``file``; returns the bytes written."""
     if isinstance(file, (str, os.PathLike)):
-        return await _save_to_path(client, os.fspath(file), progress, timeout)
+        return await _save_to_path(caller, os.fspath(file), progress, timeout)
     if not callable(getattr(file, "write", None)):
         raise TypeError(f"file must be a path or a binary file object, not {type(file).__name__}")
-    return await _receive(client, file, progress, timeout)
+    return await _receive(caller, file, progress, timeout)
 
 
 async def _save_to_path(
-    client: ClientBase, path: str, progress: Progress | None, timeout: float | None
+    caller: Caller, path: str, progress: Progress | None, timeout: float | None
 ) -> int:
     # Written beside the target and renamed only once complete and verified, so that a failed
     # or cancelled snapshot never leaves a file that looks like a backup.
@@ -60,7 +60,7 @@ async def _save_to_path(
     output = await trio.open_file(partial, "wb", opener=_owner_only)
     try:
         try:
-            size = await _receive(client, output, progress, timeout)
+            size = await _receive(caller, output, progress, timeout)
             await output.flush()
             await trio.to_thread.run_sync(os.fsync, output.fileno())
         finally:
@@ -129,10 +129,10 @@ class SnapshotVerifier:
 
 
 async def _receive(
-    client: ClientBase, output: Writable, progress: Progress | None, timeout: float | None
+    caller: Caller, output: Writable, progress: Progress | None, timeout: float | None
 ) -> int:
     verifier = SnapshotVerifier()
-    async with client._stream(rpcs.SNAPSHOT, timeout=timeout) as stream:
+    async with caller.stream(rpcs.SNAPSHOT, timeout=timeout) as stream:
         await stream.send_message(rpc_pb2.SnapshotRequest())
         await stream.done_writing()
         async for reply in stream:

@@ -1,6 +1,6 @@
 """Where etcd streams leave the transport: ``grpc.RpcError`` becomes the typed ``EtcdError``.
 
-Unary calls are converted in ``client.Client._unary`` (through ``_outcome.final_error``);
+Unary calls are converted in ``_caller.Caller.unary`` (through ``_outcome.final_error``);
 streaming calls (Watch, LeaseKeepAlive, Snapshot, Observe) here, once, for opening the stream
 and for every message sent or received. Feature modules therefore see only the errors of
 ``errors.py``, never the transport's own ``grpc.status.RpcError``.

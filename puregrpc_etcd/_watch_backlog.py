@@ -11,7 +11,7 @@ import trio
 
 from puregrpc_etcd._proto import kv_pb2
 from puregrpc_etcd._watch_state import Cursor, WatchSpec
-from puregrpc_etcd.errors import EtcdError
+from puregrpc_etcd.errors import WatchOverflowError
 
 #: Unread events a watcher may hold for a slow consumer (``watch(max_backlog=)``).
 DEFAULT_MAX_BACKLOG = 10_000
@@ -21,28 +21,6 @@ DEFAULT_MAX_BACKLOG_BYTES = 64 * 1024 * 1024
 OVERFLOW_MODES = ("raise", "pause")
 
 BacklogItem = Union[kv_pb2.Event, int]  # an event, or the revision of a progress notification
-
-
-class WatchOverflowError(EtcdError):
-    """A watcher's consumer fell so far behind that its backlog went over a bound.
-
-    The watch was cancelled on the server, and the iterator raises this once it has handed out
-    every event it had received: those up to ``revision``, so watching ``key`` again from
-    ``revision + 1`` misses nothing. ``bound`` is the limit that was hit ("max_backlog" or
-    "max_backlog_bytes") and ``limit`` its value.
-    """
-
-    def __init__(self, key: bytes, bound: str, limit: int, revision: int) -> None:
-        unit = "events" if bound == "max_backlog" else "bytes"
-        super().__init__(
-            f"the watcher of {key!r} fell more than {limit} {unit} behind ({bound}={limit}); "
-            f"it delivered every event up to revision {revision}: watch again from "
-            f"revision {revision + 1}, read faster, or pass on_overflow='pause'"
-        )
-        self.key = key
-        self.bound = bound
-        self.limit = limit
-        self.revision = revision
 
 
 class BacklogLimits:

@@ -33,7 +33,7 @@ from puregrpc_etcd._watch_state import (
 from puregrpc_etcd.grpc import StatusCode
 
 if TYPE_CHECKING:
-    from puregrpc_etcd._base import ClientBase
+    from puregrpc_etcd._caller import Caller
     from puregrpc_etcd._streams import EtcdStream
 
 
@@ -59,7 +59,7 @@ _PERMANENT_CODES = frozenset(
 
 class _StreamOutcome:
     """One stream: the first failure seen, whether any reply came, the auth token it was opened
-    with (``ClientBase._token_marker``), and the nursery of its tasks."""
+    with (``Caller.token_marker``), and the nursery of its tasks."""
 
     __slots__ = ("failure", "nursery", "opened", "opened_with", "renewed", "served")
 
@@ -87,8 +87,8 @@ def _is_permanent(exc: BaseException) -> bool:
 class WatchHub:
     """Keeps one Watch stream open while a client has watchers, and resumes them after breaks."""
 
-    def __init__(self, client: ClientBase) -> None:
-        self._client = client
+    def __init__(self, caller: Caller) -> None:
+        self._caller = caller
         self._subscriptions: Dict[Subscription, None] = {}
         self._running = False
         self._scope: Optional[trio.CancelScope] = None
@@ -109,7 +109,7 @@ class WatchHub:
     @property
     def default_timeout(self) -> Optional[float]:
         """The client's default per-call timeout."""
-        return self._client._timeout
+        return self._caller.timeout
 
     @property
     def attached(self) -> int:
@@ -120,7 +120,7 @@ class WatchHub:
 
     def add(self, subscription: Subscription) -> None:
         if not self._running:
-            self._client._nursery.start_soon(self._run)  # raises if the client is closed
+            self._caller.nursery.start_soon(self._run)  # raises if the client is closed
             self._running = True
         self._subscriptions[subscription] = None
         self._request_create(subscription)
@@ -188,7 +188,7 @@ class WatchHub:
                     stale_token = outcome.opened_with
                 if isinstance(failure, errors.NoLeaderError):
                     # require_leader: this member lost its leader; watch through another one.
-                    await self._client._channel.rotate()
+                    await self._caller.channel.rotate()
                 failures = 1 if outcome.served else failures + 1
                 delay = min(RETRY_MAX, RETRY_FIRST * 2 ** (failures - 1))
                 await trio.sleep(delay * random.uniform(0.5, 1.0))
@@ -207,16 +207,16 @@ class WatchHub:
 
         The reader and the writer record their own failures instead of raising, so that only
         cancellations cross the nursery (no exception group to pick apart)."""
-        client = self._client
+        caller = self._caller
         try:
             if stale_token is not None:
-                await client._renew_token(stale_token)
+                await caller.renew_token(stale_token)
                 outcome.renewed = True
-            async with client._stream(rpcs.WATCH) as stream:
+            async with caller.stream(rpcs.WATCH) as stream:
                 outcome.opened = True
-                outcome.opened_with = client._token_marker()
+                outcome.opened_with = caller.token_marker()
                 self.streams_opened += 1
-                limit = client._channel.max_receive_message_size
+                limit = caller.channel.max_receive_message_size
                 router: Router[Subscription] = Router(max_fragment_bytes=limit)
                 self._router = router
                 self._to_cancel.clear()
@@ -315,7 +315,7 @@ class WatchHub:
                 subscription.fail(cancel_error(delivery.compact_revision, delivery.cancel_reason))
             elif kind == OVERSIZED:
                 self._detach(subscription)
-                subscription.fail(_oversized_error(self._client._channel.max_receive_message_size))
+                subscription.fail(_oversized_error(self._caller.channel.max_receive_message_size))
         if response.watch_id == BROADCAST_ID and not (response.created or response.canceled):
             self._progress_wanted = False
             self._progress_sent = False
@@ -331,7 +331,7 @@ class WatchHub:
         subscription.watch_id = None
         retry: Optional[Callable[[Subscription, _StreamOutcome], Awaitable[None]]] = None
         if outcome.opened_with is not None and not subscription.access_checked:
-            if self._client._is_stale_token(error):
+            if self._caller.is_stale_token(error):
                 retry = self._renew_and_retry
             elif (
                 isinstance(error, errors.PermissionDeniedError)
@@ -349,7 +349,7 @@ class WatchHub:
     async def _renew_and_retry(self, subscription: Subscription, outcome: _StreamOutcome) -> None:
         """The server refused the stream's token: renew it and reopen the stream with it."""
         try:
-            await self._client._renew_token(outcome.opened_with)
+            await self._caller.renew_token(outcome.opened_with)
         except errors.EtcdError as error:
             outcome.fail(error)  # a break like any other (or the end, if no password works)
             return
@@ -363,7 +363,7 @@ class WatchHub:
             key=spec.key, range_end=spec.range_end, count_only=True, serializable=True
         )
         try:
-            await self._client._unary(rpcs.RANGE, probe)
+            await self._caller.unary(rpcs.RANGE, probe)
         except errors.EtcdError as error:
             if _is_permanent(error):
                 subscription.fail(error)
@@ -373,7 +373,7 @@ class WatchHub:
         self._retry_create(subscription, outcome)
 
     def _retry_create(self, subscription: Subscription, outcome: _StreamOutcome) -> None:
-        if self._client._token_marker() is outcome.opened_with:
+        if self._caller.token_marker() is outcome.opened_with:
             self._request_create(subscription)  # the token holds: ask again on this stream
         elif self._scope is not None:
             self._scope.cancel()  # a new stream, with the new token

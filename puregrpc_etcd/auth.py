@@ -10,12 +10,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 from puregrpc_etcd import _rpcs as rpcs
-from puregrpc_etcd._keys import key_range
+from puregrpc_etcd._keys import KeyLike, key_range
 from puregrpc_etcd._proto import auth_pb2, rpc_pb2
 from puregrpc_etcd.types import ResponseHeader, response_header
 
 if TYPE_CHECKING:
-    from puregrpc_etcd._base import ClientBase
+    from puregrpc_etcd._caller import Caller
 
 __all__ = ["Auth", "AuthStatus", "Permission", "PermissionType", "Role", "User"]
 
@@ -107,23 +107,23 @@ class Auth:
     are shared by the whole cluster.
     """
 
-    __slots__ = ("_client",)
+    __slots__ = ("_caller",)
 
-    def __init__(self, client: ClientBase) -> None:
-        self._client = client
+    def __init__(self, caller: Caller) -> None:
+        self._caller = caller
 
     async def enable(self, *, timeout: float | None = None) -> None:
         """Turn authentication on; the ``root`` user must exist and have the ``root`` role."""
-        await self._client._unary(rpcs.AUTH_ENABLE, rpc_pb2.AuthEnableRequest(), timeout=timeout)
+        await self._caller.unary(rpcs.AUTH_ENABLE, rpc_pb2.AuthEnableRequest(), timeout=timeout)
 
     async def disable(self, *, timeout: float | None = None) -> None:
         """Turn authentication off (needs the root role while it is on)."""
-        await self._client._unary(rpcs.AUTH_DISABLE, rpc_pb2.AuthDisableRequest(), timeout=timeout)
+        await self._caller.unary(rpcs.AUTH_DISABLE, rpc_pb2.AuthDisableRequest(), timeout=timeout)
 
     async def status(self, *, timeout: float | None = None) -> AuthStatus:
         """Whether authentication is on, and the auth store's revision (etcd 3.5 and later: etcd
         3.4 has no AuthStatus RPC and answers UNIMPLEMENTED, raised as ``RpcError``)."""
-        reply = await self._client._unary(
+        reply = await self._caller.unary(
             rpcs.AUTH_STATUS, rpc_pb2.AuthStatusRequest(), timeout=timeout
         )
         return AuthStatus(
@@ -153,16 +153,16 @@ class Auth:
             raise ValueError("give a password, or no_password=True for a user without one")
         else:
             request.password = _password(password)
-        await self._client._unary(rpcs.USER_ADD, request, timeout=timeout)
+        await self._caller.unary(rpcs.USER_ADD, request, timeout=timeout)
 
     async def user_delete(self, name: str, *, timeout: float | None = None) -> None:
         """Delete a user."""
         request = rpc_pb2.AuthUserDeleteRequest(name=_name(name, "user name"))
-        await self._client._unary(rpcs.USER_DELETE, request, timeout=timeout)
+        await self._caller.unary(rpcs.USER_DELETE, request, timeout=timeout)
 
     async def user_list(self, *, timeout: float | None = None) -> list[str]:
         """The names of every user, sorted."""
-        reply = await self._client._unary(
+        reply = await self._caller.unary(
             rpcs.USER_LIST, rpc_pb2.AuthUserListRequest(), timeout=timeout
         )
         return list(reply.users)
@@ -170,7 +170,7 @@ class Auth:
     async def user_get(self, name: str, *, timeout: float | None = None) -> User:
         """A user and its roles."""
         request = rpc_pb2.AuthUserGetRequest(name=_name(name, "user name"))
-        reply = await self._client._unary(rpcs.USER_GET, request, timeout=timeout)
+        reply = await self._caller.unary(rpcs.USER_GET, request, timeout=timeout)
         return User(name=name, roles=tuple(reply.roles))
 
     async def user_change_password(
@@ -180,37 +180,37 @@ class Auth:
         request = rpc_pb2.AuthUserChangePasswordRequest(
             name=_name(name, "user name"), password=_password(password)
         )
-        await self._client._unary(rpcs.USER_CHANGE_PASSWORD, request, timeout=timeout)
+        await self._caller.unary(rpcs.USER_CHANGE_PASSWORD, request, timeout=timeout)
 
     async def user_grant_role(self, user: str, role: str, *, timeout: float | None = None) -> None:
         """Give ``user`` the permissions of ``role``."""
         request = rpc_pb2.AuthUserGrantRoleRequest(
             user=_name(user, "user name"), role=_name(role, "role name")
         )
-        await self._client._unary(rpcs.USER_GRANT_ROLE, request, timeout=timeout)
+        await self._caller.unary(rpcs.USER_GRANT_ROLE, request, timeout=timeout)
 
     async def user_revoke_role(self, user: str, role: str, *, timeout: float | None = None) -> None:
         """Take ``role`` away from ``user``."""
         request = rpc_pb2.AuthUserRevokeRoleRequest(
             name=_name(user, "user name"), role=_name(role, "role name")
         )
-        await self._client._unary(rpcs.USER_REVOKE_ROLE, request, timeout=timeout)
+        await self._caller.unary(rpcs.USER_REVOKE_ROLE, request, timeout=timeout)
 
     # Roles.
 
     async def role_add(self, name: str, *, timeout: float | None = None) -> None:
         """Create a role with no permissions."""
         request = rpc_pb2.AuthRoleAddRequest(name=_name(name, "role name"))
-        await self._client._unary(rpcs.ROLE_ADD, request, timeout=timeout)
+        await self._caller.unary(rpcs.ROLE_ADD, request, timeout=timeout)
 
     async def role_delete(self, name: str, *, timeout: float | None = None) -> None:
         """Delete a role (and take it from every user that has it)."""
         request = rpc_pb2.AuthRoleDeleteRequest(role=_name(name, "role name"))
-        await self._client._unary(rpcs.ROLE_DELETE, request, timeout=timeout)
+        await self._caller.unary(rpcs.ROLE_DELETE, request, timeout=timeout)
 
     async def role_list(self, *, timeout: float | None = None) -> list[str]:
         """The names of every role, sorted."""
-        reply = await self._client._unary(
+        reply = await self._caller.unary(
             rpcs.ROLE_LIST, rpc_pb2.AuthRoleListRequest(), timeout=timeout
         )
         return list(reply.roles)
@@ -218,14 +218,14 @@ class Auth:
     async def role_get(self, name: str, *, timeout: float | None = None) -> Role:
         """A role and its permissions."""
         request = rpc_pb2.AuthRoleGetRequest(role=_name(name, "role name"))
-        reply = await self._client._unary(rpcs.ROLE_GET, request, timeout=timeout)
+        reply = await self._caller.unary(rpcs.ROLE_GET, request, timeout=timeout)
         return Role(name=name, permissions=tuple(_permission(pb) for pb in reply.perm))
 
     async def role_grant_permission(
         self,
         role: str,
         permission: PermissionType,
-        key: str | bytes,
+        key: KeyLike,
         *,
         prefix: bool = False,
         from_key: bool = False,
@@ -242,12 +242,12 @@ class Auth:
                 permType=_permission_type(permission), key=start, range_end=end
             ),
         )
-        await self._client._unary(rpcs.ROLE_GRANT_PERMISSION, request, timeout=timeout)
+        await self._caller.unary(rpcs.ROLE_GRANT_PERMISSION, request, timeout=timeout)
 
     async def role_revoke_permission(
         self,
         role: str,
-        key: str | bytes,
+        key: KeyLike,
         *,
         prefix: bool = False,
         from_key: bool = False,
@@ -259,4 +259,4 @@ class Auth:
         request = rpc_pb2.AuthRoleRevokePermissionRequest(
             role=_name(role, "role name"), key=start, range_end=end
         )
-        await self._client._unary(rpcs.ROLE_REVOKE_PERMISSION, request, timeout=timeout)
+        await self._caller.unary(rpcs.ROLE_REVOKE_PERMISSION, request, timeout=timeout)

@@ -20,7 +20,7 @@ from puregrpc_etcd.errors import EtcdError
 from puregrpc_etcd.types import ResponseHeader, response_header
 
 if TYPE_CHECKING:
-    from puregrpc_etcd._base import ClientBase
+    from puregrpc_etcd._caller import Caller
 
 __all__ = [
     "Cluster",
@@ -109,10 +109,10 @@ def _member_id(member_id: object) -> int:
 class Cluster:
     """The Cluster service of one client: ``client.cluster``."""
 
-    __slots__ = ("_client",)
+    __slots__ = ("_caller",)
 
-    def __init__(self, client: ClientBase) -> None:
-        self._client = client
+    def __init__(self, caller: Caller) -> None:
+        self._caller = caller
 
     async def members(
         self, *, linearizable: bool = False, timeout: float | None = None
@@ -122,7 +122,7 @@ class Cluster:
         ``linearizable`` asks the member to confirm with the leader first (etcd 3.5.13+; older
         servers ignore it and answer from their local view).
         """
-        reply = await self._client._unary(
+        reply = await self._caller.unary(
             rpcs.MEMBER_LIST, rpc_pb2.MemberListRequest(linearizable=linearizable), timeout=timeout
         )
         return _members(reply.members)
@@ -133,7 +133,7 @@ class Cluster:
         """Add a member that will listen on ``peer_urls``; start it afterwards with
         ``--initial-cluster-state existing``. A ``learner`` must be promoted to vote."""
         request = rpc_pb2.MemberAddRequest(peerURLs=_peer_urls(peer_urls), isLearner=learner)
-        reply = await self._client._unary(rpcs.MEMBER_ADD, request, timeout=timeout)
+        reply = await self._caller.unary(rpcs.MEMBER_ADD, request, timeout=timeout)
         return MemberAddResponse(
             header=response_header(reply.header),
             member=_member(reply.member),
@@ -142,7 +142,7 @@ class Cluster:
 
     async def remove_member(self, id: int, *, timeout: float | None = None) -> list[Member]:
         """Remove the member ``id``; returns the members left."""
-        reply = await self._client._unary(
+        reply = await self._caller.unary(
             rpcs.MEMBER_REMOVE, rpc_pb2.MemberRemoveRequest(ID=_member_id(id)), timeout=timeout
         )
         return _members(reply.members)
@@ -171,7 +171,7 @@ class Cluster:
                         "versions forget that (etcd-io/etcd#21694): remove it and add it again, "
                         "or pass allow_learner=True"
                     )
-        reply = await self._client._unary(rpcs.MEMBER_UPDATE, request, timeout=timeout)
+        reply = await self._caller.unary(rpcs.MEMBER_UPDATE, request, timeout=timeout)
         return _members(reply.members)
 
     async def promote_member(self, id: int, *, timeout: float | None = None) -> list[Member]:
@@ -180,7 +180,7 @@ class Cluster:
         The server refuses (``FAILED_PRECONDITION``, "can only promote a learner member which is
         in sync with leader") until the learner has caught up with the leader's log.
         """
-        reply = await self._client._unary(
+        reply = await self._caller.unary(
             rpcs.MEMBER_PROMOTE, rpc_pb2.MemberPromoteRequest(ID=_member_id(id)), timeout=timeout
         )
         return _members(reply.members)
@@ -209,7 +209,7 @@ def serving_endpoints(members: Iterable[Member], *, tls: bool | None = None) -> 
 
 
 async def auto_sync(
-    client: ClientBase,
+    caller: Caller,
     interval: float,
     *,
     timeout: float = 5.0,
@@ -227,18 +227,18 @@ async def auto_sync(
     task_status.started()
     while True:
         await trio.sleep(interval)
-        await sync_endpoints(client, timeout=timeout)
+        await sync_endpoints(caller, timeout=timeout)
 
 
-async def sync_endpoints(client: ClientBase, *, timeout: float = 5.0) -> None:
+async def sync_endpoints(caller: Caller, *, timeout: float = 5.0) -> None:
     """One round of ``auto_sync``: the channel's endpoints replaced with the members' URLs of
     the client's scheme (kept as they are when MemberList fails or lists none)."""
     try:
-        members = await Cluster(client).members(timeout=timeout)
+        members = await Cluster(caller).members(timeout=timeout)
     except EtcdError as exc:
         logger.debug("auto sync: MemberList failed, keeping the endpoints: %s", exc)
         return
-    endpoints = serving_endpoints(members, tls=client._tls)
+    endpoints = serving_endpoints(members, tls=caller.tls)
     if endpoints:
-        warn_if_exposed(client, endpoints, stacklevel=1)
-        client._channel.set_endpoints(endpoints)
+        warn_if_exposed(caller, endpoints, stacklevel=1)
+        caller.channel.set_endpoints(endpoints)

@@ -5,21 +5,22 @@ server-side v3lock and v3election services (the ``*_rpc`` calls).
 from __future__ import annotations
 
 import contextlib
-from typing import TYPE_CHECKING, AsyncIterator, Awaitable, Callable, Union, cast
+from typing import TYPE_CHECKING, AsyncIterator, Awaitable, Callable, Union
 
 from puregrpc_etcd import _rpcs as rpcs
 from puregrpc_etcd import errors
-from puregrpc_etcd._base import ClientBase, check_timeout
+from puregrpc_etcd._base import check_timeout
 from puregrpc_etcd._keepalive import KeptLease
-from puregrpc_etcd._keys import to_bytes, to_key
+from puregrpc_etcd._keys import KeyLike, to_bytes, to_key
 from puregrpc_etcd._proto import v3election_pb2, v3lock_pb2
 from puregrpc_etcd.election import Election, LeaderKey, LeaderObserver
-from puregrpc_etcd.lease import Lease, check_ttl
+from puregrpc_etcd.kv import KVMixin
+from puregrpc_etcd.lease import Lease, LeaseMixin, check_ttl
 from puregrpc_etcd.lock import Lock, TryLock, acquire, holding, lock_key, remove_quietly, within
 from puregrpc_etcd.types import key_value
+from puregrpc_etcd.watch import WatchMixin
 
 if TYPE_CHECKING:
-    from puregrpc_etcd.lock import RecipeClient
     from puregrpc_etcd.types import KeyValue
 
 __all__ = ["ConcurrencyMixin"]
@@ -28,12 +29,13 @@ __all__ = ["ConcurrencyMixin"]
 LeaseLike = Union[int, Lease]
 
 
-class ConcurrencyMixin(ClientBase):
-    """Distributed locks and leader elections (API.md, "Locks and elections")."""
+class ConcurrencyMixin(KVMixin, WatchMixin, LeaseMixin):
+    """Distributed locks and leader elections (API.md, "Locks and elections"), built as Go's
+    ``concurrency`` package is on the KV, watch and lease calls of the client."""
 
     @contextlib.asynccontextmanager
     async def lock(
-        self, name: object, *, ttl: int = 60, timeout: float | None = None
+        self, name: KeyLike, *, ttl: int = 60, timeout: float | None = None
     ) -> AsyncIterator[Lock]:
         """Hold the lock ``name`` for the block; it excludes ``etcdctl lock name`` and Go's
         ``concurrency.Mutex`` on the same name.
@@ -45,7 +47,7 @@ class ConcurrencyMixin(ClientBase):
         block deletes our key and revokes the session (one attempt each: when etcd cannot be
         reached, the lease's TTL releases the lock).
         """
-        client = self._as_client()
+        client = self
         lock_key(name, 0)  # checks the arguments before any I/O
         check_ttl(ttl)
         check_timeout(timeout)
@@ -63,7 +65,7 @@ class ConcurrencyMixin(ClientBase):
         async with holding(lock, session):
             yield lock
 
-    def try_lock(self, name: object, ttl: int = 60, *, timeout: float | None = None) -> TryLock:
+    def try_lock(self, name: KeyLike, ttl: int = 60, *, timeout: float | None = None) -> TryLock:
         """Take the lock ``name`` only if nobody holds it; never waits for it.
 
         ``lock = await client.try_lock(name)`` gives the ``Lock`` (held, on a session lease of
@@ -75,14 +77,14 @@ class ConcurrencyMixin(ClientBase):
         lock_key(name, 0)
         check_ttl(ttl)
         check_timeout(timeout)
-        return TryLock(self._as_client(), name, ttl, timeout)
+        return TryLock(self, name, ttl, timeout)
 
     async def acquire_lock(
         self,
-        name: object,
+        name: KeyLike,
         lease: LeaseLike,
         *,
-        owner: object = None,
+        owner: KeyLike | None = None,
         wait: bool = True,
         timeout: float | None = None,
     ) -> Lock | None:
@@ -94,7 +96,7 @@ class ConcurrencyMixin(ClientBase):
         ``release_lock(name, lease=..., owner=...)``. Pass the ``Lease`` object (from
         ``client.lease()``) rather than its id to get ``Lock.lost`` and fail fast when it ends.
         """
-        client = self._as_client()
+        client = self
         lease_id, kept = _lease_of(lease)
         lock_key(name, lease_id, owner)
         return await within(
@@ -105,10 +107,10 @@ class ConcurrencyMixin(ClientBase):
 
     async def release_lock(
         self,
-        name: object,
+        name: KeyLike,
         *,
         lease: LeaseLike = 0,
-        owner: object = None,
+        owner: KeyLike | None = None,
         timeout: float | None = None,
     ) -> bool:
         """Release a lock taken with ``acquire_lock``, named by the same lease or owner;
@@ -118,10 +120,10 @@ class ConcurrencyMixin(ClientBase):
         if owner is None and not lease_id:
             raise ValueError("give the lease or the owner the lock was taken with")
         _, key = lock_key(name, lease_id, owner)
-        return await remove_quietly(self._as_client(), key, timeout=timeout)
+        return await remove_quietly(self, key, timeout=timeout)
 
     async def lock_rpc(
-        self, name: object, lease: LeaseLike, *, timeout: float | None = None
+        self, name: KeyLike, lease: LeaseLike, *, timeout: float | None = None
     ) -> bytes:
         """Take a lock through the server's v3lock service; returns the key that holds it.
 
@@ -133,26 +135,26 @@ class ConcurrencyMixin(ClientBase):
             raise ValueError("lock_rpc needs a lease kept alive by the caller")
         reply = await self._unary(
             rpcs.LOCK,
-            v3lock_pb2.LockRequest(name=self._key(name, what="lock name"), lease=lease_id),
+            v3lock_pb2.LockRequest(name=self._keyspace.key(name, what="lock name"), lease=lease_id),
             timeout=timeout,
         )
-        return self._unkey(reply.key)
+        return self._keyspace.unkey(reply.key)
 
-    async def unlock_rpc(self, key: object, *, timeout: float | None = None) -> None:
+    async def unlock_rpc(self, key: KeyLike, *, timeout: float | None = None) -> None:
         """Release a lock taken with ``lock_rpc`` by the key it returned."""
         await self._unary(
-            rpcs.UNLOCK, v3lock_pb2.UnlockRequest(key=self._key(key)), timeout=timeout
+            rpcs.UNLOCK, v3lock_pb2.UnlockRequest(key=self._keyspace.key(key)), timeout=timeout
         )
 
-    def election(self, name: object, *, ttl: int = 60) -> Election:
+    def election(self, name: KeyLike, *, ttl: int = 60) -> Election:
         """The election ``name``: Go's ``concurrency.Election``, as ``etcdctl elect`` runs it;
         candidates campaign on session leases of ``ttl`` seconds (> 0)."""
-        return Election(self._as_client(), name, ttl)
+        return Election(self, name, ttl)
 
     # The server-side v3election service.
 
     async def campaign_rpc(
-        self, name: object, value: object, lease: LeaseLike, *, timeout: float | None = None
+        self, name: KeyLike, value: KeyLike, lease: LeaseLike, *, timeout: float | None = None
     ) -> LeaderKey:
         """Campaign through the server's v3election service on a lease we keep alive; returns
         once elected."""
@@ -162,7 +164,7 @@ class ConcurrencyMixin(ClientBase):
         reply = await self._unary(
             rpcs.CAMPAIGN,
             v3election_pb2.CampaignRequest(
-                name=self._key(name, what="election name"),
+                name=self._keyspace.key(name, what="election name"),
                 lease=lease_id,
                 value=to_bytes(value, "value"),
             ),
@@ -171,7 +173,7 @@ class ConcurrencyMixin(ClientBase):
         return self._leader_key(reply.leader)
 
     async def proclaim_rpc(
-        self, leader: LeaderKey, value: object, *, timeout: float | None = None
+        self, leader: LeaderKey, value: KeyLike, *, timeout: float | None = None
     ) -> None:
         """Announce a new value as the leader elected with ``campaign_rpc``."""
         await self._unary(
@@ -190,48 +192,46 @@ class ConcurrencyMixin(ClientBase):
             timeout=timeout,
         )
 
-    async def leader_rpc(self, name: object, *, timeout: float | None = None) -> KeyValue | None:
+    async def leader_rpc(self, name: KeyLike, *, timeout: float | None = None) -> KeyValue | None:
         """The current leader of ``name`` by the v3election service; None when nobody leads."""
         try:
             reply = await self._unary(
                 rpcs.LEADER,
-                v3election_pb2.LeaderRequest(name=self._key(name, what="election name")),
+                v3election_pb2.LeaderRequest(name=self._keyspace.key(name, what="election name")),
                 timeout=timeout,
             )
         except errors.RpcError as exc:
             if exc.details.endswith("election: no leader"):
                 return None
             raise
-        return key_value(reply.kv, self._namespace)
+        return key_value(reply.kv, self._keyspace.prefix)
 
-    def observe_rpc(self, name: object) -> LeaderObserver:
+    def observe_rpc(self, name: KeyLike) -> LeaderObserver:
         """The leaders of ``name`` as the v3election service streams them (see
         ``Election.observe``)."""
-        request = v3election_pb2.LeaderRequest(name=self._key(name, what="election name"))
+        request = v3election_pb2.LeaderRequest(name=self._keyspace.key(name, what="election name"))
 
         async def produce(send: Callable[[KeyValue], Awaitable[None]]) -> None:
             async with self._stream(rpcs.OBSERVE) as stream:
                 await stream.send_message(request)
                 await stream.done_writing()
                 async for reply in stream:
-                    await send(key_value(reply.kv, self._namespace))
+                    await send(key_value(reply.kv, self._keyspace.prefix))
 
-        return LeaderObserver(self._nursery, produce)
+        return LeaderObserver(self._caller.nursery, produce)
 
     def _leader_key(self, pb: v3election_pb2.LeaderKey) -> LeaderKey:
-        return LeaderKey(self._unkey(pb.name), self._unkey(pb.key), pb.rev, pb.lease)
+        return LeaderKey(
+            self._keyspace.unkey(pb.name), self._keyspace.unkey(pb.key), pb.rev, pb.lease
+        )
 
     def _leader_key_pb(self, leader: LeaderKey) -> v3election_pb2.LeaderKey:
         return v3election_pb2.LeaderKey(
-            name=self._key(leader.name),
-            key=self._key(leader.key),
+            name=self._keyspace.key(leader.name),
+            key=self._keyspace.key(leader.key),
             rev=leader.rev,
             lease=leader.lease,
         )
-
-    def _as_client(self) -> RecipeClient:
-        # The recipes use the KV, watch and lease calls of the composed Client.
-        return cast("RecipeClient", self)
 
 
 def _lease_of(lease: LeaseLike) -> tuple[int, KeptLease | None]:

@@ -16,7 +16,7 @@ import trio
 
 from puregrpc_etcd import errors
 from puregrpc_etcd._keepalive import cancelled_on_loss
-from puregrpc_etcd._keys import to_bytes, to_key
+from puregrpc_etcd._keys import KeyLike, to_bytes, to_key
 from puregrpc_etcd.lease import check_ttl
 from puregrpc_etcd.lock import remove_quietly, wait_deletes, within
 from puregrpc_etcd.txn import Compare, Op
@@ -24,8 +24,8 @@ from puregrpc_etcd.txn import Compare, Op
 if TYPE_CHECKING:
     from types import TracebackType
 
+    from puregrpc_etcd.concurrency import ConcurrencyMixin
     from puregrpc_etcd.lease import Lease
-    from puregrpc_etcd.lock import RecipeClient
     from puregrpc_etcd.types import KeyValue
 
 __all__ = ["Election", "LeaderKey", "LeaderObserver"]
@@ -58,7 +58,7 @@ class Election:
     work for anyone.
     """
 
-    def __init__(self, client: RecipeClient, name: object, ttl: int = 60) -> None:
+    def __init__(self, client: ConcurrencyMixin, name: KeyLike, ttl: int = 60) -> None:
         self._client = client
         self.name = to_key(name, what="election name")
         self.ttl = check_ttl(ttl)
@@ -76,7 +76,7 @@ class Election:
 
     @contextlib.asynccontextmanager
     async def campaign(
-        self, value: object, *, timeout: float | None = None
+        self, value: KeyLike, *, timeout: float | None = None
     ) -> AsyncIterator[LeaderKey]:
         """Wait until elected with ``value``, lead for the block, then resign.
 
@@ -126,7 +126,7 @@ class Election:
         if session.lost.is_set():
             raise errors.LockLostError(f"the session of {leader.key!r} ended while it campaigned")
 
-    async def proclaim(self, value: object, *, timeout: float | None = None) -> None:
+    async def proclaim(self, value: KeyLike, *, timeout: float | None = None) -> None:
         """Announce a new value as the leader, without a new election.
 
         Raises ``LockLostError`` when we are not (or no longer) the leader.
@@ -175,7 +175,7 @@ class Election:
 
         As Go's ``Observe``: it may skip intermediate values but always reaches the latest.
         """
-        return LeaderObserver(self._client._nursery, self._observe)
+        return LeaderObserver(self._client._caller.nursery, self._observe)
 
     async def _observe(self, send: Callable[[KeyValue], Awaitable[None]]) -> None:
         client = self._client
@@ -196,7 +196,7 @@ class Election:
                     await send(event.kv)
 
 
-async def _first_put(client: RecipeClient, prefix: bytes, revision: int) -> KeyValue:
+async def _first_put(client: ConcurrencyMixin, prefix: bytes, revision: int) -> KeyValue:
     async with client.watch(prefix, prefix=True, start_revision=revision) as watcher:
         async for event in watcher:
             if event.type == "put":

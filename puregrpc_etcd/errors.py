@@ -35,6 +35,7 @@ __all__ = [
     "RpcError",
     "TooManyOpsError",
     "UnavailableError",
+    "WatchOverflowError",
     "from_rpc_error",
 ]
 
@@ -172,6 +173,28 @@ class DuplicateKeyError(RpcError):
 
 class LockLostError(EtcdError):
     """A held lock's session lease was lost, so the lock no longer excludes others."""
+
+
+class WatchOverflowError(EtcdError):
+    """A watcher's consumer fell so far behind that its backlog went over a bound.
+
+    The watch was cancelled on the server, and the iterator raises this once it has handed out
+    every event it had received: those up to ``revision``, so watching ``key`` again from
+    ``revision + 1`` misses nothing. ``bound`` is the limit that was hit ("max_backlog" or
+    "max_backlog_bytes") and ``limit`` its value.
+    """
+
+    def __init__(self, key: bytes, bound: str, limit: int, revision: int) -> None:
+        unit = "events" if bound == "max_backlog" else "bytes"
+        super().__init__(
+            f"the watcher of {key!r} fell more than {limit} {unit} behind ({bound}={limit}); "
+            f"it delivered every event up to revision {revision}: watch again from "
+            f"revision {revision + 1}, read faster, or pass on_overflow='pause'"
+        )
+        self.key = key
+        self.bound = bound
+        self.limit = limit
+        self.revision = revision
 
 
 # etcd's messages are "etcdserver: ..." on the wire; older servers and proxies drop the

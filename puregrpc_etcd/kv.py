@@ -14,6 +14,7 @@ import trio
 from puregrpc_etcd import _fastpb, _requests
 from puregrpc_etcd import _rpcs as rpcs
 from puregrpc_etcd._base import ClientBase
+from puregrpc_etcd._keys import KeyLike
 from puregrpc_etcd._proto import rpc_pb2
 from puregrpc_etcd.errors import CompactedError, EtcdError, RpcError
 from puregrpc_etcd.types import (
@@ -51,11 +52,11 @@ class KVMixin(ClientBase):
 
     async def get(
         self,
-        key: object,
+        key: KeyLike,
         *,
         prefix: bool = False,
         from_key: bool = False,
-        range_end: object = None,
+        range_end: KeyLike | None = None,
         limit: int = 0,
         revision: int = 0,
         sort_order: str = "none",
@@ -84,7 +85,7 @@ class KVMixin(ClientBase):
         --sort-by=CREATE --limit 3`` without ``--order`` gives the same as the former.
         """
         request = _requests.range_request(
-            self,
+            self._keyspace,
             key,
             prefix=prefix,
             from_key=from_key,
@@ -106,25 +107,25 @@ class KVMixin(ClientBase):
         except CompactedError as error:
             error.compact_revision = await self._compacted_at(request.key, request.revision)
             raise
-        return _requests.get_response(reply, self._namespace)
+        return _requests.get_response(reply, self._keyspace.prefix)
 
     async def get_value(
-        self, key: object, default: bytes | None = None, *, timeout: float | None = None
+        self, key: KeyLike, default: bytes | None = None, *, timeout: float | None = None
     ) -> bytes | None:
         """The value of one key, or ``default`` when it does not exist."""
-        request = _RangeRequest(key=self._key(key))
+        request = _RangeRequest(key=self._keyspace.key(key))
         reply = await self._unary(rpcs.RANGE, request, timeout=timeout)
         kvs = reply.kvs
         return kvs[0].value if kvs else default
 
-    async def exists(self, key: object, *, timeout: float | None = None) -> bool:
+    async def exists(self, key: KeyLike, *, timeout: float | None = None) -> bool:
         """Whether the key exists."""
-        request = _RangeRequest(key=self._key(key), count_only=True)
+        request = _RangeRequest(key=self._keyspace.key(key), count_only=True)
         reply = await self._unary(rpcs.RANGE, request, timeout=timeout)
         return reply.count > 0
 
     async def get_prefix(
-        self, prefix: object, *, page_size: int = 10_000, timeout: float | None = None
+        self, prefix: KeyLike, *, page_size: int = 10_000, timeout: float | None = None
     ) -> dict[bytes, KeyValue]:
         """Every key under ``prefix``, read at one revision (in pages, see ``scan``; larger
         pages than ``scan``'s default because the whole result is kept anyway)."""
@@ -132,10 +133,10 @@ class KVMixin(ClientBase):
 
     async def scan(
         self,
-        prefix_or_key: object,
+        prefix_or_key: KeyLike,
         *,
         prefix: bool = True,
-        range_end: object = None,
+        range_end: KeyLike | None = None,
         page_size: int = 1000,
         revision: int = 0,
         keys_only: bool = False,
@@ -152,7 +153,7 @@ class KVMixin(ClientBase):
         if range_end is not None:
             prefix = False
         first = _requests.range_request(
-            self,
+            self._keyspace,
             prefix_or_key,
             prefix=prefix,
             from_key=not prefix and range_end is None,
@@ -161,7 +162,7 @@ class KVMixin(ClientBase):
             revision=revision,
             keys_only=keys_only,
         )
-        namespace = self._namespace
+        namespace = self._keyspace.prefix
         request = first
         while True:
             reply = await self._range_page(request, timeout)
@@ -214,8 +215,8 @@ class KVMixin(ClientBase):
 
     async def put(
         self,
-        key: object,
-        value: object,
+        key: KeyLike,
+        value: KeyLike | None,
         *,
         lease: int = 0,
         prev_kv: bool = False,
@@ -227,13 +228,13 @@ class KVMixin(ClientBase):
         key-value; ``ignore_value``/``ignore_lease`` keep the current value/lease."""
         if not (lease or prev_kv or ignore_value or ignore_lease):
             if type(value) is bytes:
-                request = _put_request(self._key(key), value)
+                request = _put_request(self._keyspace.key(key), value)
             else:
-                request = _requests.put_request(self, key, value)
+                request = _requests.put_request(self._keyspace, key, value)
             reply = await self._unary(rpcs.PUT, request, timeout=timeout)
             return PutResponse(response_header(reply.header), None)
         request = _requests.put_request(
-            self,
+            self._keyspace,
             key,
             value,
             lease=lease,
@@ -242,15 +243,15 @@ class KVMixin(ClientBase):
             ignore_lease=ignore_lease,
         )
         reply = await self._unary(rpcs.PUT, request, timeout=timeout)
-        return _requests.put_response(reply, self._namespace)
+        return _requests.put_response(reply, self._keyspace.prefix)
 
-    async def put_json(self, key: object, obj: Any, **put_options: Any) -> PutResponse:
+    async def put_json(self, key: KeyLike, obj: Any, **put_options: Any) -> PutResponse:
         """Store ``obj`` as compact JSON (UTF-8)."""
         value = json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
         return await self.put(key, value, **put_options)
 
     async def get_json(
-        self, key: object, default: Any = None, *, timeout: float | None = None
+        self, key: KeyLike, default: Any = None, *, timeout: float | None = None
     ) -> Any:
         """The JSON value of a key, decoded, or ``default`` when the key does not exist."""
         value = await self.get_value(key, timeout=timeout)
@@ -260,20 +261,25 @@ class KVMixin(ClientBase):
 
     async def delete(
         self,
-        key: object,
+        key: KeyLike,
         *,
         prefix: bool = False,
         from_key: bool = False,
-        range_end: object = None,
+        range_end: KeyLike | None = None,
         prev_kv: bool = False,
         timeout: float | None = None,
     ) -> DeleteResponse:
         """Delete one key or a range; ``deleted`` counts them, ``prev_kvs`` when asked for."""
         request = _requests.delete_request(
-            self, key, prefix=prefix, from_key=from_key, range_end=range_end, prev_kv=prev_kv
+            self._keyspace,
+            key,
+            prefix=prefix,
+            from_key=from_key,
+            range_end=range_end,
+            prev_kv=prev_kv,
         )
         reply = await self._unary(rpcs.DELETE_RANGE, request, timeout=timeout)
-        return _requests.delete_response(reply, self._namespace)
+        return _requests.delete_response(reply, self._keyspace.prefix)
 
     async def txn(
         self,
@@ -288,13 +294,13 @@ class KVMixin(ClientBase):
         ``responses`` holds one reply per operation of the branch that ran, in order. A txn
         of reads only is retried like a read.
         """
-        request = _requests.txn_request(self, compare, success, failure)
+        request = _requests.txn_request(self._keyspace, compare, success, failure)
         read_only = all(
             op.WhichOneof("request") == "request_range"
             for op in (*request.success, *request.failure)
         )
         reply = await self._unary(rpcs.TXN, request, timeout=timeout, repeatable=read_only)
-        return _requests.txn_response(reply, self._namespace)
+        return _requests.txn_response(reply, self._keyspace.prefix)
 
     async def compact(
         self, revision: int, *, physical: bool = False, timeout: float | None = None

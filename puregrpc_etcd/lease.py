@@ -135,13 +135,8 @@ class Lease:
 
 
 class LeaseMixin(ClientBase):
-    """The Lease service, and leases kept alive by a task in the client's nursery."""
-
-    _lease_keeper: LeaseKeeper | None = None
-    #: The token (``_token_marker``) the last LeaseKeepAlive stream was opened with.
-    _keepalive_token: object = None
-    # The leases this client granted for a block or a session, revoked when it closes.
-    _owned_leases: dict[int, KeptLease] | None = None
+    """The Lease service, and leases kept alive by a task in the client's nursery; their state
+    (keeper, owned leases) is the caller's, shared by the client's namespaces."""
 
     async def grant(
         self, ttl: int, *, id: int = 0, timeout: float | None = None
@@ -163,8 +158,8 @@ class LeaseMixin(ClientBase):
         reply = await self._unary(
             rpcs.LEASE_REVOKE, rpc_pb2.LeaseRevokeRequest(ID=id), timeout=timeout
         )
-        if self._lease_keeper is not None:
-            self._lease_keeper.lose(id)
+        if self._caller.lease_keeper is not None:
+            self._caller.lease_keeper.lose(id)
         return LeaseRevokeResponse(response_header(reply.header))
 
     async def time_to_live(
@@ -186,7 +181,11 @@ class LeaseMixin(ClientBase):
             reply.TTL,
             reply.grantedTTL,
             # Through a namespace view, keys outside it are not the view's (as Go's namespace).
-            [self._unkey(key) for key in reply.keys if key.startswith(self._namespace)],
+            [
+                self._keyspace.unkey(key)
+                for key in reply.keys
+                if key.startswith(self._keyspace.prefix)
+            ],
         )
 
     async def leases(self, *, timeout: float | None = None) -> list[int]:
@@ -201,7 +200,7 @@ class LeaseMixin(ClientBase):
         _check_id(id)
         reply: rpc_pb2.LeaseKeepAliveResponse | None = None
         async with self._stream(
-            rpcs.LEASE_KEEP_ALIVE, timeout=self._timeout if timeout is None else timeout
+            rpcs.LEASE_KEEP_ALIVE, timeout=self._caller.timeout if timeout is None else timeout
         ) as stream:
             await stream.send_message(rpc_pb2.LeaseKeepAliveRequest(ID=id))
             async for answer in stream:
@@ -264,10 +263,10 @@ class LeaseMixin(ClientBase):
     # Shared with the concurrency recipes, whose sessions are leases too.
 
     def _keeper(self) -> LeaseKeeper:
-        keeper = self._lease_keeper
+        keeper = self._caller.lease_keeper
         if keeper is None:
-            keeper = LeaseKeeper(self._nursery, self._keepalive_stream)
-            self._lease_keeper = keeper
+            keeper = LeaseKeeper(self._caller.nursery, self._keepalive_stream)
+            self._caller.lease_keeper = keeper
         return keeper
 
     @contextlib.asynccontextmanager
@@ -277,12 +276,13 @@ class LeaseMixin(ClientBase):
         """The LeaseKeepAlive stream, opened with a renewed token when the server refused the
         last one: etcd 3.5.x's recent releases check the token of every renewal, and a
         restarted etcd has forgotten every simple token."""
-        keeper = self._lease_keeper
-        if keeper is not None and self._is_stale_token(keeper.last_failure):
+        caller = self._caller
+        keeper = caller.lease_keeper
+        if keeper is not None and caller.is_stale_token(keeper.last_failure):
             keeper.last_failure = None
-            await self._renew_token(self._keepalive_token)
+            await caller.renew_token(caller.keepalive_token)
         async with self._stream(rpcs.LEASE_KEEP_ALIVE) as stream:
-            self._keepalive_token = self._token_marker()
+            caller.keepalive_token = caller.token_marker()
             yield stream
 
     async def _open_lease(self, ttl: int, *, id: int = 0, timeout: float | None) -> KeptLease:
@@ -291,10 +291,10 @@ class LeaseMixin(ClientBase):
         # The lease's clock starts when etcd applies the grant, after this: a safe first deadline.
         asked = trio.current_time()
         granted = await self.grant(ttl, id=id, timeout=timeout)
-        owned = self._owned_leases
+        owned = self._caller.owned_leases
         if owned is None:
-            owned = self._owned_leases = {}
-            self._closers.append(self._revoke_owned_leases)
+            owned = self._caller.owned_leases = {}
+            self._caller.closers.append(self._revoke_owned_leases)
         try:
             kept = self._keeper().hold(granted.id, granted.ttl, since=asked)
         except BaseException:
@@ -305,7 +305,7 @@ class LeaseMixin(ClientBase):
 
     async def _close_lease(self, kept: KeptLease) -> None:
         """Stop renewing a lease of ``_open_lease`` and revoke it (once; later calls do nothing)."""
-        owned = self._owned_leases
+        owned = self._caller.owned_leases
         if owned is None or owned.get(kept.lease_id) is not kept:
             return  # closed before, or revoked by the closing client
         del owned[kept.lease_id]
@@ -314,7 +314,7 @@ class LeaseMixin(ClientBase):
             await self._revoke_quietly(kept.lease_id, min(REVOKE_TIMEOUT, float(kept.ttl)))
 
     async def _revoke_owned_leases(self) -> None:
-        owned = self._owned_leases
+        owned = self._caller.owned_leases
         if not owned:
             return
         alive = [lease_id for lease_id, kept in owned.items() if not kept.lost.is_set()]
@@ -329,15 +329,15 @@ class LeaseMixin(ClientBase):
         """Revoke on the way out (see ``cleanup_call``): a lease we cannot revoke expires by
         its TTL anyway."""
         reply = await cleanup_call(
-            self,
+            self._caller,
             rpcs.LEASE_REVOKE,
             rpc_pb2.LeaseRevokeRequest(ID=lease_id),
             limit=limit,
             what=f"revoke lease {lease_id:x}",
             on_exit=True,
         )
-        if reply is not None and self._lease_keeper is not None:
-            self._lease_keeper.lose(lease_id)
+        if reply is not None and self._caller.lease_keeper is not None:
+            self._caller.lease_keeper.lose(lease_id)
 
 
 @contextlib.asynccontextmanager

@@ -26,12 +26,9 @@ if TYPE_CHECKING:
     from collections.abc import Generator
     from types import TracebackType
 
-    from puregrpc_etcd.kv import KVMixin
-    from puregrpc_etcd.lease import LeaseMixin
-    from puregrpc_etcd.watch import WatchMixin
-
-    class RecipeClient(KVMixin, WatchMixin, LeaseMixin):
-        """What the recipes use of a client: KV calls, watches and leases."""
+    # What the recipes use of a client: its KV, watch and lease calls, on which
+    # ConcurrencyMixin is built.
+    from puregrpc_etcd.concurrency import ConcurrencyMixin
 
 
 __all__ = [
@@ -79,7 +76,7 @@ class Lock:
     lease_id: int
     revision: int
     lost: trio.Event
-    _client: RecipeClient
+    _client: ConcurrencyMixin
     # The session lease to end on release, when the lock has one of its own.
     _session: KeptLease | None
 
@@ -124,7 +121,7 @@ async def within(timeout: float | None, message: str, call: Awaitable[T]) -> T:
 
 
 async def acquire(
-    client: RecipeClient,
+    client: ConcurrencyMixin,
     name: object,
     lease_id: int,
     kept: KeptLease | None,
@@ -175,7 +172,7 @@ async def acquire(
     return lock
 
 
-async def wait_deletes(client: RecipeClient, prefix: bytes, max_create_revision: int) -> None:
+async def wait_deletes(client: ConcurrencyMixin, prefix: bytes, max_create_revision: int) -> None:
     """Wait until no key under ``prefix`` was created at or before ``max_create_revision``.
 
     Watches only the newest such key at a time (Go's ``waitDeletes``): every waiter watches
@@ -195,7 +192,7 @@ async def wait_deletes(client: RecipeClient, prefix: bytes, max_create_revision:
         await _wait_delete(client, reply.kvs[0].key, reply.header.revision)
 
 
-async def _wait_delete(client: RecipeClient, key: bytes, revision: int) -> None:
+async def _wait_delete(client: ConcurrencyMixin, key: bytes, revision: int) -> None:
     async with client.watch(key, start_revision=revision) as watcher:
         async for event in watcher:
             if event.type == "delete":
@@ -204,7 +201,7 @@ async def _wait_delete(client: RecipeClient, key: bytes, revision: int) -> None:
 
 
 async def remove_quietly(
-    client: RecipeClient,
+    client: ConcurrencyMixin,
     key: bytes,
     *,
     timeout: float | None = None,
@@ -215,9 +212,9 @@ async def remove_quietly(
     deleted (its lease will end it). ``on_exit``: one attempt (see ``cleanup_call``)."""
     limit = check_timeout(timeout) or CLEANUP_TIMEOUT
     reply = await cleanup_call(
-        client,
+        client._caller,
         rpcs.DELETE_RANGE,
-        rpc_pb2.DeleteRangeRequest(key=client._key(key)),
+        rpc_pb2.DeleteRangeRequest(key=client._keyspace.key(key)),
         limit=limit,
         what=f"remove lock key {key!r}",
         on_exit=on_exit,
@@ -248,7 +245,9 @@ class TryLock:
 
     __slots__ = ("_client", "_context", "_name", "_timeout", "_ttl")
 
-    def __init__(self, client: RecipeClient, name: object, ttl: int, timeout: float | None) -> None:
+    def __init__(
+        self, client: ConcurrencyMixin, name: object, ttl: int, timeout: float | None
+    ) -> None:
         self._client = client
         self._name = name
         self._ttl = ttl

@@ -16,7 +16,7 @@ from puregrpc_etcd.errors import EtcdError
 from puregrpc_etcd.types import ResponseHeader, response_header
 
 if TYPE_CHECKING:
-    from puregrpc_etcd._base import ClientBase
+    from puregrpc_etcd._caller import Caller
 
 __all__ = ["Alarm", "AlarmType", "HashKVResponse", "Maintenance", "StatusResponse"]
 
@@ -111,16 +111,16 @@ class Maintenance:
     than whichever the client is connected to; status, defragment and hashes are per member.
     """
 
-    __slots__ = ("_client",)
+    __slots__ = ("_caller",)
 
-    def __init__(self, client: ClientBase) -> None:
-        self._client = client
+    def __init__(self, caller: Caller) -> None:
+        self._caller = caller
 
     async def status(
         self, endpoint: str | None = None, *, timeout: float | None = None
     ) -> StatusResponse:
         """The status of the member at ``endpoint`` (default: the one connected to)."""
-        reply = await self._client._unary(
+        reply = await self._caller.unary(
             rpcs.STATUS, rpc_pb2.StatusRequest(), timeout=timeout, endpoint=_endpoint(endpoint)
         )
         return StatusResponse(
@@ -138,7 +138,7 @@ class Maintenance:
 
     async def alarms(self, *, timeout: float | None = None) -> list[Alarm]:
         """Every alarm raised in the cluster."""
-        reply = await self._client._unary(
+        reply = await self._caller.unary(
             rpcs.ALARM, rpc_pb2.AlarmRequest(action=rpc_pb2.AlarmRequest.GET), timeout=timeout
         )
         return _alarms(reply)
@@ -167,9 +167,7 @@ class Maintenance:
                 alarm=target.alarm.upper(),
             )
             # A write: retried only when it provably never reached the member.
-            reply = await self._client._unary(
-                rpcs.ALARM, request, timeout=timeout, repeatable=False
-            )
+            reply = await self._caller.unary(rpcs.ALARM, request, timeout=timeout, repeatable=False)
             cleared.extend(_alarms(reply))
         return cleared
 
@@ -181,7 +179,7 @@ class Maintenance:
         The member serves nothing while it defragments: do one member at a time, with a
         ``timeout`` that fits the store's size.
         """
-        await self._client._unary(
+        await self._caller.unary(
             rpcs.DEFRAGMENT,
             rpc_pb2.DefragmentRequest(),
             timeout=timeout,
@@ -196,7 +194,7 @@ class Maintenance:
             raise TypeError(f"revision must be an int, not {type(revision).__name__}")
         if revision < 0:
             raise ValueError("revision must not be negative")
-        reply = await self._client._unary(
+        reply = await self._caller.unary(
             rpcs.HASH_KV,
             rpc_pb2.HashKVRequest(revision=revision),
             timeout=timeout,
@@ -225,7 +223,7 @@ class Maintenance:
         followed by its SHA-256, which is checked before returning (``EtcdError`` if it does not
         match).
         """
-        return await save_snapshot(self._client, file, progress=progress, timeout=timeout)
+        return await save_snapshot(self._caller, file, progress=progress, timeout=timeout)
 
     async def move_leader(
         self, member_id: int, *, endpoint: str | None = None, timeout: float | None = None
@@ -238,7 +236,7 @@ class Maintenance:
         if not isinstance(member_id, int) or isinstance(member_id, bool):
             raise TypeError(f"a member id must be an int, not {type(member_id).__name__}")
         target = _endpoint(endpoint) if endpoint is not None else await self._leader_endpoint()
-        await self._client._unary(
+        await self._caller.unary(
             rpcs.MOVE_LEADER,
             rpc_pb2.MoveLeaderRequest(targetID=member_id),
             timeout=timeout,
@@ -249,9 +247,9 @@ class Maintenance:
         status = await self.status()
         if not status.leader:
             raise EtcdError("the cluster has no leader to move leadership from")
-        for member in await Cluster(self._client).members():
+        for member in await Cluster(self._caller).members():
             if member.id == status.leader:
-                endpoints = serving_endpoints([member], tls=self._client._tls)
+                endpoints = serving_endpoints([member], tls=self._caller.tls)
                 if endpoints:
                     return endpoints[0]
         raise EtcdError(f"the leader {status.leader:x} publishes no usable client URL")

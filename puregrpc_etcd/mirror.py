@@ -10,18 +10,19 @@ import contextlib
 import weakref
 from collections import deque
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, AsyncIterator, Callable, Deque, Literal, cast
+from typing import TYPE_CHECKING, AsyncIterator, Callable, Deque, Literal
 
 import trio
 
 from puregrpc_etcd import _requests
-from puregrpc_etcd._base import ClientBase, check_timeout
-from puregrpc_etcd._keys import to_bytes
+from puregrpc_etcd._base import check_timeout
+from puregrpc_etcd._keys import KeyLike, to_bytes
 from puregrpc_etcd.errors import CompactedError, EtcdError
+from puregrpc_etcd.kv import KVMixin
 from puregrpc_etcd.lock import within
+from puregrpc_etcd.watch import WatchMixin
 
 if TYPE_CHECKING:
-    from puregrpc_etcd.client import Client
     from puregrpc_etcd.types import KeyValue
     from puregrpc_etcd.watch import Event, Watcher
 
@@ -110,8 +111,10 @@ class Mirror:
     error rather than serve a copy that has stopped following the server.
     """
 
-    def __init__(self, client: ClientBase, prefix: bytes, page_size: int, max_backlog: int) -> None:
-        self._client = cast("Client", client)
+    def __init__(
+        self, client: MirrorMixin, prefix: bytes, page_size: int, max_backlog: int
+    ) -> None:
+        self._client = client
         self.prefix = prefix
         self._page_size = page_size
         self._max_backlog = max_backlog
@@ -140,7 +143,7 @@ class Mirror:
         """How many times the mirror listed the prefix again after a compaction."""
         return self._resyncs
 
-    def get(self, key: object, default: KeyValue | None = None) -> KeyValue | None:
+    def get(self, key: KeyLike, default: KeyValue | None = None) -> KeyValue | None:
         """The ``KeyValue`` of ``key``, or ``default`` when the mirror does not hold it."""
         self._raise_if_failed()
         return self._items.get(to_bytes(key), default)
@@ -155,7 +158,8 @@ class Mirror:
         return len(self._items)
 
     def __contains__(self, key: object) -> bool:
-        return self.get(key) is not None
+        self._raise_if_failed()
+        return to_bytes(key) in self._items
 
     def changes(self) -> MirrorChanges:
         """An async iterator of the changes from now on (``async for change in mirror`` too)."""
@@ -336,13 +340,13 @@ class Mirror:
         )
 
 
-class MirrorMixin(ClientBase):
+class MirrorMixin(KVMixin, WatchMixin):
     """``mirror()``: a local copy of a prefix, kept current in the client's nursery."""
 
     @contextlib.asynccontextmanager
     async def mirror(
         self,
-        prefix: object,
+        prefix: KeyLike,
         *,
         page_size: int = 1000,
         max_backlog: int = DEFAULT_MAX_BACKLOG,
@@ -366,7 +370,7 @@ class MirrorMixin(ClientBase):
         scope: trio.CancelScope = await within(
             timeout,
             f"the mirror of {key!r} was not in place in {timeout} s",
-            self._nursery.start(mirror._follow),
+            self._caller.nursery.start(mirror._follow),
         )
         try:
             yield mirror

@@ -9,17 +9,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Callable, Iterable, NoReturn
 
 from puregrpc_etcd import _requests
-from puregrpc_etcd._base import ClientBase
-from puregrpc_etcd._keys import to_bytes
+from puregrpc_etcd._keys import ROOT, KeyLike, KeySpace, to_bytes
 from puregrpc_etcd._proto import rpc_pb2
 
 if TYPE_CHECKING:
     from google.protobuf.message import Message
 
 __all__ = ["Compare", "CompareTarget", "Op"]
-
-# Requests are first built for a client without namespace; namespaced clients rebuild them.
-_PLAIN_CLIENT = ClientBase()
 
 _TARGETS = {"version": 0, "create_revision": 1, "mod_revision": 2, "value": 3, "lease": 4}
 _RESULTS = {"==": 0, ">": 1, "<": 2, "!=": 3}
@@ -35,7 +31,7 @@ class CompareTarget:
     __slots__ = ("_key", "_prefix", "_range_end", "_target")
 
     def __init__(self, target: str, key: object, prefix: bool, range_end: object) -> None:
-        _PLAIN_CLIENT._range(key, prefix=prefix, range_end=range_end)
+        ROOT.range(key, prefix=prefix, range_end=range_end)
         self._target = target
         self._key = to_bytes(key)
         self._prefix = prefix
@@ -102,32 +98,38 @@ class Compare:
         raise AttributeError("Compare is immutable")
 
     @staticmethod
-    def value(key: object, *, prefix: bool = False, range_end: object = None) -> CompareTarget:
+    def value(
+        key: KeyLike, *, prefix: bool = False, range_end: KeyLike | None = None
+    ) -> CompareTarget:
         return CompareTarget("value", key, prefix, range_end)
 
     @staticmethod
-    def version(key: object, *, prefix: bool = False, range_end: object = None) -> CompareTarget:
+    def version(
+        key: KeyLike, *, prefix: bool = False, range_end: KeyLike | None = None
+    ) -> CompareTarget:
         return CompareTarget("version", key, prefix, range_end)
 
     @staticmethod
     def create_revision(
-        key: object, *, prefix: bool = False, range_end: object = None
+        key: KeyLike, *, prefix: bool = False, range_end: KeyLike | None = None
     ) -> CompareTarget:
         return CompareTarget("create_revision", key, prefix, range_end)
 
     @staticmethod
     def mod_revision(
-        key: object, *, prefix: bool = False, range_end: object = None
+        key: KeyLike, *, prefix: bool = False, range_end: KeyLike | None = None
     ) -> CompareTarget:
         return CompareTarget("mod_revision", key, prefix, range_end)
 
     @staticmethod
-    def lease(key: object, *, prefix: bool = False, range_end: object = None) -> CompareTarget:
+    def lease(
+        key: KeyLike, *, prefix: bool = False, range_end: KeyLike | None = None
+    ) -> CompareTarget:
         return CompareTarget("lease", key, prefix, range_end)
 
-    def _to_pb(self, client: ClientBase) -> rpc_pb2.Compare:
+    def _to_pb(self, keys: KeySpace) -> rpc_pb2.Compare:
         target = self.target
-        start, end = client._range(target._key, prefix=target._prefix, range_end=target._range_end)
+        start, end = keys.range(target._key, prefix=target._prefix, range_end=target._range_end)
         pb = rpc_pb2.Compare(
             result=_RESULTS[self.result],  # type: ignore[arg-type]
             target=_TARGETS[target._target],  # type: ignore[arg-type]
@@ -150,34 +152,37 @@ class Op:
     __slots__ = ("_build", "_plain", "kind")
 
     kind: str
-    _build: Callable[[ClientBase], rpc_pb2.RequestOp]
+    _build: Callable[[KeySpace], rpc_pb2.RequestOp]
     _plain: rpc_pb2.RequestOp
 
-    def __init__(self, kind: str, build: Callable[[ClientBase], rpc_pb2.RequestOp]) -> None:
+    def __init__(self, kind: str, build: Callable[[KeySpace], rpc_pb2.RequestOp]) -> None:
         object.__setattr__(self, "kind", kind)
         object.__setattr__(self, "_build", build)
-        # Building once now checks the arguments before any I/O.
-        object.__setattr__(self, "_plain", build(_PLAIN_CLIENT))
+        # Building once now, outside any namespace, checks the arguments before any I/O; a
+        # namespaced client builds it again in its key space.
+        object.__setattr__(self, "_plain", build(ROOT))
 
     def __setattr__(self, name: str, value: object) -> None:
         raise AttributeError("Op is immutable")
 
     @staticmethod
-    def get(key: object, **options: Any) -> Op:
-        return Op("get", lambda c: _op(request_range=_requests.range_request(c, key, **options)))
-
-    @staticmethod
-    def put(key: object, value: object, **options: Any) -> Op:
+    def get(key: KeyLike, **options: Any) -> Op:
         return Op(
-            "put",
-            lambda c: _op(request_put=_requests.put_request(c, key, value, **options)),
+            "get", lambda keys: _op(request_range=_requests.range_request(keys, key, **options))
         )
 
     @staticmethod
-    def delete(key: object, **options: Any) -> Op:
+    def put(key: KeyLike, value: KeyLike | None, **options: Any) -> Op:
+        return Op(
+            "put",
+            lambda keys: _op(request_put=_requests.put_request(keys, key, value, **options)),
+        )
+
+    @staticmethod
+    def delete(key: KeyLike, **options: Any) -> Op:
         return Op(
             "delete",
-            lambda c: _op(request_delete_range=_requests.delete_request(c, key, **options)),
+            lambda keys: _op(request_delete_range=_requests.delete_request(keys, key, **options)),
         )
 
     @staticmethod
@@ -187,12 +192,12 @@ class Op:
         compare, success, failure = tuple(compare), tuple(success), tuple(failure)
         return Op(
             "txn",
-            lambda c: _op(request_txn=_requests.txn_request(c, compare, success, failure)),
+            lambda keys: _op(request_txn=_requests.txn_request(keys, compare, success, failure)),
         )
 
-    def _to_pb(self, client: ClientBase) -> rpc_pb2.RequestOp:
-        if client._namespace:
-            return self._build(client)
+    def _to_pb(self, keys: KeySpace) -> rpc_pb2.RequestOp:
+        if keys.prefix:
+            return self._build(keys)
         return self._plain
 
     def __repr__(self) -> str:

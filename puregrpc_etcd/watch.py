@@ -26,11 +26,10 @@ from puregrpc_etcd._watch_backlog import (
     DEFAULT_MAX_BACKLOG_BYTES,
     BacklogLimits,
     Subscription,
-    WatchOverflowError,
 )
 from puregrpc_etcd._watch_hub import WatchHub
 from puregrpc_etcd._watch_state import WatchSpec
-from puregrpc_etcd.errors import DeadlineExceededError, EtcdError
+from puregrpc_etcd.errors import DeadlineExceededError, EtcdError, WatchOverflowError
 from puregrpc_etcd.grpc import StatusCode
 from puregrpc_etcd.types import KeyValue, key_value
 
@@ -193,7 +192,7 @@ class WatchContext:
     ) -> None:
         self._client = client
         self._subscription = subscription
-        self._namespace = client._namespace
+        self._namespace = client._keyspace.prefix
         self._timeout = timeout
         self._entered = False
 
@@ -246,12 +245,11 @@ class WatchContext:
 class WatchMixin(ClientBase):
     """``watch()`` and ``watch_callback()``; every watcher of a client shares one Watch stream."""
 
-    _watch_hub: Optional[WatchHub] = None
-
     def _watch_hub_instance(self) -> WatchHub:
-        hub = self._watch_hub
+        caller = self._caller
+        hub = caller.watch_hub
         if hub is None:
-            hub = self._watch_hub = WatchHub(self)
+            hub = caller.watch_hub = WatchHub(caller)
         return hub
 
     def watch(
@@ -289,7 +287,9 @@ class WatchMixin(ClientBase):
         the watch on entry (``DeadlineExceededError``); once created, a watch has no deadline and
         rides out outages, resuming as soon as an endpoint answers.
         """
-        start, end = self._range(key, prefix=prefix, from_key=from_key, range_end=range_end)
+        start, end = self._keyspace.range(
+            key, prefix=prefix, from_key=from_key, range_end=range_end
+        )
         if end not in (b"", ALL_KEYS) and end <= start:
             # etcd refuses such a watch (an empty range); say so before any I/O.
             raise ValueError(f"range_end {end!r} must sort after the key {start!r}")
@@ -307,8 +307,8 @@ class WatchMixin(ClientBase):
             no_delete=bool(no_delete),
         )
         if timeout is None:
-            timeout = self._timeout
-        subscription = Subscription(spec, start_revision, limits, key=self._unkey(start))
+            timeout = self._caller.timeout
+        subscription = Subscription(spec, start_revision, limits, key=self._keyspace.unkey(start))
         return WatchContext(self, subscription, timeout)
 
     async def watch_callback(

@@ -12,7 +12,15 @@ from typing import TYPE_CHECKING, Callable, NamedTuple, TypeVar, Union
 if TYPE_CHECKING:
     import ssl
 
-__all__ = ["Endpoint", "TlsOption", "parse_endpoint", "parsed_or_redacted", "redact_userinfo"]
+__all__ = [
+    "Endpoint",
+    "TlsOption",
+    "join_host_port",
+    "parse_endpoint",
+    "parsed_or_redacted",
+    "redact_userinfo",
+    "split_host_port",
+]
 
 T = TypeVar("T")
 
@@ -35,8 +43,7 @@ class Endpoint(NamedTuple):
 
     @property
     def authority(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{host}:{self.port}"
+        return join_host_port(self.host, self.port)
 
 
 def redact_userinfo(text: str) -> str:
@@ -80,31 +87,48 @@ def _parse(text: str) -> Endpoint:
         scheme = scheme.lower()
         if scheme not in _DEFAULT_PORTS:
             raise ValueError("unsupported scheme: use http or https")
-    rest = rest.rstrip("/")
-    if "@" in rest:
-        raise ValueError("an endpoint carries no user name or password")
-    if not rest or "/" in rest:
+    default_port = None if scheme is None else _DEFAULT_PORTS[scheme]
+    host, port = split_host_port(rest.rstrip("/"), default_port)
+    scheme_tls = None if scheme is None else scheme == "https"
+    return Endpoint(text, host, port, scheme_tls)
+
+
+def split_host_port(text: str, default_port: int | None) -> tuple[str, int]:
+    """``"h:1"`` -> ``("h", 1)``, ``"[::1]:1"`` -> ``("::1", 1)``; without a port
+    ``default_port``, or a ValueError when that is None. The package's one host:port parser.
+
+    The ValueError says what is wrong without quoting ``text``: callers quote their whole input,
+    with any credentials redacted (``parsed_or_redacted``).
+    """
+    if "@" in text:
+        raise ValueError(
+            "an endpoint carries no user name or password: use an etcd:// URL or "
+            "username=/password="
+        )
+    if not text or "/" in text:
         raise ValueError("expected host:port")
-    if rest.startswith("["):
-        host, bracket, after = rest[1:].partition("]")
+    if text.startswith("["):
+        host, bracket, after = text[1:].partition("]")
         if not bracket or (after and not after.startswith(":")):
             raise ValueError("an IPv6 address goes in brackets, as in [::1]:2379")
         port_text = after[1:]
-    elif rest.count(":") == 1:
-        host, port_text = rest.split(":")
-    elif ":" in rest:
+    elif text.count(":") == 1:
+        host, port_text = text.split(":")
+    elif ":" in text:
         raise ValueError("an IPv6 address needs brackets, as in [::1]:2379")
     else:
-        host, port_text = rest, ""
+        host, port_text = text, ""
     if not host:
         raise ValueError("no host")
     if port_text:
         if not port_text.isdigit() or not 0 < int(port_text) < 65536:
             raise ValueError("invalid port")
-        port = int(port_text)
-    elif scheme is not None:
-        port = _DEFAULT_PORTS[scheme]
-    else:
+        return host, int(port_text)
+    if default_port is None:
         raise ValueError("a port is needed (host:port)")
-    scheme_tls = None if scheme is None else scheme == "https"
-    return Endpoint(text, host, port, scheme_tls)
+    return host, default_port
+
+
+def join_host_port(host: str, port: int) -> str:
+    """``host:port``, an IPv6 address in brackets."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"

@@ -200,19 +200,19 @@ async def test_argument_errors_come_before_any_io(server: EtcdServer) -> None:
 async def test_expired_token_is_renewed_transparently(server: EtcdServer) -> None:
     async with connect_as(server, "alice", ALICE_PASSWORD) as alice:
         await alice.put("app/renew", "before")
-        first_token = alice._token
+        first_token = alice._caller.token
         assert first_token
         await trio.sleep(PAST_TOKEN_EXPIRY)
         # The token really has expired: the server refuses it when sent as it is.
         with pytest.raises(grpc.RpcError, match="invalid auth token"):
-            await alice._channel.unary_unary(
+            await alice._caller.channel.unary_unary(
                 "/etcdserverpb.KV/Range",
                 rpc_pb2.RangeRequest(key=b"app/renew"),
                 rpc_pb2.RangeResponse,
                 metadata=[("token", first_token)],
             )
         assert await alice.get_value("app/renew") == b"before"
-        assert alice._token not in (None, first_token)
+        assert alice._caller.token not in (None, first_token)
         await alice.put("app/renew", "after")
         assert await alice.get_value("app/renew") == b"after"
 

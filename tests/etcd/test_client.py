@@ -48,7 +48,7 @@ async def test_endpoint_forms(server: EtcdServer, form: object) -> None:
 
 async def test_etcd_url_sets_the_default_timeout(server: EtcdServer) -> None:
     async with etcd.connect(f"etcd://{server.endpoint}/?command_timeout=0.000000001") as client:
-        assert client._timeout == pytest.approx(1e-9)
+        assert client._caller.timeout == pytest.approx(1e-9)
         with pytest.raises(etcd.DeadlineExceededError):
             await client.get("k")
 
@@ -58,7 +58,7 @@ async def test_from_env(server: EtcdServer, monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setenv("ETCDCTL_DIAL_TIMEOUT", "2s")
     monkeypatch.setenv("ETCDCTL_COMMAND_TIMEOUT", "7s")
     async with etcd.Client.from_env() as client:
-        assert client._timeout == 7.0
+        assert client._caller.timeout == 7.0
         await client.put("env/k", "v")
         assert await client.get_value("env/k") == b"v"
     async with etcd.connect(from_env=True) as client:
@@ -72,8 +72,8 @@ async def test_require_leader_and_user_metadata(server: EtcdServer) -> None:
     async with etcd.connect(
         server.endpoints, require_leader=True, metadata=[("x-app", "tests")]
     ) as client:
-        assert ("hasleader", "true") in client._metadata
-        assert ("x-app", "tests") in client._metadata
+        assert ("hasleader", "true") in client._caller.metadata
+        assert ("x-app", "tests") in client._caller.metadata
         await client.put("meta/k", "v")
         assert await client.get_value("meta/k") == b"v"
 
@@ -107,7 +107,7 @@ async def test_closers_run_in_reverse_and_errors_in_them_do_not_stop_the_rest(
             ran.append("stuck")
             await trio.sleep_forever()
 
-        client._closers.extend([first, broken, stuck])
+        client._caller.closers.extend([first, broken, stuck])
     assert ran == ["stuck", "broken", "first"]
     async with etcd.connect(server.endpoints) as client:
         assert await client.get_value("closers/first") == b"ran"
@@ -158,17 +158,17 @@ async def test_connect_timeout_given_wins_over_the_url_and_env(
 ) -> None:
     url = f"etcd://{server.endpoint}/?dial_timeout=7"
     async with etcd.connect(url, connect_timeout=5.0) as client:
-        assert client._channel.connect_timeout == 5.0
+        assert client._caller.channel.connect_timeout == 5.0
     async with etcd.connect(url) as client:
-        assert client._channel.connect_timeout == 7.0
+        assert client._caller.channel.connect_timeout == 7.0
     async with etcd.connect(server.endpoints) as client:
-        assert client._channel.connect_timeout == 5.0
+        assert client._caller.channel.connect_timeout == 5.0
     monkeypatch.setenv("ETCDCTL_ENDPOINTS", server.endpoint)
     monkeypatch.setenv("ETCDCTL_DIAL_TIMEOUT", "3s")
     async with etcd.connect(from_env=True, connect_timeout=5.0) as client:
-        assert client._channel.connect_timeout == 5.0
+        assert client._caller.channel.connect_timeout == 5.0
     async with etcd.connect(from_env=True) as client:
-        assert client._channel.connect_timeout == 3.0
+        assert client._caller.channel.connect_timeout == 3.0
         await client.put("dial/k", "v")
 
 
@@ -248,7 +248,7 @@ async def test_auth_token_on_every_call_and_reauthentication() -> None:
         async with etcd.connect(secured.endpoints, username="root", password="x") as client:
             # Auth is not enabled yet: the client carries on without a token.
             await client.put("auth/k", "before")
-            assert client._token is None
+            assert client._caller.token is None
         await enable_auth(secured.endpoints)
         async with etcd.connect(secured.endpoints) as anonymous:
             with pytest.raises(etcd.AuthFailedError, match="user name is empty"):
@@ -258,7 +258,7 @@ async def test_auth_token_on_every_call_and_reauthentication() -> None:
                 pass
         assert "wrong" not in repr(caught.value)
         async with etcd.connect(f"etcd://root:{ROOT_PASSWORD}@{secured.endpoint}/") as client:
-            token = client._token
+            token = client._caller.token
             assert token
             assert token not in repr(client)
             assert ROOT_PASSWORD not in repr(client)
@@ -266,7 +266,7 @@ async def test_auth_token_on_every_call_and_reauthentication() -> None:
             # Simple tokens expire about ttl + 1 s after their last use.
             await trio.sleep(3.5)
             await client.put("auth/k", "after")
-            assert client._token != token
+            assert client._caller.token != token
             assert await client.get_value("auth/k") == b"after"
             async with client._stream(rpcs.WATCH) as s:
                 await s.send_message(

@@ -198,11 +198,11 @@ async def test_argument_errors_come_before_any_io(cluster: EtcdCluster) -> None:
 async def test_auto_sync_learns_every_member_from_one(cluster: EtcdCluster) -> None:
     first = cluster[0]
     async with etcd.connect(first.endpoints, auto_sync_interval=0.2) as client:
-        assert client._channel.endpoints == [first.endpoint]
+        assert client._caller.channel.endpoints == [first.endpoint]
         with trio.fail_after(20):
             for _ in range(200):
-                if len(client._channel.endpoints) == len(cluster):
+                if len(client._caller.channel.endpoints) == len(cluster):
                     break
                 await trio.sleep(0.1)
-        assert sorted(client._channel.endpoints) == sorted(s.client_url for s in cluster)
+        assert sorted(client._caller.channel.endpoints) == sorted(s.client_url for s in cluster)
         await client.put("cluster/synced", "yes")

@@ -53,7 +53,7 @@ async def released(server: EtcdServer, client: Client, watchers: int, tasks: int
     for _ in range(int(RELEASE_BOUND / 0.1)):
         collect_garbage()
         now = await trio.to_thread.run_sync(server_watchers, server)
-        if now <= watchers and len(client._nursery.child_tasks) <= tasks:
+        if now <= watchers and len(client._caller.nursery.child_tasks) <= tasks:
             return True
         await trio.sleep(0.1)
     return False
@@ -77,14 +77,15 @@ async def test_an_observer_left_with_break_releases_its_task_and_watch(
             async with observe() as leaders:  # the usual way, to settle the client's tasks
                 assert (await leaders.__anext__()).value == b"here"
             watchers = await trio.to_thread.run_sync(server_watchers, server)
-            tasks = len(client._nursery.child_tasks)
+            tasks = len(client._caller.nursery.child_tasks)
             for _ in range(3):
                 async for kv in observe():
                     assert kv.value == b"here"
                     break
             assert await released(server, client, watchers, tasks), (
                 f"{await trio.to_thread.run_sync(server_watchers, server)} watchers on etcd"
-                f" (from {watchers}), {len(client._nursery.child_tasks)} tasks (from {tasks})"
+                f" (from {watchers}),"
+                f" {len(client._caller.nursery.child_tasks)} tasks (from {tasks})"
             )
 
 
@@ -93,7 +94,7 @@ async def test_aclose_releases_an_observer_at_once(server: EtcdServer) -> None:
         election = client.election("aclosed", ttl=10)
         async with election.campaign("here"):
             watchers = await trio.to_thread.run_sync(server_watchers, server)
-            tasks = len(client._nursery.child_tasks)
+            tasks = len(client._caller.nursery.child_tasks)
             kept = election.observe()
             async for kv in kept:
                 assert kv.value == b"here"

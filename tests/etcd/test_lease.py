@@ -197,7 +197,7 @@ async def test_client_close_revokes_its_leases(server: EtcdServer) -> None:
                     ready.set()
                     await trio.sleep_forever()
 
-            client._nursery.start_soon(hold_forever)
+            client._caller.nursery.start_soon(hold_forever)
             with trio.fail_after(10):
                 await ready.wait()
         assert (await other.time_to_live(ids[0])).ttl == -1

@@ -197,8 +197,9 @@ async def test_watch_events_are_unprefixed_and_limited(client: etcd.Client, ns: 
 async def test_views_share_the_client(client: etcd.Client, ns: bytes) -> None:
     view = client.namespace(ns)
     nested = view.namespace("inner/")
-    assert nested._namespace == ns + b"inner/"
-    assert nested._view_root is client  # type: ignore[attr-defined]
+    assert nested._keyspace.prefix == ns + b"inner/"
+    assert nested._caller is client._caller
+    assert type(nested) is type(client)
     assert ns in repr(nested).encode()
     await nested.put("k", "v")
     assert await client.get_value(ns + b"inner/k") == b"v"
@@ -211,17 +212,17 @@ async def test_views_share_the_client(client: etcd.Client, ns: bytes) -> None:
         assert event.kv.key == b"k"
         [outer_event] = await take(outer, 1)
         assert outer_event.kv.key == b"inner/k"
-        hub = client._watch_hub
-        assert view._watch_hub is hub
-        assert nested._watch_hub is hub
+        hub = client._caller.watch_hub
+        assert view._caller.watch_hub is hub
+        assert nested._caller.watch_hub is hub
         assert hub is not None
         assert hub.streams_opened == 1
     async with view.lease(30) as lease:
         await view.put("leased", "x", lease=lease.id)
-        assert client._lease_keeper is view._lease_keeper is not None
+        assert client._caller.lease_keeper is view._caller.lease_keeper is not None
         assert (await client.get(ns + b"leased")).kvs[0].lease == lease.id
     assert await client.get_value(ns + b"leased") is None
-    assert client.namespace(ns + b"inner/")._namespace == nested._namespace
+    assert client.namespace(ns + b"inner/")._keyspace.prefix == nested._keyspace.prefix
     with pytest.raises(ValueError):
         client.namespace("")
     with pytest.raises(TypeError):

@@ -93,7 +93,7 @@ def strings_reachable_from_package_globals(needle: str) -> list[str]:
 async def test_no_token_outlives_its_client(server: EtcdServer) -> None:
     async with connect_as_root(server.endpoints) as client:
         await client.put("secrets/token", "in use")
-        token = client._token
+        token = client._caller.token
         assert token
         for text in (repr(client), str(client), repr(client.namespace("ns/"))):
             assert ROOT_PASSWORD not in text
@@ -102,8 +102,8 @@ async def test_no_token_outlives_its_client(server: EtcdServer) -> None:
         reversed_token = token[::-1]
         del token
         assert strings_reachable_from_package_globals(reversed_token[::-1]) == []
-    assert client._token is None
-    assert all(value != reversed_token[::-1] for _, value in client._metadata)
+    assert client._caller.token is None
+    assert all(value != reversed_token[::-1] for _, value in client._caller.metadata)
     del client
     gc.collect()
     assert strings_reachable_from_package_globals(reversed_token[::-1]) == []

@@ -229,16 +229,16 @@ async def test_endpoint_sync_keeps_each_client_on_its_own_scheme(
     async with etcd.connect(server.endpoints, tls=certificates.context()) as client:
         (member,) = await client.cluster.members()
         assert {url.split(":")[0] for url in member.client_urls} == {"http", "https"}
-        await sync_endpoints(client)
-        assert client._channel.endpoints == [server.client_url]
+        await sync_endpoints(client._caller)
+        assert client._caller.channel.endpoints == [server.client_url]
         http_url = next(url for url in member.client_urls if url.startswith("http://"))
         # The leader lookup of move_leader picks the same way.
         assert serving_endpoints([member], tls=True) == [server.client_url]
     async with etcd.connect(http_url, auto_sync_interval=0.05) as plain:
-        await sync_endpoints(plain)
-        assert plain._channel.endpoints == [http_url]
+        await sync_endpoints(plain._caller)
+        assert plain._caller.channel.endpoints == [http_url]
         await trio.sleep(0.2)  # the background task, a few rounds
-        assert plain._channel.endpoints == [http_url]
+        assert plain._caller.channel.endpoints == [http_url]
         await plain.put("tls/plain", "over http")
 
 

@@ -192,12 +192,12 @@ async def test_hundred_watchers_share_one_stream(client: etcd.Client, prefix: st
 
         for index in range(100):
             await nursery.start(watch_one, index)
-        hub = client._watch_hub
+        hub = client._caller.watch_hub
         assert hub is not None
         assert hub.streams_opened == 1
         assert hub.attached == 100
         # On the wire too: the connection carries one HTTP/2 stream (no other call is running).
-        connection = client._channel._connection
+        connection = client._caller.channel._connection
         assert connection is not None
         assert connection.protocol.open_streams == 1
         for round_ in ("x", "y"):
@@ -453,7 +453,7 @@ async def test_errors_before_io(client: etcd.Client) -> None:
             client.watch(key, range_end=end)
         with pytest.raises(ValueError, match="must sort after the key"):
             client.namespace("ns/").watch(key, range_end=end)
-    assert client._watch_hub is None  # nothing was started
+    assert client._caller.watch_hub is None  # nothing was started
 
 
 async def test_namespaced_watch_sees_its_keys_without_the_prefix(
@@ -467,8 +467,8 @@ async def test_namespaced_watch_sees_its_keys_without_the_prefix(
         [first, second] = await take(everything, 2)
         [only] = await take(one, 1)
     assert (first.kv.key, second.kv.key, only.kv.key) == (b"k", b"other", b"k")
-    assert client._watch_hub is not None
-    assert client._watch_hub.streams_opened == 1  # views share the client's stream
+    assert client._caller.watch_hub is not None
+    assert client._caller.watch_hub.streams_opened == 1  # views share the client's stream
 
 
 async def test_entry_timeout_when_no_server_answers() -> None:
@@ -479,7 +479,7 @@ async def test_entry_timeout_when_no_server_answers() -> None:
         with trio.fail_after(10), pytest.raises(DeadlineExceededError):
             async with unreachable.watch("k", timeout=0.5):
                 raise AssertionError("created without a server")
-        hub = unreachable._watch_hub
+        hub = unreachable._caller.watch_hub
         assert hub is not None
         assert hub.attached == 0
 

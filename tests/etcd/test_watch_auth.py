@@ -114,7 +114,7 @@ async def test_watch_without_read_permission_raises_promptly_and_alone(
         etcd.connect(server.endpoints, username="reader", password="readerpw") as reader,
         reader.watch("a/", prefix=True) as allowed,
     ):
-        hub = reader._watch_hub
+        hub = reader._caller.watch_hub
         assert hub is not None
         for forbidden in ({"key": "b/secret"}, {"key": "b/", "prefix": True}):
             began = trio.current_time()
@@ -188,8 +188,8 @@ async def test_everything_carries_on_across_restart_and_token_expiry(
                     assert mirror.get("m/after") is not None
                 # The token was renewed before the stream was opened again, so that no create
                 # was refused on the way.
-                assert watching._watch_hub is not None
-                assert watching._watch_hub.creates_refused == 0
+                assert watching._caller.watch_hub is not None
+                assert watching._caller.watch_hub.creates_refused == 0
                 assert not got_lock.is_set()
             # The leader resigned: a new one is elected and the observer sees it.
             async with b.election("E", ttl=SESSION_TTL).campaign("two"):

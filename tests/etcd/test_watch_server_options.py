@@ -92,7 +92,7 @@ async def test_fragmented_replies_are_reassembled() -> None:
                 await client.put(f"big/{index:03}", "x" * 3000)
             async with client.watch("big/", prefix=True, start_revision=start) as watcher:
                 events = await take(watcher, count)
-                hub = client._watch_hub
+                hub = client._caller.watch_hub
                 assert hub is not None
                 assert hub.fragments_received > 0
     assert [e.kv.key for e in events] == [f"big/{index:03}".encode() for index in range(count)]
@@ -119,6 +119,6 @@ async def test_fragments_beyond_the_receive_limit_fail_that_watcher_only() -> No
                 assert "max_receive_message_size" in str(caught.value)
                 await client.put("small", "still here")
                 assert [e.kv.value for e in await take(bystander, 1)] == [b"still here"]
-                hub = client._watch_hub
+                hub = client._caller.watch_hub
                 assert hub is not None
                 assert hub.streams_opened == 1

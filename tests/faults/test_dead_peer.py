@@ -68,7 +68,7 @@ async def proxies(targets: list[EtcdServer]) -> AsyncIterator[list[FaultProxy]]:
 
 def in_use(client: etcd.Client, members: list[str]) -> int:
     """The index of the endpoint the client's connection goes to."""
-    current = client._channel.current_endpoint
+    current = client._caller.channel.current_endpoint
     assert current is not None
     [index] = [n for n, endpoint in enumerate(members) if current.endswith(endpoint)]
     return index
@@ -119,7 +119,7 @@ async def test_stopped_member_in_use_reads_move_to_another() -> None:
             with stopped(victim):
                 with trio.fail_after(CALL_BOUND + SLACK):
                     assert await client.get_value("dead/cluster") == b"v"
-                assert client._channel.current_endpoint != victim.endpoint
+                assert client._caller.channel.current_endpoint != victim.endpoint
 
 
 @contextmanager
@@ -145,7 +145,7 @@ async def test_member_in_use_lost_watch_and_lease_carry_on(fault: str) -> None:
         others = [m.endpoint for m in order[1:]]
         async with proxies(order) as relays, etcd.connect([p.address for p in relays]) as client:
             await client.get("dead/connect")
-            assert client._channel.current_endpoint == relays[0].address
+            assert client._caller.channel.current_endpoint == relays[0].address
             async with (
                 etcd.connect(others) as writer,
                 client.lease(ttl) as lease,
@@ -197,7 +197,7 @@ async def test_black_holed_member_in_use_reads_move_to_another() -> None:
                 hole.blackhole()
                 with trio.fail_after(CALL_BOUND + SLACK):
                     assert await client.get_value("dead/hole3") == b"v"
-                assert client._channel.current_endpoint != hole.address
+                assert client._caller.channel.current_endpoint != hole.address
 
 
 async def test_reset_connection_is_retried_for_reads() -> None:

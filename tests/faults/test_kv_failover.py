@@ -50,11 +50,11 @@ async def test_reads_fail_over_when_the_member_in_use_dies(cluster: EtcdCluster)
         cluster.endpoints, connect_timeout=2, retry_backoff=(0.05, 0.5)
     ) as client:
         await client.put("failover/k", "before")
-        victim = member_at(cluster, client._channel.current_endpoint)
+        victim = member_at(cluster, client._caller.channel.current_endpoint)
         victim.kill()
         with trio.fail_after(30):
             assert await client.get_value("failover/k") == b"before"
-        assert client._channel.current_endpoint != victim.endpoint
+        assert client._caller.channel.current_endpoint != victim.endpoint
 
 
 async def test_writes_move_on_when_a_follower_in_use_dies(cluster: EtcdCluster) -> None:
@@ -63,7 +63,7 @@ async def test_writes_move_on_when_a_follower_in_use_dies(cluster: EtcdCluster) 
         first(follower, cluster), connect_timeout=2, retry_backoff=(0.05, 0.5)
     ) as client:
         await client.put("failover/f", "start")
-        assert client._channel.current_endpoint == follower.endpoint
+        assert client._caller.channel.current_endpoint == follower.endpoint
         follower.kill()
         outcomes = await puts_until_ok(client, "failover/f", 10)
         # At most the first write, sent before the client saw the connection drop, fails.
@@ -77,7 +77,7 @@ async def test_writes_recover_when_the_leader_in_use_dies(cluster: EtcdCluster) 
         first(leader, cluster), connect_timeout=2, retry_backoff=(0.05, 0.5)
     ) as client:
         await client.put("failover/l", "start")
-        assert client._channel.current_endpoint == leader.endpoint
+        assert client._caller.channel.current_endpoint == leader.endpoint
         leader.kill()
         outcomes = await puts_until_ok(client, "failover/l", 30)
         assert outcomes[-5:] == ["ok"] * 5

@@ -157,7 +157,7 @@ async def test_keepalive_moves_to_another_member_when_its_member_dies() -> None:
     with EtcdCluster(3) as cluster:
         async with connect(cluster.endpoints) as client, client.lease(3) as lease:
             await client.put("failover/key", "v", lease=lease.id)
-            current = client._channel.current_endpoint
+            current = client._caller.channel.current_endpoint
             assert current is not None
             victim = next(member for member in cluster if member.endpoint in current)
             await trio.to_thread.run_sync(victim.kill)

@@ -98,7 +98,7 @@ async def test_late_answers_do_not_stretch_the_lease_past_its_expiry(server: Etc
             cut = trio.current_time()
             lost_at = gone_at = 0.0
 
-            keeper = client._lease_keeper
+            keeper = client._caller.lease_keeper
             assert keeper is not None
             deadlines = [keeper._schedule.next_deadline()]
 
@@ -155,7 +155,7 @@ class FrozenHolder:
             # loss itself is seen a moment after the deadline, when the task runs).
             try:
                 await trio.sleep(self.ttl / 2)
-                keeper = self.client._lease_keeper
+                keeper = self.client._caller.lease_keeper
                 assert keeper is not None
                 self.deadline = keeper._schedule.next_deadline()
                 await trio.sleep(self.ttl + 5)

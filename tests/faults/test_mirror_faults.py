@@ -10,7 +10,6 @@ import pytest
 import trio
 
 import puregrpc_etcd as etcd
-from puregrpc_etcd.auth import Auth
 from puregrpc_etcd.errors import EtcdError, PermissionDeniedError
 from puregrpc_etcd.mirror import Mirror, MirrorChange, MirrorChanges
 from puregrpc_etcd.testing import EtcdCluster, EtcdServer
@@ -76,7 +75,7 @@ async def test_sigkill_and_restart_mid_burst() -> None:
                     await mirror.wait_for(last)
                 assert state(mirror) == await server_state(client, prefix)
                 assert mirror.resyncs == 0
-                hub = client._watch_hub
+                hub = client._caller.watch_hub
                 assert hub is not None
                 assert hub.streams_opened >= 2  # the watch really was cut and resumed
                 nursery.cancel_scope.cancel()
@@ -136,7 +135,7 @@ async def test_a_watch_refused_after_a_restart_fails_the_mirror() -> None:
     prefix = "/faults/mirror-denied/"
     with EtcdServer() as server:
         async with etcd.connect(server.endpoints) as admin:
-            auth = Auth(admin)
+            auth = admin.auth
             await auth.user_add("root", "root-pw")
             await auth.user_grant_role("root", "root")
             await auth.role_add("reader")
@@ -157,7 +156,7 @@ async def test_a_watch_refused_after_a_restart_fails_the_mirror() -> None:
             changes = mirror.changes()
             assert mirror.get(prefix + "a") is not None
             async with etcd.connect(server.endpoints, username="root", password="root-pw") as root:
-                await Auth(root).role_revoke_permission("reader", prefix, prefix=True)
+                await root.auth.role_revoke_permission("reader", prefix, prefix=True)
             await trio.to_thread.run_sync(server.kill)
             await trio.to_thread.run_sync(server.restart)
             with trio.fail_after(30), pytest.raises(PermissionDeniedError):

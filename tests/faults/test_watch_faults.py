@@ -80,7 +80,7 @@ async def test_crash_or_graceful_restart_mid_burst(how: str) -> None:
         async with etcd.connect(server.endpoints, connect_timeout=1) as client:
             start = (await client.put(prefix + "start", "s")).header.revision + 1
             async with client.watch(prefix, prefix=True, start_revision=start) as watcher:
-                hub = client._watch_hub
+                hub = client._caller.watch_hub
                 assert hub is not None
                 async with trio.open_nursery() as nursery:
                     halfway = trio.Event()
@@ -104,7 +104,7 @@ async def test_watched_member_dies_in_a_cluster() -> None:
             reply = await client.put(prefix + "start", "s")
             start = reply.header.revision + 1
             async with client.watch(prefix, prefix=True, start_revision=start) as watcher:
-                hub = client._watch_hub
+                hub = client._caller.watch_hub
                 assert hub is not None
                 served_by = await member_serving(cluster, client)
                 async with trio.open_nursery() as nursery:
@@ -156,7 +156,7 @@ async def test_require_leader_moves_off_a_leaderless_member() -> None:
             etcd.connect(endpoints, require_leader=True, connect_timeout=1) as client,
             client.watch(prefix, prefix=True) as watcher,
         ):
-            hub = client._watch_hub
+            hub = client._caller.watch_hub
             assert hub is not None
             assert await member_serving(cluster, client) is follower
             # The other two stop: the follower is up but has no leader; our watch must not
@@ -251,13 +251,13 @@ async def test_many_connection_cuts_during_a_burst() -> None:
         ):
             start = (await writer_client.put(prefix + "start", "s")).header.revision + 1
             async with client.watch(prefix, prefix=True, start_revision=start) as watcher:
-                hub = client._watch_hub
+                hub = client._caller.watch_hub
                 assert hub is not None
 
                 async def cut_repeatedly() -> None:
                     for _ in range(cuts):
                         await trio.sleep(0.05)
-                        connection = client._channel._connection
+                        connection = client._caller.channel._connection
                         if connection is not None:
                             connection.close()
 

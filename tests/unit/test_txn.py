@@ -5,18 +5,12 @@ from __future__ import annotations
 import pytest
 
 from puregrpc_etcd import _requests
-from puregrpc_etcd._base import ClientBase
+from puregrpc_etcd._keys import ROOT, KeySpace
 from puregrpc_etcd._proto import rpc_pb2
 from puregrpc_etcd.txn import Compare, Op
 
-PLAIN = ClientBase()
-
-
-class Namespaced(ClientBase):
-    _namespace = b"app/"
-
-
-NAMESPACED = Namespaced()
+PLAIN = ROOT
+NAMESPACED = KeySpace(b"app/")
 C = rpc_pb2.Compare
 
 
