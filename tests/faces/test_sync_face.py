@@ -77,7 +77,7 @@ def test_watch(client: sync.Client) -> None:
             break  # leaving the loop closes the watcher
     assert seen == [("put", b"watched/a"), ("put", b"watched/b"), ("delete", b"watched/a")]
     gc.collect()  # PyPy closes the dropped iterator when collected, CPython at once
-    assert client._target._watch_hub.attached == 0
+    assert client._target._caller.watch_hub.attached == 0
     with client.watch("watched/", prefix=True) as watcher:
         client.put("watched/c", "3")
         event = next(iter(watcher))
