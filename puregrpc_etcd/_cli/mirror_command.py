@@ -21,7 +21,8 @@ import trio
 from puregrpc_etcd._cli import stdin
 from puregrpc_etcd._cli.args import UsageError
 from puregrpc_etcd._cli.replies import current_header
-from puregrpc_etcd._cli.session import Context, Settings
+from puregrpc_etcd._cli.session import Context, Settings, endpoint_url, is_etcd_url
+from puregrpc_etcd._endpoints import ConnectSettings
 from puregrpc_etcd.errors import DeadlineExceededError, UnavailableError
 from puregrpc_etcd.txn import Op
 
@@ -177,22 +178,25 @@ def _dest_settings(ctx: Context, args: argparse.Namespace) -> Settings:
     user, password = args.dest_user, args.dest_password
     if user and password is None and ":" in user:
         user, password = user.split(":", 1)
+    endpoint = args.destination
+    url = endpoint_url(endpoint) if is_etcd_url(endpoint) else ConnectSettings()
+    if not user:
+        user, password = url.username, password if password is not None else url.password
     if user and password is None:
         if not stdin.is_terminal():
             raise UsageError("--dest-user needs a password: give user:password or --dest-password")
         password = getpass.getpass("Destination Password: ")
-    endpoint = args.destination
     if not args.dest_insecure_transport and "://" not in endpoint:
         endpoint = "https://" + endpoint
     return replace(
         ctx.settings,
-        endpoints=[endpoint],
+        endpoints=url.endpoints or [endpoint],
         user=user or None,
         password=password,
-        cacert=args.dest_cacert,
-        cert=args.dest_cert,
-        key=args.dest_key,
-        insecure_skip_tls_verify=False,
+        cacert=args.dest_cacert or url.cacert,
+        cert=args.dest_cert or url.cert,
+        key=args.dest_key or url.key,
+        insecure_skip_tls_verify=url.insecure_skip_verify,
     )
 
 

@@ -23,6 +23,7 @@ from puregrpc_etcd._cli.args import (
     duration,
 )
 from puregrpc_etcd._cli.formats import Output
+from puregrpc_etcd._endpoints import ConnectSettings, parse_endpoints
 from puregrpc_etcd.grpc.endpoints import redact_userinfo
 
 if TYPE_CHECKING:
@@ -127,27 +128,24 @@ def settings_from(args: argparse.Namespace, environ: Mapping[str, str]) -> Setti
         return _env_flag(environ, name)
 
     settings = Settings()
-    endpoints = pick("endpoints")
-    if endpoints and "@" in endpoints:
-        # Refused whole: split at its commas, a password would leave pieces no message hides.
-        raise UsageError(
-            f"invalid endpoints {redact_userinfo(endpoints)!r}: give the user with --user "
-            "(and --password), not in the endpoints"
-        )
-    if endpoints:
-        settings.endpoints = [e.strip() for e in endpoints.split(",") if e.strip()]
-        if not settings.endpoints:
-            raise UsageError("--endpoints is empty")
-    settings.user = pick("user")
+    url = endpoint_url(pick("endpoints"))
+    settings.endpoints = url.endpoints or list(DEFAULT_ENDPOINTS)
+    # What an etcd:// URL says applies where no flag (or variable) says otherwise.
+    settings.user = pick("user") or url.username
     settings.password = pick("password")
-    settings.cacert = pick("cacert")
-    settings.cert = pick("cert")
-    settings.key = pick("key", "tls_key")
+    if settings.password is None and not pick("user"):
+        settings.password = url.password
+    settings.cacert = pick("cacert") or url.cacert
+    settings.cert = pick("cert") or url.cert
+    settings.key = pick("key", "tls_key") or url.key
+    settings.dial_timeout = url.dial_timeout or settings.dial_timeout
+    settings.command_timeout = url.command_timeout or settings.command_timeout
     for name in ("insecure-skip-tls-verify", "hex"):
         flag = getattr(args, name.replace("-", "_"), None)
         env_value = _env_flag(environ, name)
         enabled = bool(flag) or (env_value is not None and env_value.lower() in _TRUE_WORDS)
         setattr(settings, name.replace("-", "_"), enabled)
+    settings.insecure_skip_tls_verify |= url.insecure_skip_verify
     for name in ("dial-timeout", "command-timeout"):
         value = getattr(args, name.replace("-", "_"), None)
         if value is None:
@@ -166,6 +164,33 @@ def settings_from(args: argparse.Namespace, environ: Mapping[str, str]) -> Setti
     if settings.user and settings.password is None and ":" in settings.user:
         settings.user, settings.password = settings.user.split(":", 1)
     return settings
+
+
+def is_etcd_url(text: str) -> bool:
+    return text.strip().lower().startswith(("etcd://", "etcds://"))
+
+
+def endpoint_url(text: str | None) -> ConnectSettings:
+    """``--endpoints`` (or ``ETCDCTL_ENDPOINTS``): host:port or http(s):// endpoints, kept as
+    written, or one ``etcd://`` / ``etcds://`` URL with user, password, hosts and options, as
+    ``puregrpc_etcd.connect`` takes it. Errors quote the text with its user info redacted."""
+    if text is None:
+        return ConnectSettings()
+    if is_etcd_url(text):
+        try:
+            return parse_endpoints(text)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+    if "@" in text:
+        # Refused whole: split at its commas, a password would leave pieces no message hides.
+        raise UsageError(
+            f"invalid endpoints {redact_userinfo(text)!r}: give the user with --user "
+            "(and --password), or write one etcd://user:password@host:port URL"
+        )
+    endpoints = [e.strip() for e in text.split(",") if e.strip()]
+    if not endpoints:
+        raise UsageError("--endpoints is empty")
+    return ConnectSettings(endpoints=endpoints)
 
 
 def error_text(exc: BaseException) -> str:
