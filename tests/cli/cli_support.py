@@ -69,9 +69,9 @@ class Runner:
         captured = self._capture.readouterr()
         return Result(code, captured.out, captured.err)
 
-    def etcdctl(self, *args: str, stdin: bytes | None = b"") -> Result:
+    def etcdctl(self, *args: str, stdin: bytes | None = b"", endpoint: str = "") -> Result:
         """Run etcdctl (beside ``$ETCD_BIN`` when set); ``stdin=None`` closes its stdin."""
-        argv = [find_etcd_tool("etcdctl"), f"--endpoints={self.endpoint}", *args]
+        argv = [find_etcd_tool("etcdctl"), f"--endpoints={endpoint or self.endpoint}", *args]
         done = subprocess.run(
             closed_stdin(argv) if stdin is None else argv,
             input=stdin,

@@ -8,21 +8,18 @@ from __future__ import annotations
 
 import os
 import socket
-import subprocess
 from pathlib import Path
 
 import pytest
 from cli_support import (
-    COMMAND_TIMEOUT,
     Result,
     Runner,
-    closed_stdin,
     etcdctl_commands,
     leaf_commands,
     name_of,
 )
 
-from puregrpc_etcd.testing import EtcdServer, find_etcd_tool
+from puregrpc_etcd.testing import EtcdServer
 
 LEAVES = leaf_commands()
 ETCDCTL = etcdctl_commands()
@@ -91,18 +88,6 @@ def files(tmp_path: Path, server: EtcdServer) -> dict[str, str]:
     }
 
 
-def etcdctl(runner: Runner, endpoint: str, args: list[str], stdin: bytes | None) -> Result:
-    argv = [find_etcd_tool("etcdctl"), f"--endpoints={endpoint}", *FAST, *args]
-    done = subprocess.run(
-        closed_stdin(argv) if stdin is None else argv,
-        input=stdin,
-        capture_output=True,
-        timeout=COMMAND_TIMEOUT,
-        check=False,
-    )
-    return Result(done.returncode, done.stdout, done.stderr)
-
-
 @pytest.mark.parametrize("leaf", LEAVES, ids=name_of)
 def test_a_bad_flag_with_closed_stdin(cli: Runner, files: dict[str, str], leaf: list[str]) -> None:
     ours = cli(*leaf, *typical(leaf, files), "--no-such-flag", stdin=None)
@@ -129,7 +114,7 @@ def test_no_arguments_and_no_server(
     assert fails_cleanly(ours, leaf), ours.error
     if ours.code in (128, 3):
         if name_of(leaf) in ETCDCTL:  # fails before dialling: as quick with etcdctl
-            assert etcdctl(cli, closed_port, leaf, stdin).code == ours.code
+            assert cli.etcdctl(*FAST, *leaf, stdin=stdin, endpoint=closed_port).code == ours.code
     elif name_of(leaf) not in PER_ENDPOINT:
         assert (ours.code, name_of(leaf) in LOCAL) == (2, False), ours.error
 
