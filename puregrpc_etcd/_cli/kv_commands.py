@@ -109,8 +109,9 @@ async def watch_command(ctx: Context, args: argparse.Namespace) -> int:
         # (exit 2 within the dial timeout), where a watch stream would keep reconnecting.
         header = await current_header(client)
         async with client.watch(args.key, **options) as watcher:
+            batches = _Batches(watcher)
             while True:
-                events = await _next_batch(watcher)
+                events = await batches.next()
                 if ctx.write_out == "json":
                     header = _with_revision(header, events[-1].kv.mod_revision)
                     ctx.out.json(events_json(header, events))
@@ -120,15 +121,24 @@ async def watch_command(ctx: Context, args: argparse.Namespace) -> int:
                     await _run_for_events(args.exec_command, events)
 
 
-async def _next_batch(watcher: Watcher) -> list[Event]:
-    """The next event and the queued ones of the same revision: what etcd sent in one reply."""
-    events = [await watcher.__anext__()]
-    while watcher.pending:
-        event = await watcher.__anext__()
-        events.append(event)
-        if event.kv.mod_revision != events[0].kv.mod_revision:
-            break
-    return events
+class _Batches:
+    """A watcher's events one revision at a time: what a live watch gets in one reply."""
+
+    def __init__(self, watcher: Watcher) -> None:
+        self._watcher = watcher
+        self._next: Event | None = None  # read ahead: the first event of the next revision
+
+    async def next(self) -> list[Event]:
+        """The next event and the received ones of its revision."""
+        first, self._next = self._next, None
+        events = [first or await self._watcher.__anext__()]
+        while self._watcher.pending:
+            event = await self._watcher.__anext__()
+            if event.kv.mod_revision != events[0].kv.mod_revision:
+                self._next = event
+                break
+            events.append(event)
+        return events
 
 
 def _with_revision(header: ResponseHeader, revision: int) -> ResponseHeader:

@@ -3,6 +3,7 @@ mutual exclusion with etcdctl's own lock and election."""
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import selectors
@@ -101,6 +102,26 @@ def test_watch_prints_as_etcdctl_and_ends_on_ctrl_c(
     assert [event.get("type", 0) for line in ours_json for event in line["Events"]] == [
         0, 0, 0, 1, 0,
     ]  # fmt: skip
+
+
+def test_watch_json_prints_one_reply_per_revision(
+    cli: Runner, server: EtcdServer, prefix: str, processes: list[Process]
+) -> None:
+    """Replayed history arrives in one server reply; each revision is printed as a reply of its
+    own, never with the first event of the next revision (as a live watch would see them)."""
+    start = json.loads(cli("put", "-w", "json", prefix + "a", "1").out)["header"]["revision"]
+    txn = f"\nput {prefix}b 2\nput {prefix}c 3\n\n\n".encode()
+    assert cli("txn", stdin=txn).code == 0
+    assert cli("put", prefix + "d", "4").code == 0
+    watcher = Process(ours(server, "watch", "-w", "json", "--prefix", prefix, f"--rev={start}"))
+    processes.append(watcher)
+    watcher.read_until(base64.b64encode(prefix.encode() + b"d"))
+    code, out, err = watcher.interrupt()
+    assert (code, err) == (0, b"")
+    replies = [json.loads(line) for line in out.splitlines()]
+    revisions = [[e["kv"]["mod_revision"] for e in reply["Events"]] for reply in replies]
+    assert revisions == [[start], [start + 1] * 2, [start + 2]]
+    assert [reply["Header"]["revision"] for reply in replies] == [start, start + 1, start + 2]
 
 
 def test_watch_runs_a_command_for_each_event(
