@@ -151,13 +151,49 @@ def add_global_flags(parser: argparse.ArgumentParser, *, suppress: bool) -> None
         help="do not verify the server's certificate (testing only)",
     )
     group.add_argument(
-        "--insecure-transport", action="store_true", default=default(None), help=argparse.SUPPRESS
+        "--insecure-transport",
+        action="store_true",
+        default=default(None),
+        help="accepted as etcdctl's (plaintext unless https:// or TLS files are given)",
     )
     group.add_argument(
         "--dial-timeout", type=duration, default=default(None), help="connect timeout (2s)"
     )
     group.add_argument(
         "--command-timeout", type=duration, default=default(None), help="per-call timeout (5s)"
+    )
+    group.add_argument(
+        "--keepalive-time",
+        type=duration,
+        default=default(None),
+        help="interval of the HTTP/2 pings that check the connection (the library's 10s)",
+    )
+    group.add_argument(
+        "--keepalive-timeout",
+        type=duration,
+        default=default(None),
+        help="how long a ping may wait for its answer (the library's 5s)",
+    )
+    group.add_argument(
+        "--debug",
+        action="store_true",
+        default=default(None),
+        help="accepted as etcdctl's; logs nothing more",
+    )
+    group.add_argument(
+        "-d",
+        "--discovery-srv",
+        default=default(None),
+        help="DNS discovery: not supported (an error); give --endpoints",
+    )
+    group.add_argument(
+        "--discovery-srv-name", default=default(None), help="DNS discovery: not supported"
+    )
+    group.add_argument(
+        "--insecure-discovery",
+        action="store_true",
+        default=default(None),
+        help="DNS discovery: not supported",
     )
     group.add_argument(
         "-w",

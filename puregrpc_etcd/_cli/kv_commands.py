@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 import trio
 
 from puregrpc_etcd._cli import stdin
-from puregrpc_etcd._cli.args import UsageError, arg_bytes
+from puregrpc_etcd._cli.args import EXIT_BAD_FEATURE, UsageError, arg_bytes
 from puregrpc_etcd._cli.kv_options import (
     add_delete_flags,
     add_get_flags,
@@ -92,6 +92,8 @@ async def compaction_command(ctx: Context, args: argparse.Namespace) -> int:
 async def watch_command(ctx: Context, args: argparse.Namespace) -> int:
     """Print events until interrupted; with a command after ``--``, run it for each event."""
     ctx.require_format("simple", "json")
+    if args.interactive:
+        raise UsageError("watch --interactive is not supported", EXIT_BAD_FEATURE)
     if args.key is None:
         raise UsageError("watch needs a key (or a prefix with --prefix)")
     options = {
@@ -180,6 +182,9 @@ def register(tree: CommandTree) -> None:
     watch.add_argument("--rev", type=int, default=0, help="revision to start watching from")
     watch.add_argument(
         "--progress-notify", action="store_true", help="ask for progress notifications"
+    )
+    watch.add_argument(
+        "-i", "--interactive", action="store_true", help="watch commands from stdin: not supported"
     )
     # The command run for each event (after "--") is cut from the line before parsing
     # (split_exec_command), since argparse would take its first word as range_end.

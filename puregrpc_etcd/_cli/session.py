@@ -53,6 +53,9 @@ class Settings:
     insecure_skip_tls_verify: bool = False
     dial_timeout: float = DEFAULT_DIAL_TIMEOUT
     command_timeout: float = DEFAULT_COMMAND_TIMEOUT
+    # None: the library's ping policy (etcdctl's 2s/6s ping more often than etcd allows).
+    keepalive_time: float | None = None
+    keepalive_timeout: float | None = None
     write_out: str = "simple"
     hex: bool = False
 
@@ -146,7 +149,11 @@ def settings_from(args: argparse.Namespace, environ: Mapping[str, str]) -> Setti
         enabled = bool(flag) or (env_value is not None and env_value.lower() in _TRUE_WORDS)
         setattr(settings, name.replace("-", "_"), enabled)
     settings.insecure_skip_tls_verify |= url.insecure_skip_verify
-    for name in ("dial-timeout", "command-timeout"):
+    if pick("discovery-srv"):
+        raise UsageError(
+            "DNS discovery (--discovery-srv) is not supported: give --endpoints", EXIT_BAD_FEATURE
+        )
+    for name in ("dial-timeout", "command-timeout", "keepalive-time", "keepalive-timeout"):
         value = getattr(args, name.replace("-", "_"), None)
         if value is None:
             text = _env_flag(environ, name)
@@ -238,7 +245,11 @@ class Context:
     @asynccontextmanager
     async def connect(self, endpoints: list[str] | None = None) -> AsyncIterator[Client]:
         """A client for these settings (or for ``endpoints`` with the same credentials)."""
-        from puregrpc_etcd.client import connect
+        from puregrpc_etcd.client import (
+            DEFAULT_KEEPALIVE_INTERVAL,
+            DEFAULT_KEEPALIVE_TIMEOUT,
+            connect,
+        )
 
         settings = self.settings
         password = self._password()
@@ -249,6 +260,8 @@ class Context:
             tls=settings.tls_context(),
             connect_timeout=settings.dial_timeout,
             timeout=settings.command_timeout,
+            keepalive_interval=settings.keepalive_time or DEFAULT_KEEPALIVE_INTERVAL,
+            keepalive_timeout=settings.keepalive_timeout or DEFAULT_KEEPALIVE_TIMEOUT,
         ) as client:
             # Ctrl-C cancels what runs with the client, not the client itself: its connection
             # must live on while locks, elections and leases clean up on the way out.

@@ -158,7 +158,7 @@ def etcdctl_commands() -> set[str]:
     )
     text = done.stdout.decode()
     listing = text[text.index("COMMANDS:") : text.index("OPTIONS:")]
-    return {line.split("\t")[0].strip() for line in listing.splitlines()[1:] if line.strip()}
+    return {line.strip().split("\t")[0] for line in listing.splitlines()[1:] if line.strip()}
 
 
 def name_of(leaf: list[str]) -> str:
