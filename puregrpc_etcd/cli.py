@@ -19,6 +19,7 @@ import trio
 from puregrpc_etcd._cli import (
     admin_commands,
     auth_commands,
+    check_datascale,
     cluster_commands,
     kv_commands,
     lease_commands,
@@ -54,6 +55,7 @@ def build_parser() -> CommandTree:
     admin_commands.register(tree)
     mirror_command.register(tree)
     auth_commands.register(tree)
+    check_datascale.register(tree)
     local_commands.register(tree)
     return tree
 

@@ -32,7 +32,8 @@ class ProgressBar:
 
     width = 30
 
-    def __init__(self) -> None:
+    def __init__(self, unit: str = "bytes") -> None:
+        self.unit = unit
         self.enabled = sys.stderr.isatty()
         self.drawn = False
 
@@ -42,9 +43,9 @@ class ProgressBar:
         if total:
             filled = min(self.width, done * self.width // total)
             bar = "#" * filled + "-" * (self.width - filled)
-            text = f"\r[{bar}] {done * 100 // total:3d}% {done:,}/{total:,} bytes"
+            text = f"\r[{bar}] {done * 100 // total:3d}% {done:,}/{total:,} {self.unit}"
         else:
-            text = f"\r{done:,} bytes"
+            text = f"\r{done:,} {self.unit}"
         sys.stderr.write(text)
         sys.stderr.flush()
         self.drawn = True

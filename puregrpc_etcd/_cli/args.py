@@ -226,7 +226,10 @@ class CommandTree:
         return list(self._root_commands.choices)
 
     def group(self, name: str, help: str) -> Any:
-        """A command with subcommands (``lease``, ``member``, ...)."""
+        """A command with subcommands (``lease``, ``member``, ...); asking again for one that
+        exists gives it back, so that modules can each add their subcommands to ``check``."""
+        if name in self._groups:
+            return self._groups[name]
         parser = self._root_commands.add_parser(name, help=help, description=help)
         children = parser.add_subparsers(dest=f"{name}_command", metavar="SUBCOMMAND")
         parser.set_defaults(handler=None)

@@ -33,7 +33,7 @@ def test_every_etcdctl_command_is_there() -> None:
     missing = etcdctl_commands() - ours
     assert missing <= {
         "completion bash", "completion fish", "completion powershell", "completion zsh",
-        "help", "snapshot restore", "check perf", "check datascale",
+        "help", "snapshot restore", "check perf",
     }, missing  # fmt: skip
 
 
