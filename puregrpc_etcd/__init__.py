@@ -5,6 +5,8 @@ The public names of ../shared/design/API.md live here and nowhere else.
 
 from __future__ import annotations
 
+# First: when started as the command, Ctrl-C during the imports below prints no traceback.
+from puregrpc_etcd import _entry  # noqa: F401
 from puregrpc_etcd._credentials import PlaintextCredentialsWarning
 from puregrpc_etcd.auth import Auth, AuthStatus, Permission, Role, User
 from puregrpc_etcd.client import Client, connect

@@ -9,6 +9,8 @@ import re
 import signal
 import socket
 import subprocess
+import sys
+import time
 from typing import Iterator
 
 import pytest
@@ -210,3 +212,33 @@ def test_ctrl_c_during_a_short_command_is_one_line_and_130() -> None:
         finally:
             reap(process)
     assert (process.returncode, out, err) == (130, b"", b"Error: interrupted\n")
+
+
+@pytest.mark.parametrize("delay", [0.05, 0.2, 0.4, 0.7, 1.0])
+def test_ctrl_c_while_the_command_starts_prints_no_traceback(delay: float) -> None:
+    """Ctrl-C at any moment of start-up (the imports take most of a second on a slow machine):
+    one line and 130, or the command had finished; never a traceback."""
+    script = os.path.join(os.path.dirname(sys.executable), "puregrpc-etcd")
+    if not os.path.exists(script):
+        if sys.version_info < (3, 10):
+            pytest.skip("python -m is recognised from sys.orig_argv, new in Python 3.10")
+        argv = command("version")
+    else:
+        argv = [script, "version"]
+    process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        time.sleep(delay)
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=COMMAND_TIMEOUT)
+    finally:
+        reap(process)
+    if b"Traceback" in err:
+        # Python's own start-up (site), before any code of ours runs: not ours to quiet.
+        assert b"Fatal Python error: init_import_site" in err, err.decode()
+        assert b"/puregrpc_etcd/" not in err, err.decode()
+        return
+    if process.returncode == 130:
+        assert (out, err) == (b"", b"Error: interrupted\n")
+    else:  # done before the signal, or ended by it while Python was exiting
+        assert process.returncode in (0, -signal.SIGINT), err.decode()
+        assert out.startswith(b"puregrpc-etcd version: ")
