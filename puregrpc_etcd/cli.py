@@ -79,18 +79,13 @@ def run(argv: Sequence[str] | None = None) -> int:
         return exc.code if isinstance(exc.code, int) else 0
     handler: Handler | None = getattr(args, "handler", None)
     if handler is None:
-        if not args.command:
-            tree.root.print_help()
-            return 0
-        choices = ", ".join(tree.subcommands(args.command))
-        return _fail(
-            f"{args.command} needs a subcommand: {choices} (see '{PROG} {args.command} --help')",
-            EXIT_BAD_ARGS,
-        )
+        # As etcdctl: a command group alone (``lease``) prints its help and succeeds.
+        (tree.group_parser(args.command) if args.command else tree.root).print_help()
+        return 0
     try:
-        context = from_environment(args)
         with warnings.catch_warnings():
             warnings.showwarning = _show_warning
+            context = from_environment(args)
             return trio.run(_run_command, handler, context, args)
     except _Interrupted:
         return _fail("interrupted", EXIT_INTERRUPTED)

@@ -236,8 +236,9 @@ class CommandTree:
         self._groups[name] = children
         return children
 
-    def subcommands(self, group: str) -> list[str]:
-        return list(self._groups[group].choices)
+    def group_parser(self, group: str) -> argparse.ArgumentParser:
+        parser: argparse.ArgumentParser = self._root_commands.choices[group]
+        return parser
 
     def command(
         self, name: str, help: str, handler: Handler, *, group: str | None = None

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import getpass
 import os
+import warnings
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, AsyncIterator, Awaitable, Callable, Mapping, TypeVar
@@ -161,12 +162,16 @@ def settings_from(args: argparse.Namespace, environ: Mapping[str, str]) -> Setti
                 try:
                     value = duration(text)
                 except argparse.ArgumentTypeError as exc:
-                    raise UsageError(f"ETCDCTL_{name.upper().replace('-', '_')}: {exc}") from None
+                    # etcdctl silently keeps its default; say so, as a warning.
+                    variable = "ETCDCTL_" + name.upper().replace("-", "_")
+                    warnings.warn(f"{variable} ignored: {exc}", stacklevel=1)
         if value is not None:
             setattr(settings, name.replace("-", "_"), value)
     write_out = pick("write-out") or "simple"
     if write_out not in WRITE_OUT_FORMATS:
-        raise UsageError(f"unsupported output format {write_out!r} (simple, json or table)")
+        raise UsageError(
+            f"unsupported output format {write_out!r} (simple, json or table)", EXIT_BAD_FEATURE
+        )
     settings.write_out = write_out
     if settings.user and settings.password is None and ":" in settings.user:
         settings.user, settings.password = settings.user.split(":", 1)

@@ -43,7 +43,6 @@ def closed_endpoint() -> str:
         (["get"], 128),  # missing key
         (["get", "k", "--no-such-flag"], 1),  # etcdctl: cobra's flag errors exit 1
         (["no-such-command"], 1),
-        (["lease"], 128),  # a group without its subcommand
         (["get", "k", "-w", "table"], 4),  # etcdctl: table is not supported for get
         (["get", "k", "--prefix", "--from-key"], 128),
         (["get", "k", "-w", "json", "--print-value-only"], 128),
@@ -140,8 +139,19 @@ def test_environment_variables_configure_the_command(
     assert cli("get", prefix + "k", endpoint=False).code == 2
     # A flag wins over the variable.
     assert cli(f"--endpoints={cli.endpoint}", "get", prefix + "k", endpoint=False).code == 0
-    monkeypatch.setenv("ETCDCTL_DIAL_TIMEOUT", "forever")
-    assert cli("get", prefix + "k").code == 128
+    # A variable that does not parse: etcdctl keeps its default silently, we also warn.
+    monkeypatch.delenv("ETCDCTL_ENDPOINTS")  # etcdctl refuses one that a flag shadows
+    for name, value in (("ETCDCTL_DIAL_TIMEOUT", "forever"), ("ETCDCTL_COMMAND_TIMEOUT", "soon")):
+        monkeypatch.setenv(name, value)
+        ours, theirs = cli("get", prefix + "k"), cli.etcdctl("get", prefix + "k")
+        assert (ours.code, ours.out) == (theirs.code, theirs.out) == (0, theirs.out)
+        assert (
+            ours.error == f"Warning: {name} ignored: invalid duration {value!r} (e.g. 5s, 500ms)\n"
+        )
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("ETCDCTL_WRITE_OUT", "yaml")
+    ours, theirs = cli("get", prefix + "k"), cli.etcdctl("get", prefix + "k")
+    assert ours.code == theirs.code == 4
 
 
 def test_the_installed_command_fails_cleanly_end_to_end(closed_endpoint: str) -> None:
@@ -242,3 +252,11 @@ def test_ctrl_c_while_the_command_starts_prints_no_traceback(delay: float) -> No
     else:  # done before the signal, or ended by it while Python was exiting
         assert process.returncode in (0, -signal.SIGINT), err.decode()
         assert out.startswith(b"puregrpc-etcd version: ")
+
+
+@pytest.mark.parametrize("group", ["lease", "member", "user", "check"])
+def test_a_group_alone_prints_its_help_as_etcdctl(cli: Runner, group: str) -> None:
+    ours, theirs = cli(group, stdin=None), cli.etcdctl(group, stdin=None)
+    assert (ours.code, ours.err) == (theirs.code, theirs.err) == (0, b"")
+    for name in ("grant", "list", "add", "datascale"):
+        assert (name in ours.text) == (name in theirs.text.split("OPTIONS")[0]), name
