@@ -5,12 +5,12 @@ from __future__ import annotations
 import argparse
 import os
 from functools import partial
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import trio
 
 from puregrpc_etcd._cli import stdin
-from puregrpc_etcd._cli.args import EXIT_BAD_FEATURE, UsageError, arg_bytes
+from puregrpc_etcd._cli.args import UsageError, arg_bytes
 from puregrpc_etcd._cli.kv_options import (
     add_delete_flags,
     add_get_flags,
@@ -38,6 +38,7 @@ from puregrpc_etcd.types import ResponseHeader
 if TYPE_CHECKING:
     from puregrpc_etcd._cli.args import CommandTree
     from puregrpc_etcd._cli.session import Context
+    from puregrpc_etcd.client import Client
     from puregrpc_etcd.types import GetResponse
     from puregrpc_etcd.watch import Event, Watcher
 
@@ -93,10 +94,23 @@ async def watch_command(ctx: Context, args: argparse.Namespace) -> int:
     """Print events until interrupted; with a command after ``--``, run it for each event."""
     ctx.require_format("simple", "json")
     if args.interactive:
-        raise UsageError("watch --interactive is not supported", EXIT_BAD_FEATURE)
+        from puregrpc_etcd._cli.watch_interactive import watch_interactively
+
+        return await watch_interactively(ctx, args)
     if args.key is None:
         raise UsageError("watch needs a key (or a prefix with --prefix)")
-    options = {
+    options = watch_options(args)
+    async with ctx.connect() as client:
+        # A unary call first: an unreachable endpoint then fails as for the other commands
+        # (exit 2 within the dial timeout), where a watch stream would keep reconnecting.
+        header = await current_header(client)
+        await print_watch(ctx, client, header, args.key, options, exec_command=args.exec_command)
+    return 0
+
+
+def watch_options(args: argparse.Namespace) -> dict[str, Any]:
+    """``client.watch``'s options from watch's flags; UsageError for a range_end with --prefix."""
+    options: dict[str, Any] = {
         "prefix": args.prefix,
         "prev_kv": args.prev_kv,
         "progress_notify": args.progress_notify,
@@ -104,23 +118,36 @@ async def watch_command(ctx: Context, args: argparse.Namespace) -> int:
     }
     if args.range_end is not None:
         if args.prefix:
-            raise UsageError("watch: a range_end cannot go with --prefix")
+            raise UsageError("`range_end` and `--prefix` are mutually exclusive")
         options["range_end"] = args.range_end
-    async with ctx.connect() as client:
-        # A unary call first: an unreachable endpoint then fails as for the other commands
-        # (exit 2 within the dial timeout), where a watch stream would keep reconnecting.
-        header = await current_header(client)
-        async with client.watch(args.key, **options) as watcher:
-            batches = _Batches(watcher)
-            while True:
-                events = await batches.next()
-                if ctx.write_out == "json":
-                    header = _with_revision(header, events[-1].kv.mod_revision)
-                    ctx.out.json(events_json(header, events))
-                else:
-                    print_events(ctx.out, events)
-                if args.exec_command:
-                    await _run_for_events(args.exec_command, events)
+    return options
+
+
+async def print_watch(
+    ctx: Context,
+    client: Client,
+    header: ResponseHeader,
+    key: bytes,
+    options: dict[str, Any],
+    *,
+    exec_command: list[str],
+    opened: list[Watcher] | None = None,
+) -> None:
+    """Print one watch's events until cancelled (running ``exec_command`` for each); the
+    watcher is added to ``opened`` while it runs."""
+    async with client.watch(key, **options) as watcher:
+        if opened is not None:
+            opened.append(watcher)
+        batches = _Batches(watcher)
+        while True:
+            events = await batches.next()
+            if ctx.write_out == "json":
+                header = _with_revision(header, events[-1].kv.mod_revision)
+                ctx.out.json(events_json(header, events))
+            else:
+                print_events(ctx.out, events)
+            if exec_command:
+                await _run_for_events(exec_command, events)
 
 
 class _Batches:
@@ -175,6 +202,16 @@ def register(tree: CommandTree) -> None:
         "--physical", action="store_true", help="wait until old revisions are removed on disk"
     )
     watch = tree.command("watch", "Watches events on keys or prefixes", watch_command)
+    add_watch_flags(watch)
+    # The command run for each event (after "--") is cut from the line before parsing
+    # (split_exec_command), since argparse would take its first word as range_end.
+    watch.set_defaults(streaming=True, exec_command=[])
+    watch.add_argument(
+        "-i", "--interactive", action="store_true", help="read watch requests from stdin"
+    )
+
+
+def add_watch_flags(watch: argparse.ArgumentParser) -> None:
     watch.add_argument("key", type=arg_bytes, nargs="?")
     watch.add_argument("range_end", type=arg_bytes, nargs="?")
     watch.add_argument("--prefix", action="store_true", help="watch keys with this prefix")
@@ -183,9 +220,3 @@ def register(tree: CommandTree) -> None:
     watch.add_argument(
         "--progress-notify", action="store_true", help="ask for progress notifications"
     )
-    watch.add_argument(
-        "-i", "--interactive", action="store_true", help="watch commands from stdin: not supported"
-    )
-    # The command run for each event (after "--") is cut from the line before parsing
-    # (split_exec_command), since argparse would take its first word as range_end.
-    watch.set_defaults(streaming=True, exec_command=[])

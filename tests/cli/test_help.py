@@ -63,7 +63,6 @@ def test_etcdctl_flags_without_a_feature_behind_them(cli: Runner, prefix: str) -
         ["--discovery-srv=example.com", "get", "k"],
         ["-d", "example.com", "get", "k"],
         ["defrag", "--data-dir=/nonexistent"],
-        ["watch", "-i"],
     ):
         refused = cli(*args, stdin=None)
         assert refused.code == 4, (args, refused.error)

@@ -23,8 +23,10 @@ WAIT = 20.0
 class Process:
     """A command run in the background whose stdout is read as it comes, within bounds."""
 
-    def __init__(self, args: list[str]) -> None:
-        self.popen = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    def __init__(self, args: list[str], stdin: int | None = None) -> None:
+        self.popen = subprocess.Popen(
+            args, stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
         self.output = b""
 
     def read_until(self, expected: bytes, timeout: float = WAIT) -> bytes:
@@ -122,6 +124,49 @@ def test_watch_json_prints_one_reply_per_revision(
     revisions = [[e["kv"]["mod_revision"] for e in reply["Events"]] for reply in replies]
     assert revisions == [[start], [start + 1] * 2, [start + 2]]
     assert [reply["Header"]["revision"] for reply in replies] == [start, start + 1, start + 2]
+
+
+def test_interactive_watch_as_etcdctl(
+    cli: Runner, server: EtcdServer, prefix: str, processes: list[Process]
+) -> None:
+    """``watch -i``: requests read line by line, bad lines reported and skipped, and the end
+    of the input ends the command with 3, for both tools alike."""
+    start = json.loads(cli("get", "-w", "json", "x").out)["header"]["revision"] + 1
+    requests = [
+        f"watch --rev={start} {prefix}a",
+        "bogus line",
+        "watch",
+        f"watch --prefix {prefix}b {prefix}c",  # a range_end with --prefix
+        f"watch --prev-kv --rev {start} --prefix {prefix}b",
+    ]
+    watchers = {}
+    for name, argv in (("ours", ours), ("theirs", theirs)):
+        process = Process(argv(server, "watch", "-i", "-w", "json"), stdin=subprocess.PIPE)
+        processes.append(process)
+        assert process.popen.stdin is not None
+        process.popen.stdin.write("".join(line + "\n" for line in requests).encode())
+        process.popen.stdin.flush()
+        watchers[name] = process
+    for args in (("put", "a", "1"), ("put", "b1", "2"), ("put", "b1", "3"), ("del", "a")):
+        assert cli(args[0], prefix + args[1], *args[2:]).code == 0
+    outputs = {}
+    for name, process in watchers.items():
+        process.read_until(b'"type":1')  # the delete
+        process.read_until(b"Mw==")  # and b1's value 3 (the watches print side by side)
+        out, err = process.popen.communicate(timeout=COMMAND_TIMEOUT)  # ends the input
+        replies = [json.loads(line) for line in (process.output + out).splitlines()]
+        outputs[name] = (process.popen.returncode, sorted(map(repr, replies)), err)
+    assert outputs["ours"] == outputs["theirs"]
+    assert len(outputs["ours"][1]) == 4
+    code, _, err = outputs["ours"]
+    assert code == 3
+    assert err.decode().splitlines() == [
+        "Invalid command bogus line (only support watch)",
+        "Invalid command watch (command type or key is not provided)",
+        f"Invalid command watch --prefix {prefix}b {prefix}c"
+        " (`range_end` and `--prefix` are mutually exclusive)",
+        "Error: error reading watch request line: EOF",
+    ]
 
 
 def test_watch_runs_a_command_for_each_event(
