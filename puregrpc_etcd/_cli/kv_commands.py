@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import trio
 
 from puregrpc_etcd._cli import stdin
-from puregrpc_etcd._cli.args import UsageError, arg_bytes
+from puregrpc_etcd._cli.args import EXIT_ERROR, UsageError, arg_bytes
 from puregrpc_etcd._cli.kv_options import (
     add_delete_flags,
     add_get_flags,
@@ -104,7 +105,12 @@ async def watch_command(ctx: Context, args: argparse.Namespace) -> int:
         # A unary call first: an unreachable endpoint then fails as for the other commands
         # (exit 2 within the dial timeout), where a watch stream would keep reconnecting.
         header = await current_header(client)
-        await print_watch(ctx, client, header, args.key, options, exec_command=args.exec_command)
+        try:
+            await print_watch(
+                ctx, client, header, args.key, options, exec_command=args.exec_command
+            )
+        except CommandFailed:
+            return EXIT_ERROR
     return 0
 
 
@@ -141,13 +147,13 @@ async def print_watch(
         batches = _Batches(watcher)
         while True:
             events = await batches.next()
+            header = _with_revision(header, events[-1].kv.mod_revision)
             if ctx.write_out == "json":
-                header = _with_revision(header, events[-1].kv.mod_revision)
                 ctx.out.json(events_json(header, events))
             else:
                 print_events(ctx.out, events)
             if exec_command:
-                await _run_for_events(exec_command, events)
+                await _run_for_events(exec_command, events, header.revision)
 
 
 class _Batches:
@@ -174,16 +180,74 @@ def _with_revision(header: ResponseHeader, revision: int) -> ResponseHeader:
     return ResponseHeader(header.cluster_id, header.member_id, revision, header.raft_term)
 
 
-async def _run_for_events(command: list[str], events: list[Event]) -> None:
+class CommandFailed(Exception):
+    """The command run for an event failed: etcdctl then stops watching and exits 1."""
+
+
+async def _run_for_events(command: list[str], events: list[Event], revision: int) -> None:
+    """Run ``command`` for each event with etcdctl's variables, quoted as Go's ``%q`` quotes
+    (``ETCD_WATCH_EVENT_TYPE="PUT"``); a command that fails or cannot start ends the watch as
+    etcdctl's does: ``command [...] error (exit status N)`` on stderr, exit 1."""
     for event in events:
         env = dict(os.environ)
         env.update(
-            ETCD_WATCH_REVISION=str(event.kv.mod_revision),
-            ETCD_WATCH_KEY=os.fsdecode(event.kv.key),
-            ETCD_WATCH_EVENT_TYPE="DELETE" if event.type == "delete" else "PUT",
-            ETCD_WATCH_VALUE=os.fsdecode(event.kv.value),
+            ETCD_WATCH_REVISION=str(revision),
+            ETCD_WATCH_EVENT_TYPE=go_quote(b"DELETE" if event.type == "delete" else b"PUT"),
+            ETCD_WATCH_KEY=go_quote(event.kv.key),
+            ETCD_WATCH_VALUE=go_quote(event.kv.value),
         )
-        await trio.run_process(command, check=False, env=env, stdin=None)
+        try:
+            done = await trio.run_process(command, check=False, env=env, stdin=None)
+        except FileNotFoundError:
+            name = command[0]
+            why = (
+                f"fork/exec {name}: no such file or directory"
+                if "/" in name
+                else f'exec: "{name}": executable file not found in $PATH'
+            )
+            _command_failed(command, why)
+        except OSError as exc:
+            _command_failed(command, f"fork/exec {command[0]}: {(exc.strerror or '').lower()}")
+        if done.returncode > 0:
+            _command_failed(command, f"exit status {done.returncode}")
+        if done.returncode < 0:
+            _command_failed(command, f"signal: {_GO_SIGNALS.get(-done.returncode, 'killed')}")
+
+
+_GO_SIGNALS = {2: "interrupt", 9: "killed", 15: "terminated", 13: "broken pipe", 6: "aborted"}
+
+
+def _command_failed(command: list[str], why: str) -> NoReturn:
+    words = " ".join(go_quote(os.fsencode(word)) for word in command)
+    print(f"command [{words}] error ({why})", file=sys.stderr)
+    sys.stderr.flush()
+    raise CommandFailed
+
+
+_GO_ESCAPES = {"\a": "\\a", "\b": "\\b", "\f": "\\f", "\n": "\\n", "\r": "\\r",
+               "\t": "\\t", "\v": "\\v", '"': '\\"', "\\": "\\\\"}  # fmt: skip
+
+
+def go_quote(data: bytes) -> str:
+    """``data`` as Go's ``%q`` prints a byte string: double quotes, printable characters
+    kept, ``\\n``-style escapes, ``\\xNN`` for invalid UTF-8 and control bytes."""
+    out = ['"']
+    for char in data.decode("utf-8", "surrogateescape"):
+        code = ord(char)
+        if char in _GO_ESCAPES:
+            out.append(_GO_ESCAPES[char])
+        elif 0xDC80 <= code <= 0xDCFF:  # a byte that is not UTF-8
+            out.append(f"\\x{code - 0xDC00:02x}")
+        elif char.isprintable():
+            out.append(char)
+        elif code < 0x20 or code == 0x7F:
+            out.append(f"\\x{code:02x}")
+        elif code < 0x10000:
+            out.append(f"\\u{code:04x}")
+        else:
+            out.append(f"\\U{code:08x}")
+    out.append('"')
+    return "".join(out)
 
 
 def register(tree: CommandTree) -> None:

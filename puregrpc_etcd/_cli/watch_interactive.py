@@ -17,9 +17,15 @@ from typing import TYPE_CHECKING
 
 import trio
 
-from puregrpc_etcd._cli.args import EXIT_INVALID_INPUT, Parser, UsageError
-from puregrpc_etcd._cli.kv_commands import add_watch_flags, print_watch, watch_options
+from puregrpc_etcd._cli.args import EXIT_ERROR, EXIT_INVALID_INPUT, Parser, UsageError
+from puregrpc_etcd._cli.kv_commands import (
+    CommandFailed,
+    add_watch_flags,
+    print_watch,
+    watch_options,
+)
 from puregrpc_etcd._cli.replies import current_header
+from puregrpc_etcd._groups import unwrap_group
 
 if TYPE_CHECKING:
     from puregrpc_etcd._cli.session import Context
@@ -48,13 +54,23 @@ def _invalid(line: str, why: str) -> None:
 async def watch_interactively(ctx: Context, args: argparse.Namespace) -> int:
     async with ctx.connect() as client:
         header = await current_header(client)
-        async with trio.open_nursery() as nursery:
-            session = _Session(ctx, client, header, nursery)
-            while True:
-                line = await trio.to_thread.run_sync(_read_request_line, abandon_on_cancel=True)
-                if line is None:
-                    raise UsageError("error reading watch request line: EOF", EXIT_INVALID_INPUT)
-                await session.request(line)
+        try:
+            await _serve_requests(ctx, client, header)
+        except BaseException as exc:
+            if isinstance(unwrap_group(exc), CommandFailed):
+                return EXIT_ERROR
+            raise
+    return 0
+
+
+async def _serve_requests(ctx: Context, client: Client, header: ResponseHeader) -> None:
+    async with trio.open_nursery() as nursery:
+        session = _Session(ctx, client, header, nursery)
+        while True:
+            line = await trio.to_thread.run_sync(_read_request_line, abandon_on_cancel=True)
+            if line is None:
+                raise UsageError("error reading watch request line: EOF", EXIT_INVALID_INPUT)
+            await session.request(line)
 
 
 class _Session:

@@ -172,16 +172,44 @@ def test_interactive_watch_as_etcdctl(
 def test_watch_runs_a_command_for_each_event(
     cli: Runner, server: EtcdServer, prefix: str, processes: list[Process]
 ) -> None:
-    script = 'echo "$ETCD_WATCH_EVENT_TYPE $ETCD_WATCH_KEY=$ETCD_WATCH_VALUE"'
-    start = json.loads(cli("put", "-w", "json", prefix + "k", "v1").out)["header"]["revision"]
-    process = Process(
-        ours(server, "watch", prefix + "k", f"--rev={start}", "--", "sh", "-c", script)
+    """etcdctl's variables, quoted as Go quotes them, and a failing command ends the watch
+    with 1 and etcdctl's line; run for both tools on the same events."""
+    script = (
+        'printf "%s %s=%s %s\\n" "$ETCD_WATCH_EVENT_TYPE" "$ETCD_WATCH_KEY" '
+        '"$ETCD_WATCH_VALUE" "$ETCD_WATCH_REVISION"'
     )
-    processes.append(process)
-    cli("del", prefix + "k")
-    output = process.read_until(f"DELETE {prefix}k=".encode())
-    assert f"PUT {prefix}k=v1".encode() in output
-    assert process.interrupt()[0] == 0
+    start = json.loads(cli("get", "-w", "json", "x").out)["header"]["revision"] + 1
+    watchers = {}
+    for name, argv in (("ours", ours), ("theirs", theirs)):
+        args = ["watch", prefix + "k", f"--rev={start}", "--", "sh", "-c", script]
+        watchers[name] = Process(argv(server, *args))
+        processes.append(watchers[name])
+        failing = Process(
+            argv(server, "watch", prefix + "k", f"--rev={start}", "--", "sh", "-c", "exit 3")
+        )
+        processes.append(failing)
+        watchers[name, "failing"] = failing
+    value = 'tab\there "q" é \x01'
+    assert cli("put", prefix + "k", value).code == 0
+    for name in ("ours", "theirs"):
+        watchers[name].read_until(f"{start}\n".encode())
+    assert cli("del", prefix + "k").code == 0
+    outputs = {}
+    for name in ("ours", "theirs"):
+        outputs[name] = watchers[name].read_until(f"{start + 1}\n".encode())
+        code = watchers[name].interrupt()[0]
+        assert code == 0 or name == "theirs"  # etcdctl's watch may die of the signal
+        failed = watchers[name, "failing"].popen
+        outputs[name, "failing"] = (failed.wait(timeout=COMMAND_TIMEOUT), failed.stderr.read())  # type: ignore[union-attr]
+    assert outputs["ours"] == outputs["theirs"]
+    key = f'"{prefix}k"'
+    assert f'"PUT" {key}="tab\\there \\"q\\" é \\x01" {start}\n'.encode() in outputs["ours"]
+    assert f'"DELETE" {key}="" {start + 1}\n'.encode() in outputs["ours"]
+    assert outputs["ours", "failing"] == outputs["theirs", "failing"]
+    assert outputs["ours", "failing"] == (
+        1,
+        b'command ["sh" "-c" "exit 3"] error (exit status 3)\n',
+    )
 
 
 def test_lock_runs_a_command_holding_the_lock(cli: Runner, server: EtcdServer, prefix: str) -> None:
