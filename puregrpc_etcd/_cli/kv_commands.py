@@ -198,20 +198,19 @@ async def _run_for_events(command: list[str], events: list[Event], revision: int
         )
         try:
             done = await trio.run_process(command, check=False, env=env, stdin=None)
-        except FileNotFoundError:
-            name = command[0]
-            why = (
-                f"fork/exec {name}: no such file or directory"
-                if "/" in name
-                else f'exec: "{name}": executable file not found in $PATH'
-            )
-            _command_failed(command, why)
         except OSError as exc:
-            _command_failed(command, f"fork/exec {command[0]}: {(exc.strerror or '').lower()}")
+            _command_failed(command, go_exec_error(command[0], exc))
         if done.returncode > 0:
             _command_failed(command, f"exit status {done.returncode}")
         if done.returncode < 0:
             _command_failed(command, f"signal: {_GO_SIGNALS.get(-done.returncode, 'killed')}")
+
+
+def go_exec_error(name: str, exc: OSError) -> str:
+    """Why a command could not start, in Go's ``os/exec`` words (etcdctl's)."""
+    if isinstance(exc, FileNotFoundError) and "/" not in name:
+        return f'exec: "{name}": executable file not found in $PATH'
+    return f"fork/exec {name}: {(exc.strerror or str(exc)).lower()}"
 
 
 _GO_SIGNALS = {2: "interrupt", 9: "killed", 15: "terminated", 13: "broken pipe", 6: "aborted"}

@@ -207,3 +207,20 @@ def test_bad_files_of_commands(cli: Runner, files: dict[str, str], args: list[st
     ours = cli(*FAST, *[a.format(**files) for a in args], stdin=None)
     assert ours.code in (1, 128), ours.error
     assert fails_cleanly(ours), ours.error
+
+
+@pytest.mark.parametrize(
+    "run",
+    [["no-such-command"], ["{missing}"], ["{corrupt}"], ["{directory}"], ["sh", "-c", "exit 4"]],
+    ids=["not-on-path", "missing", "not-executable", "directory", "exit-4"],
+)
+def test_lock_with_a_command_that_cannot_run(
+    cli: Runner, files: dict[str, str], prefix: str, run: list[str]
+) -> None:
+    """As etcdctl: Go's words for a command that cannot start (1), the command's own status
+    otherwise; the lock is released either way."""
+    argv = ["lock", prefix + "l", "--", *[word.format(**files) for word in run]]
+    ours, theirs = cli(*argv, stdin=None), cli.etcdctl(*argv, stdin=None)
+    assert (ours.code, ours.err, ours.out) == (theirs.code, theirs.err, theirs.out)
+    assert ours.code == (4 if run[0] == "sh" else 1)
+    assert cli("get", "--prefix", prefix + "l/").out == b""
