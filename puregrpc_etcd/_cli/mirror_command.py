@@ -134,6 +134,8 @@ async def make_mirror_command(ctx: Context, args: argparse.Namespace) -> int:
         )
     if args.max_txn_ops < 1:
         raise UsageError("--max-txn-ops must be at least 1")
+    if args.rev < 0:
+        raise UsageError(f"--rev must not be negative, not {args.rev}")
     source_prefix = args.prefix.encode()
     dest_prefix = b"" if args.no_dest_prefix else (args.dest_prefix or args.prefix).encode()
     dest_ctx = Context(_dest_settings(ctx, args))

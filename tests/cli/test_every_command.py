@@ -90,13 +90,14 @@ def files(tmp_path: Path, server: EtcdServer) -> dict[str, str]:
 
 @pytest.mark.parametrize("leaf", LEAVES, ids=name_of)
 def test_a_bad_flag_with_closed_stdin(cli: Runner, files: dict[str, str], leaf: list[str]) -> None:
-    ours = cli(*leaf, *typical(leaf, files), "--no-such-flag", stdin=None)
-    assert ours.code == 1, ours.error
-    assert fails_cleanly(ours), ours.error
-    assert ours.out == b""
-    if name_of(leaf) in ETCDCTL:
-        theirs = cli.etcdctl(*leaf, "--no-such-flag", stdin=None)
-        assert theirs.code == ours.code
+    for bad in ("--no-such-flag", "--dial-timeout=bogus"):
+        ours = cli(*leaf, *typical(leaf, files), bad, stdin=None)
+        assert ours.code == 1, ours.error
+        assert fails_cleanly(ours), ours.error
+        assert ours.out == b""
+        if name_of(leaf) in ETCDCTL:
+            theirs = cli.etcdctl(*leaf, bad, stdin=None)
+            assert theirs.code == ours.code
 
 
 # Without arguments: every command but the two that then run (a server, the demo); with stdin
@@ -224,3 +225,40 @@ def test_lock_with_a_command_that_cannot_run(
     assert (ours.code, ours.err, ours.out) == (theirs.code, theirs.err, theirs.out)
     assert ours.code == (4 if run[0] == "sh" else 1)
     assert cli("get", "--prefix", prefix + "l/").out == b""
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["get", "k", "--limit=abc"],
+        ["get", "k", "--rev=x"],
+        ["get", "k", "--consistency=x"],
+        ["get", "k", "--order=x"],
+        ["put", "k", "v", "--lease=zz"],
+        ["lease", "grant", "abc"],
+        ["lease", "grant", "-5"],
+        ["lease", "revoke", "zz"],
+        ["lease", "timetolive", "-1"],
+        ["member", "remove", "zz"],
+        ["compaction", "abc"],
+        ["compaction", "-1"],
+        ["watch", "k", "--rev=abc"],
+        ["lock", "l", "--ttl=abc"],
+        ["make-mirror", "127.0.0.1:1", "--max-txn-ops=abc"],
+        ["role", "grant-permission", "r", "bogus", "k"],
+        ["check", "datascale", "--load=zz"],
+        ["move-leader", "zz"],
+        ["snapshot", "save"],
+        ["del", "a", "b", "--prefix"],
+        ["get", "a", "b", "--from-key"],
+        ["put", "k", "--ignore-lease"],
+    ],
+    ids=" ".join,
+)
+def test_bad_values_exit_as_etcdctl(cli: Runner, args: list[str]) -> None:
+    """Values that do not parse, negative numbers where etcdctl's parser sees a flag, missing
+    and conflicting arguments: refused before any change, with etcdctl's exit code."""
+    ours, theirs = cli(*args, stdin=None), cli.etcdctl(*args, stdin=None)
+    assert ours.code == theirs.code != 0, (ours.error, theirs.error)
+    assert fails_cleanly(ours), ours.error
+    assert ours.out == b""  # (etcdctl prints its usage on stdout for a flag it cannot parse)
