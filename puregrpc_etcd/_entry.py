@@ -2,9 +2,10 @@
 
 Importing the package takes a good part of a second on a slow machine, and Python's own handler
 would print a traceback from whichever import Ctrl-C lands in. When (and only when) the process
-was started as the command (the ``puregrpc-etcd`` script or ``python -m puregrpc_etcd``), the
-package's first import here notes a Ctrl-C instead; ``__main__.main`` then hands Ctrl-C back
-to Python and exits as interrupted. A program that imports the library is left alone.
+was started as the command (the ``puregrpc-etcd`` script, or ``python -m puregrpc_etcd`` on
+Python 3.10+, which keeps the command line in ``sys.orig_argv``), the package's first import
+here notes a Ctrl-C instead; ``__main__.main`` then hands Ctrl-C back to Python and exits as
+interrupted. A program that imports the library is left alone.
 """
 
 from __future__ import annotations
