@@ -31,8 +31,8 @@ current_etcd = etcd_bin="$(ETCD_BIN)"; \
 	fi; \
 	export ETCD_BIN="$$etcd_bin";
 
-.PHONY: demo test test-pypy test-etcd34 test-etcd351 test-py39 test-py313 lint typecheck unit \
-	bench proto clean
+.PHONY: demo test test-fast test-pypy test-etcd34 test-etcd351 test-py39 test-py313 lint typecheck \
+	unit bench proto dist check-wheel clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
@@ -60,6 +60,10 @@ typecheck: $(VENV)/.installed
 # ruff, mypy (strict on the package), then every test, against the current etcd 3.5.
 test: lint typecheck
 	$(current_etcd) $(VENV)/bin/python -m pytest $(PYTEST_ARGS)
+
+# The same without the tests marked slow (long fault and load runs): for the edit-test loop.
+test-fast: lint typecheck
+	$(current_etcd) $(VENV)/bin/python -m pytest -m "not slow" $(PYTEST_ARGS)
 
 # The same tests on PyPy 3.9 (Debian: apt-get install pypy3 pypy3-venv).
 test-pypy: $(VENV_PYPY)/.installed
@@ -110,9 +114,20 @@ bench: .venv-bench/.installed
 	-$(MAKE) $(VENV_PYPY)/.installed && $(VENV_PYPY)/bin/python -m pip install -q grpclib
 	.venv-bench/bin/python -m bench $(BENCH_ARGS)
 
+# The sdist and the wheel, in dist/ (the version comes from puregrpc_etcd/_version.py).
+dist: $(VENV)/.installed
+	$(VENV)/bin/python -m pip install -q build
+	rm -rf dist
+	$(VENV)/bin/python -m build --outdir dist .
+
+# The wheel as a user gets it: installed in a clean venv, imported, its command run, py.typed.
+check-wheel: dist
+	PYTHON=$(PYTHON) scripts/check-wheel dist
+
 # Regenerate puregrpc_etcd/_proto from schema/ with the pinned protoc.
 proto:
 	$(PYTHON) schema/generate.py
 
 clean:
-	rm -rf $(VENV) $(VENV_PYPY) .venv-py39 .venv-py313 .mypy_cache .ruff_cache .pytest_cache .hypothesis
+	rm -rf $(VENV) $(VENV_PYPY) .venv-py39 .venv-py313 .mypy_cache .ruff_cache .pytest_cache .hypothesis \
+		dist build

@@ -8,6 +8,7 @@ from __future__ import annotations
 # First: when started as the command, Ctrl-C during the imports below prints no traceback.
 from puregrpc_etcd import _entry  # noqa: F401
 from puregrpc_etcd._credentials import PlaintextCredentialsWarning
+from puregrpc_etcd._version import __version__ as __version__
 from puregrpc_etcd.auth import Auth, AuthStatus, Permission, Role, User
 from puregrpc_etcd.client import Client, connect
 from puregrpc_etcd.cluster import Cluster, Member, MemberAddResponse
@@ -58,8 +59,6 @@ from puregrpc_etcd.types import (
     TxnResponse,
 )
 from puregrpc_etcd.watch import Event, Watcher, WatchOverflowError
-
-__version__ = "0.1.0"
 
 __all__ = [
     "Alarm",

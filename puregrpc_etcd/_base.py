@@ -17,7 +17,9 @@ if TYPE_CHECKING:
     import trio
     from google.protobuf.message import Message
 
-    from puregrpc_etcd.grpc import Channel, Stream
+    from puregrpc_etcd._rpcs import Rpc
+    from puregrpc_etcd._streams import EtcdStream
+    from puregrpc_etcd.grpc import Channel
 
 M = TypeVar("M", bound="Message")
 
@@ -68,22 +70,22 @@ class ClientBase:
 
     async def _unary(
         self,
-        method: str,
+        rpc: Rpc[M],
         request: Message,
-        reply_type: type[M],
         *,
         timeout: float | None = None,
-        repeatable: bool = False,
+        repeatable: bool | None = None,
         endpoint: str | None = None,
         retries: int | None = None,
     ) -> M:
-        """Send one unary etcd call and return its reply.
+        """Send one unary etcd call (an entry of the table in ``_rpcs.py``); return its reply.
 
         Adds the auth token and ``hasleader`` metadata, applies ``timeout`` (checked by
         ``check_timeout``; else the client's default) together with the caller's trio deadline,
-        retries on UNAVAILABLE when ``repeatable`` (read-only calls) or when the request provably
-        never reached the server, re-authenticates once on an invalid token, and raises the
-        typed ``EtcdError`` subclasses of ``errors.py`` for every failure. ``endpoint`` sends the
+        retries on UNAVAILABLE when the call is repeatable (``rpc.repeatable``, unless
+        ``repeatable`` says otherwise for this request) or when the request provably never
+        reached the server, re-authenticates once on an invalid token, and raises the typed
+        ``EtcdError`` subclasses of ``errors.py`` for every failure. ``endpoint`` sends the
         call to that one endpoint instead of the channel's current connection (no failover).
         ``retries`` overrides the client's retry count (0: one attempt, e.g. clean-up on exit).
         """
@@ -91,17 +93,16 @@ class ClientBase:
 
     def _stream(
         self,
-        method: str,
-        reply_type: type[M],
+        rpc: Rpc[M],
         *,
         timeout: float | None = None,
-    ) -> AsyncContextManager[Stream[M]]:
+    ) -> AsyncContextManager[EtcdStream[M]]:
         """Open one streaming call with the current auth token and ``hasleader`` metadata
         (``timeout`` checked by ``check_timeout``).
 
         The token is taken fresh (re-authenticating first if it is known to be stale) every time
-        a stream is opened. Errors are raised as they come from the transport
-        (``grpc.RpcError``); use ``errors.from_rpc_error`` to turn them into typed errors.
+        a stream is opened. Failures, opening it or on any message, are raised as the typed
+        ``EtcdError`` subclasses of ``errors.py`` (``_streams.py``), as for unary calls.
         """
         raise NotImplementedError
 

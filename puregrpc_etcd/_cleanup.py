@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from google.protobuf.message import Message
 
     from puregrpc_etcd._base import ClientBase
+    from puregrpc_etcd._rpcs import Rpc
 
 __all__ = ["cleanup_call"]
 
@@ -31,9 +32,8 @@ UNREACHABLE_MEMORY = 2.0
 
 async def cleanup_call(
     client: ClientBase,
-    method: str,
+    rpc: Rpc[M],
     request: Message,
-    reply_type: type[M],
     *,
     limit: float,
     what: str,
@@ -55,9 +55,7 @@ async def cleanup_call(
     with trio.CancelScope(shield=True) as scope:
         scope.deadline = trio.current_time() + limit
         try:
-            reply = await client._unary(
-                method, request, reply_type, timeout=limit, retries=0 if on_exit else None
-            )
+            reply = await client._unary(rpc, request, timeout=limit, retries=0 if on_exit else None)
         except errors.NotFoundError:
             return None
         except errors.ConnectionFailedError as exc:

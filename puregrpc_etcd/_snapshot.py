@@ -13,16 +13,15 @@ from typing import TYPE_CHECKING, Callable, Optional, Protocol, Union
 
 import trio
 
-from puregrpc_etcd import grpc
+from puregrpc_etcd import _rpcs as rpcs
 from puregrpc_etcd._proto import rpc_pb2
-from puregrpc_etcd.errors import EtcdError, from_rpc_error
+from puregrpc_etcd.errors import EtcdError
 
 if TYPE_CHECKING:
     from puregrpc_etcd._base import ClientBase
 
 __all__ = ["Progress", "SnapshotTarget", "SnapshotVerifier", "save_snapshot"]
 
-_METHOD = "/etcdserverpb.Maintenance/Snapshot"
 _DIGEST_SIZE = hashlib.sha256().digest_size
 
 
@@ -133,21 +132,18 @@ async def _receive(
     client: ClientBase, output: Writable, progress: Progress | None, timeout: float | None
 ) -> int:
     verifier = SnapshotVerifier()
-    try:
-        async with client._stream(_METHOD, rpc_pb2.SnapshotResponse, timeout=timeout) as stream:
-            await stream.send_message(rpc_pb2.SnapshotRequest())
-            await stream.done_writing()
-            async for reply in stream:
-                blob = reply.blob
-                if not blob:
-                    continue
-                written = output.write(blob)
-                if inspect.isawaitable(written):
-                    await written
-                verifier.feed(blob, reply.remaining_bytes)
-                if progress is not None:
-                    progress(verifier.received, verifier.total)
-    except grpc.RpcError as exc:
-        raise from_rpc_error(exc) from None
+    async with client._stream(rpcs.SNAPSHOT, timeout=timeout) as stream:
+        await stream.send_message(rpc_pb2.SnapshotRequest())
+        await stream.done_writing()
+        async for reply in stream:
+            blob = reply.blob
+            if not blob:
+                continue
+            written = output.write(blob)
+            if inspect.isawaitable(written):
+                await written
+            verifier.feed(blob, reply.remaining_bytes)
+            if progress is not None:
+                progress(verifier.received, verifier.total)
     verifier.check()
     return verifier.received

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Awaitable, Callable, Dict, List, Optional
 
 import trio
 
+from puregrpc_etcd import _rpcs as rpcs
 from puregrpc_etcd import errors
 from puregrpc_etcd._proto import rpc_pb2
 from puregrpc_etcd._watch_backlog import Subscription
@@ -29,14 +30,12 @@ from puregrpc_etcd._watch_state import (
     Router,
     cancel_error,
 )
-from puregrpc_etcd.grpc import RpcError, StatusCode
+from puregrpc_etcd.grpc import StatusCode
 
 if TYPE_CHECKING:
     from puregrpc_etcd._base import ClientBase
-    from puregrpc_etcd.grpc import Stream
+    from puregrpc_etcd._streams import EtcdStream
 
-WATCH_METHOD = "/etcdserverpb.Watch/Watch"
-RANGE_METHOD = "/etcdserverpb.KV/Range"
 
 #: Reconnect delays: first retry after about RETRY_FIRST seconds, doubling up to RETRY_MAX.
 RETRY_FIRST = 0.05
@@ -80,15 +79,9 @@ class _StreamOutcome:
 
 
 def _is_permanent(exc: BaseException) -> bool:
-    if isinstance(exc, RpcError):
-        return exc.code in _PERMANENT_CODES
     if isinstance(exc, errors.RpcError):
         return exc.code in _PERMANENT_CODES and not isinstance(exc, errors.UnavailableError)
     return not isinstance(exc, (errors.EtcdError, OSError, trio.BrokenResourceError, EOFError))
-
-
-def _as_etcd_error(exc: BaseException) -> BaseException:
-    return errors.from_rpc_error(exc) if isinstance(exc, RpcError) else exc
 
 
 class WatchHub:
@@ -184,11 +177,8 @@ class WatchHub:
                     stale_token = None
                 if scope.cancelled_caught and outcome.failure is None:
                     continue  # closed while idle, or to carry a renewed token; reopened if needed
-                failure = _as_etcd_error(
-                    outcome.failure
-                    or errors.UnavailableError(
-                        StatusCode.UNAVAILABLE, "the server ended the Watch stream"
-                    )
+                failure = outcome.failure or errors.UnavailableError(
+                    StatusCode.UNAVAILABLE, "the server ended the Watch stream"
                 )
                 if _is_permanent(failure):
                     for sub in list(self._subscriptions):
@@ -222,7 +212,7 @@ class WatchHub:
             if stale_token is not None:
                 await client._renew_token(stale_token)
                 outcome.renewed = True
-            async with client._stream(WATCH_METHOD, rpc_pb2.WatchResponse) as stream:
+            async with client._stream(rpcs.WATCH) as stream:
                 outcome.opened = True
                 outcome.opened_with = client._token_marker()
                 self.streams_opened += 1
@@ -253,7 +243,7 @@ class WatchHub:
 
     async def _write_loop(
         self,
-        stream: Stream[rpc_pb2.WatchResponse],
+        stream: EtcdStream[rpc_pb2.WatchResponse],
         router: Router[Subscription],
         outcome: _StreamOutcome,
     ) -> None:
@@ -273,7 +263,7 @@ class WatchHub:
             outcome.fail(exc)
 
     async def _send_pending(
-        self, stream: Stream[rpc_pb2.WatchResponse], router: Router[Subscription]
+        self, stream: EtcdStream[rpc_pb2.WatchResponse], router: Router[Subscription]
     ) -> None:
         while self._to_cancel:
             watch_id = self._to_cancel.pop(0)
@@ -373,7 +363,7 @@ class WatchHub:
             key=spec.key, range_end=spec.range_end, count_only=True, serializable=True
         )
         try:
-            await self._client._unary(RANGE_METHOD, probe, rpc_pb2.RangeResponse, repeatable=True)
+            await self._client._unary(rpcs.RANGE, probe)
         except errors.EtcdError as error:
             if _is_permanent(error):
                 subscription.fail(error)

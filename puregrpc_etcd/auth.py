@@ -9,18 +9,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
+from puregrpc_etcd import _rpcs as rpcs
 from puregrpc_etcd._keys import key_range
 from puregrpc_etcd._proto import auth_pb2, rpc_pb2
 from puregrpc_etcd.types import ResponseHeader, response_header
 
 if TYPE_CHECKING:
-    from google.protobuf.message import Message
-
-    from puregrpc_etcd._base import ClientBase, M
+    from puregrpc_etcd._base import ClientBase
 
 __all__ = ["Auth", "AuthStatus", "Permission", "PermissionType", "Role", "User"]
 
-_SERVICE = "/etcdserverpb.Auth/"
 
 PermissionType = Literal["read", "write", "readwrite"]
 _PERMISSION_NAMES: dict[int, PermissionType] = {
@@ -114,40 +112,19 @@ class Auth:
     def __init__(self, client: ClientBase) -> None:
         self._client = client
 
-    async def _call(
-        self,
-        method: str,
-        request: Message,
-        reply_type: type[M],
-        timeout: float | None,
-        *,
-        repeatable: bool = False,
-    ) -> M:
-        return await self._client._unary(
-            _SERVICE + method, request, reply_type, timeout=timeout, repeatable=repeatable
-        )
-
     async def enable(self, *, timeout: float | None = None) -> None:
         """Turn authentication on; the ``root`` user must exist and have the ``root`` role."""
-        await self._call(
-            "AuthEnable", rpc_pb2.AuthEnableRequest(), rpc_pb2.AuthEnableResponse, timeout
-        )
+        await self._client._unary(rpcs.AUTH_ENABLE, rpc_pb2.AuthEnableRequest(), timeout=timeout)
 
     async def disable(self, *, timeout: float | None = None) -> None:
         """Turn authentication off (needs the root role while it is on)."""
-        await self._call(
-            "AuthDisable", rpc_pb2.AuthDisableRequest(), rpc_pb2.AuthDisableResponse, timeout
-        )
+        await self._client._unary(rpcs.AUTH_DISABLE, rpc_pb2.AuthDisableRequest(), timeout=timeout)
 
     async def status(self, *, timeout: float | None = None) -> AuthStatus:
         """Whether authentication is on, and the auth store's revision (etcd 3.5 and later: etcd
         3.4 has no AuthStatus RPC and answers UNIMPLEMENTED, raised as ``RpcError``)."""
-        reply = await self._call(
-            "AuthStatus",
-            rpc_pb2.AuthStatusRequest(),
-            rpc_pb2.AuthStatusResponse,
-            timeout,
-            repeatable=True,
+        reply = await self._client._unary(
+            rpcs.AUTH_STATUS, rpc_pb2.AuthStatusRequest(), timeout=timeout
         )
         return AuthStatus(
             header=response_header(reply.header),
@@ -176,30 +153,24 @@ class Auth:
             raise ValueError("give a password, or no_password=True for a user without one")
         else:
             request.password = _password(password)
-        await self._call("UserAdd", request, rpc_pb2.AuthUserAddResponse, timeout)
+        await self._client._unary(rpcs.USER_ADD, request, timeout=timeout)
 
     async def user_delete(self, name: str, *, timeout: float | None = None) -> None:
         """Delete a user."""
         request = rpc_pb2.AuthUserDeleteRequest(name=_name(name, "user name"))
-        await self._call("UserDelete", request, rpc_pb2.AuthUserDeleteResponse, timeout)
+        await self._client._unary(rpcs.USER_DELETE, request, timeout=timeout)
 
     async def user_list(self, *, timeout: float | None = None) -> list[str]:
         """The names of every user, sorted."""
-        reply = await self._call(
-            "UserList",
-            rpc_pb2.AuthUserListRequest(),
-            rpc_pb2.AuthUserListResponse,
-            timeout,
-            repeatable=True,
+        reply = await self._client._unary(
+            rpcs.USER_LIST, rpc_pb2.AuthUserListRequest(), timeout=timeout
         )
         return list(reply.users)
 
     async def user_get(self, name: str, *, timeout: float | None = None) -> User:
         """A user and its roles."""
         request = rpc_pb2.AuthUserGetRequest(name=_name(name, "user name"))
-        reply = await self._call(
-            "UserGet", request, rpc_pb2.AuthUserGetResponse, timeout, repeatable=True
-        )
+        reply = await self._client._unary(rpcs.USER_GET, request, timeout=timeout)
         return User(name=name, roles=tuple(reply.roles))
 
     async def user_change_password(
@@ -209,53 +180,45 @@ class Auth:
         request = rpc_pb2.AuthUserChangePasswordRequest(
             name=_name(name, "user name"), password=_password(password)
         )
-        await self._call(
-            "UserChangePassword", request, rpc_pb2.AuthUserChangePasswordResponse, timeout
-        )
+        await self._client._unary(rpcs.USER_CHANGE_PASSWORD, request, timeout=timeout)
 
     async def user_grant_role(self, user: str, role: str, *, timeout: float | None = None) -> None:
         """Give ``user`` the permissions of ``role``."""
         request = rpc_pb2.AuthUserGrantRoleRequest(
             user=_name(user, "user name"), role=_name(role, "role name")
         )
-        await self._call("UserGrantRole", request, rpc_pb2.AuthUserGrantRoleResponse, timeout)
+        await self._client._unary(rpcs.USER_GRANT_ROLE, request, timeout=timeout)
 
     async def user_revoke_role(self, user: str, role: str, *, timeout: float | None = None) -> None:
         """Take ``role`` away from ``user``."""
         request = rpc_pb2.AuthUserRevokeRoleRequest(
             name=_name(user, "user name"), role=_name(role, "role name")
         )
-        await self._call("UserRevokeRole", request, rpc_pb2.AuthUserRevokeRoleResponse, timeout)
+        await self._client._unary(rpcs.USER_REVOKE_ROLE, request, timeout=timeout)
 
     # Roles.
 
     async def role_add(self, name: str, *, timeout: float | None = None) -> None:
         """Create a role with no permissions."""
         request = rpc_pb2.AuthRoleAddRequest(name=_name(name, "role name"))
-        await self._call("RoleAdd", request, rpc_pb2.AuthRoleAddResponse, timeout)
+        await self._client._unary(rpcs.ROLE_ADD, request, timeout=timeout)
 
     async def role_delete(self, name: str, *, timeout: float | None = None) -> None:
         """Delete a role (and take it from every user that has it)."""
         request = rpc_pb2.AuthRoleDeleteRequest(role=_name(name, "role name"))
-        await self._call("RoleDelete", request, rpc_pb2.AuthRoleDeleteResponse, timeout)
+        await self._client._unary(rpcs.ROLE_DELETE, request, timeout=timeout)
 
     async def role_list(self, *, timeout: float | None = None) -> list[str]:
         """The names of every role, sorted."""
-        reply = await self._call(
-            "RoleList",
-            rpc_pb2.AuthRoleListRequest(),
-            rpc_pb2.AuthRoleListResponse,
-            timeout,
-            repeatable=True,
+        reply = await self._client._unary(
+            rpcs.ROLE_LIST, rpc_pb2.AuthRoleListRequest(), timeout=timeout
         )
         return list(reply.roles)
 
     async def role_get(self, name: str, *, timeout: float | None = None) -> Role:
         """A role and its permissions."""
         request = rpc_pb2.AuthRoleGetRequest(role=_name(name, "role name"))
-        reply = await self._call(
-            "RoleGet", request, rpc_pb2.AuthRoleGetResponse, timeout, repeatable=True
-        )
+        reply = await self._client._unary(rpcs.ROLE_GET, request, timeout=timeout)
         return Role(name=name, permissions=tuple(_permission(pb) for pb in reply.perm))
 
     async def role_grant_permission(
@@ -279,9 +242,7 @@ class Auth:
                 permType=_permission_type(permission), key=start, range_end=end
             ),
         )
-        await self._call(
-            "RoleGrantPermission", request, rpc_pb2.AuthRoleGrantPermissionResponse, timeout
-        )
+        await self._client._unary(rpcs.ROLE_GRANT_PERMISSION, request, timeout=timeout)
 
     async def role_revoke_permission(
         self,
@@ -298,6 +259,4 @@ class Auth:
         request = rpc_pb2.AuthRoleRevokePermissionRequest(
             role=_name(role, "role name"), key=start, range_end=end
         )
-        await self._call(
-            "RoleRevokePermission", request, rpc_pb2.AuthRoleRevokePermissionResponse, timeout
-        )
+        await self._client._unary(rpcs.ROLE_REVOKE_PERMISSION, request, timeout=timeout)

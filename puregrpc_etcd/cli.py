@@ -19,7 +19,9 @@ import trio
 from puregrpc_etcd._cli import (
     admin_commands,
     auth_commands,
+    bench_commands,
     check_datascale,
+    check_perf,
     cluster_commands,
     kv_commands,
     lease_commands,
@@ -57,6 +59,8 @@ def build_parser() -> CommandTree:
     auth_commands.register(tree)
     check_datascale.register(tree)
     local_commands.register(tree)
+    bench_commands.register(tree)
+    check_perf.register(tree)
     return tree
 
 

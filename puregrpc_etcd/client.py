@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, AsyncContextManager, AsyncIterator, Seque
 
 import trio
 
+from puregrpc_etcd import _rpcs as rpcs
 from puregrpc_etcd._base import check_timeout
 from puregrpc_etcd._credentials import warn_if_exposed
 from puregrpc_etcd._endpoints import (
@@ -26,6 +27,7 @@ from puregrpc_etcd._endpoints import (
 from puregrpc_etcd._groups import strip_own_group
 from puregrpc_etcd._outcome import final_error
 from puregrpc_etcd._proto import rpc_pb2
+from puregrpc_etcd._streams import etcd_stream
 from puregrpc_etcd.auth import Auth
 from puregrpc_etcd.cluster import Cluster, auto_sync
 from puregrpc_etcd.concurrency import ConcurrencyMixin
@@ -42,13 +44,12 @@ from puregrpc_etcd.watch import WatchMixin
 if TYPE_CHECKING:
     from google.protobuf.message import Message
 
-    from puregrpc_etcd.grpc.call import Stream
+    from puregrpc_etcd._streams import EtcdStream
 
 __all__ = ["Client", "connect"]
 
 M = TypeVar("M", bound="Message")
 
-_AUTHENTICATE = "/etcdserverpb.Auth/Authenticate"
 _MiB = 1024 * 1024
 #: How long each close-time job (``_closers``) may take.
 CLOSER_TIMEOUT = 2.0
@@ -164,15 +165,16 @@ class Client(KVMixin, WatchMixin, LeaseMixin, ConcurrencyMixin, NamespaceMixin, 
 
     async def _unary(
         self,
-        method: str,
+        rpc: rpcs.Rpc[M],
         request: Message,
-        reply_type: type[M],
         *,
         timeout: float | None = None,
-        repeatable: bool = False,
+        repeatable: bool | None = None,
         endpoint: str | None = None,
         retries: int | None = None,
     ) -> M:
+        method, reply_type = rpc.path, rpc.reply_type
+        repeatable = rpc.repeatable if repeatable is None else repeatable
         timeout = self._timeout if timeout is None else check_timeout(timeout)
         channel = self._channel if endpoint is None else await self._channel_for(endpoint)
         metadata = self._metadata
@@ -202,7 +204,7 @@ class Client(KVMixin, WatchMixin, LeaseMixin, ConcurrencyMixin, NamespaceMixin, 
                 not reauthenticated
                 and self._username is not None
                 and error.details in _REAUTH_MESSAGES
-                and method != _AUTHENTICATE
+                and rpc is not rpcs.AUTHENTICATE
             ):
                 reauthenticated = True
                 await self._reauthenticate(metadata)
@@ -249,14 +251,12 @@ class Client(KVMixin, WatchMixin, LeaseMixin, ConcurrencyMixin, NamespaceMixin, 
 
     @asynccontextmanager
     async def _stream(
-        self, method: str, reply_type: type[M], *, timeout: float | None = None
-    ) -> AsyncIterator[Stream[M]]:
+        self, rpc: rpcs.Rpc[M], *, timeout: float | None = None
+    ) -> AsyncIterator[EtcdStream[M]]:
         timeout = check_timeout(timeout)
         if self._username is not None and self._token is None:
             await self._reauthenticate(self._metadata)
-        async with self._channel.stream(
-            method, reply_type, timeout=timeout, metadata=self._metadata
-        ) as stream:
+        async with etcd_stream(self._channel, rpc, timeout, self._metadata) as stream:
             yield stream
 
     async def _channel_for(self, endpoint: str) -> Channel:
@@ -278,7 +278,7 @@ class Client(KVMixin, WatchMixin, LeaseMixin, ConcurrencyMixin, NamespaceMixin, 
         """Get a token for the configured user; without auth enabled carry on with none."""
         request = rpc_pb2.AuthenticateRequest(name=self._username, password=self._password or "")
         try:
-            reply = await self._unary(_AUTHENTICATE, request, rpc_pb2.AuthenticateResponse)
+            reply = await self._unary(rpcs.AUTHENTICATE, request)
         except EtcdError as error:
             if getattr(error, "details", None) == _AUTH_NOT_ENABLED:
                 self._set_token(None)

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Iterable, Sequence, Union
 
 import trio
 
+from puregrpc_etcd import _rpcs as rpcs
 from puregrpc_etcd._credentials import warn_if_exposed
 from puregrpc_etcd._endpoints import normalize_endpoint
 from puregrpc_etcd._proto import rpc_pb2
@@ -33,8 +34,6 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 PeerURLs = Union[str, Sequence[str]]
-
-_SERVICE = "/etcdserverpb.Cluster/"
 
 
 @dataclass(frozen=True)
@@ -124,11 +123,7 @@ class Cluster:
         servers ignore it and answer from their local view).
         """
         reply = await self._client._unary(
-            _SERVICE + "MemberList",
-            rpc_pb2.MemberListRequest(linearizable=linearizable),
-            rpc_pb2.MemberListResponse,
-            timeout=timeout,
-            repeatable=True,
+            rpcs.MEMBER_LIST, rpc_pb2.MemberListRequest(linearizable=linearizable), timeout=timeout
         )
         return _members(reply.members)
 
@@ -138,9 +133,7 @@ class Cluster:
         """Add a member that will listen on ``peer_urls``; start it afterwards with
         ``--initial-cluster-state existing``. A ``learner`` must be promoted to vote."""
         request = rpc_pb2.MemberAddRequest(peerURLs=_peer_urls(peer_urls), isLearner=learner)
-        reply = await self._client._unary(
-            _SERVICE + "MemberAdd", request, rpc_pb2.MemberAddResponse, timeout=timeout
-        )
+        reply = await self._client._unary(rpcs.MEMBER_ADD, request, timeout=timeout)
         return MemberAddResponse(
             header=response_header(reply.header),
             member=_member(reply.member),
@@ -150,10 +143,7 @@ class Cluster:
     async def remove_member(self, id: int, *, timeout: float | None = None) -> list[Member]:
         """Remove the member ``id``; returns the members left."""
         reply = await self._client._unary(
-            _SERVICE + "MemberRemove",
-            rpc_pb2.MemberRemoveRequest(ID=_member_id(id)),
-            rpc_pb2.MemberRemoveResponse,
-            timeout=timeout,
+            rpcs.MEMBER_REMOVE, rpc_pb2.MemberRemoveRequest(ID=_member_id(id)), timeout=timeout
         )
         return _members(reply.members)
 
@@ -181,9 +171,7 @@ class Cluster:
                         "versions forget that (etcd-io/etcd#21694): remove it and add it again, "
                         "or pass allow_learner=True"
                     )
-        reply = await self._client._unary(
-            _SERVICE + "MemberUpdate", request, rpc_pb2.MemberUpdateResponse, timeout=timeout
-        )
+        reply = await self._client._unary(rpcs.MEMBER_UPDATE, request, timeout=timeout)
         return _members(reply.members)
 
     async def promote_member(self, id: int, *, timeout: float | None = None) -> list[Member]:
@@ -193,10 +181,7 @@ class Cluster:
         in sync with leader") until the learner has caught up with the leader's log.
         """
         reply = await self._client._unary(
-            _SERVICE + "MemberPromote",
-            rpc_pb2.MemberPromoteRequest(ID=_member_id(id)),
-            rpc_pb2.MemberPromoteResponse,
-            timeout=timeout,
+            rpcs.MEMBER_PROMOTE, rpc_pb2.MemberPromoteRequest(ID=_member_id(id)), timeout=timeout
         )
         return _members(reply.members)
 

@@ -7,7 +7,8 @@ from __future__ import annotations
 import contextlib
 from typing import TYPE_CHECKING, AsyncIterator, Awaitable, Callable, Union, cast
 
-from puregrpc_etcd import errors, grpc
+from puregrpc_etcd import _rpcs as rpcs
+from puregrpc_etcd import errors
 from puregrpc_etcd._base import ClientBase, check_timeout
 from puregrpc_etcd._keepalive import KeptLease
 from puregrpc_etcd._keys import to_bytes, to_key
@@ -23,8 +24,6 @@ if TYPE_CHECKING:
 
 __all__ = ["ConcurrencyMixin"]
 
-_LOCK = "/v3lockpb.Lock/"
-_ELECTION = "/v3electionpb.Election/"
 
 LeaseLike = Union[int, Lease]
 
@@ -133,9 +132,8 @@ class ConcurrencyMixin(ClientBase):
         if not lease_id:
             raise ValueError("lock_rpc needs a lease kept alive by the caller")
         reply = await self._unary(
-            _LOCK + "Lock",
+            rpcs.LOCK,
             v3lock_pb2.LockRequest(name=self._key(name, what="lock name"), lease=lease_id),
-            v3lock_pb2.LockResponse,
             timeout=timeout,
         )
         return self._unkey(reply.key)
@@ -143,10 +141,7 @@ class ConcurrencyMixin(ClientBase):
     async def unlock_rpc(self, key: object, *, timeout: float | None = None) -> None:
         """Release a lock taken with ``lock_rpc`` by the key it returned."""
         await self._unary(
-            _LOCK + "Unlock",
-            v3lock_pb2.UnlockRequest(key=self._key(key)),
-            v3lock_pb2.UnlockResponse,
-            timeout=timeout,
+            rpcs.UNLOCK, v3lock_pb2.UnlockRequest(key=self._key(key)), timeout=timeout
         )
 
     def election(self, name: object, *, ttl: int = 60) -> Election:
@@ -165,13 +160,12 @@ class ConcurrencyMixin(ClientBase):
         if not lease_id:
             raise ValueError("campaign_rpc needs a lease kept alive by the caller")
         reply = await self._unary(
-            _ELECTION + "Campaign",
+            rpcs.CAMPAIGN,
             v3election_pb2.CampaignRequest(
                 name=self._key(name, what="election name"),
                 lease=lease_id,
                 value=to_bytes(value, "value"),
             ),
-            v3election_pb2.CampaignResponse,
             timeout=timeout,
         )
         return self._leader_key(reply.leader)
@@ -181,20 +175,18 @@ class ConcurrencyMixin(ClientBase):
     ) -> None:
         """Announce a new value as the leader elected with ``campaign_rpc``."""
         await self._unary(
-            _ELECTION + "Proclaim",
+            rpcs.PROCLAIM,
             v3election_pb2.ProclaimRequest(
                 leader=self._leader_key_pb(leader), value=to_bytes(value, "value")
             ),
-            v3election_pb2.ProclaimResponse,
             timeout=timeout,
         )
 
     async def resign_rpc(self, leader: LeaderKey, *, timeout: float | None = None) -> None:
         """Give up a leadership won with ``campaign_rpc``."""
         await self._unary(
-            _ELECTION + "Resign",
+            rpcs.RESIGN,
             v3election_pb2.ResignRequest(leader=self._leader_key_pb(leader)),
-            v3election_pb2.ResignResponse,
             timeout=timeout,
         )
 
@@ -202,11 +194,9 @@ class ConcurrencyMixin(ClientBase):
         """The current leader of ``name`` by the v3election service; None when nobody leads."""
         try:
             reply = await self._unary(
-                _ELECTION + "Leader",
+                rpcs.LEADER,
                 v3election_pb2.LeaderRequest(name=self._key(name, what="election name")),
-                v3election_pb2.LeaderResponse,
                 timeout=timeout,
-                repeatable=True,
             )
         except errors.RpcError as exc:
             if exc.details.endswith("election: no leader"):
@@ -220,16 +210,11 @@ class ConcurrencyMixin(ClientBase):
         request = v3election_pb2.LeaderRequest(name=self._key(name, what="election name"))
 
         async def produce(send: Callable[[KeyValue], Awaitable[None]]) -> None:
-            try:
-                async with self._stream(
-                    _ELECTION + "Observe", v3election_pb2.LeaderResponse
-                ) as stream:
-                    await stream.send_message(request)
-                    await stream.done_writing()
-                    async for reply in stream:
-                        await send(key_value(reply.kv, self._namespace))
-            except grpc.RpcError as exc:
-                raise errors.from_rpc_error(exc) from None
+            async with self._stream(rpcs.OBSERVE) as stream:
+                await stream.send_message(request)
+                await stream.done_writing()
+                async for reply in stream:
+                    await send(key_value(reply.kv, self._namespace))
 
         return LeaderObserver(self._nursery, produce)
 

@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING, Any, AsyncIterator, Callable, Iterable, cast
 
 import trio
 
-from puregrpc_etcd import _fastpb, _requests, grpc
+from puregrpc_etcd import _fastpb, _requests
+from puregrpc_etcd import _rpcs as rpcs
 from puregrpc_etcd._base import ClientBase
 from puregrpc_etcd._proto import rpc_pb2
 from puregrpc_etcd.errors import CompactedError, EtcdError, RpcError
@@ -31,25 +32,15 @@ if TYPE_CHECKING:
 
 __all__ = ["KVMixin"]
 
-_RANGE = "/etcdserverpb.KV/Range"
-_PUT = "/etcdserverpb.KV/Put"
-_DELETE = "/etcdserverpb.KV/DeleteRange"
-_TXN = "/etcdserverpb.KV/Txn"
-_COMPACT = "/etcdserverpb.KV/Compact"
-_WATCH = "/etcdserverpb.Watch/Watch"
 _COMPACT_PROBE_TIMEOUT = 1.0
 
 _RangeRequest = rpc_pb2.RangeRequest
 _PutRequest = rpc_pb2.PutRequest
-# Pure-Python protobuf (PyPy) is slow to parse big replies, and a tenth of a put's client time
-# goes to its messages: _fastpb reads and writes the same bytes.
+# Pure-Python protobuf (PyPy) spends a tenth of a put's client time on its messages: _fastpb
+# writes the same bytes (and reads the replies: see _rpcs.py).
 if _fastpb.PURE_PYTHON_PROTOBUF:
-    _RangeResponse = cast("type[rpc_pb2.RangeResponse]", _fastpb.RangeResponse)
-    _PutResponse = cast("type[rpc_pb2.PutResponse]", _fastpb.PutResponse)
     _put_request = cast("Callable[[bytes, bytes], rpc_pb2.PutRequest]", _fastpb.PutRequest)
 else:
-    _RangeResponse = rpc_pb2.RangeResponse
-    _PutResponse = rpc_pb2.PutResponse
 
     def _put_request(key: bytes, value: bytes) -> rpc_pb2.PutRequest:
         return _PutRequest(key=key, value=value)
@@ -111,9 +102,7 @@ class KVMixin(ClientBase):
             max_create_revision=max_create_revision,
         )
         try:
-            reply = await self._unary(
-                _RANGE, request, _RangeResponse, timeout=timeout, repeatable=True
-            )
+            reply = await self._unary(rpcs.RANGE, request, timeout=timeout)
         except CompactedError as error:
             error.compact_revision = await self._compacted_at(request.key, request.revision)
             raise
@@ -124,14 +113,14 @@ class KVMixin(ClientBase):
     ) -> bytes | None:
         """The value of one key, or ``default`` when it does not exist."""
         request = _RangeRequest(key=self._key(key))
-        reply = await self._unary(_RANGE, request, _RangeResponse, timeout=timeout, repeatable=True)
+        reply = await self._unary(rpcs.RANGE, request, timeout=timeout)
         kvs = reply.kvs
         return kvs[0].value if kvs else default
 
     async def exists(self, key: object, *, timeout: float | None = None) -> bool:
         """Whether the key exists."""
         request = _RangeRequest(key=self._key(key), count_only=True)
-        reply = await self._unary(_RANGE, request, _RangeResponse, timeout=timeout, repeatable=True)
+        reply = await self._unary(rpcs.RANGE, request, timeout=timeout)
         return reply.count > 0
 
     async def get_prefix(
@@ -191,9 +180,7 @@ class KVMixin(ClientBase):
     ) -> rpc_pb2.RangeResponse:
         while True:
             try:
-                return await self._unary(
-                    _RANGE, request, _RangeResponse, timeout=timeout, repeatable=True
-                )
+                return await self._unary(rpcs.RANGE, request, timeout=timeout)
             except CompactedError as error:  # noqa: PERF203 - the rare path
                 error.compact_revision = await self._compacted_at(request.key, request.revision)
                 raise
@@ -213,7 +200,7 @@ class KVMixin(ClientBase):
         create = rpc_pb2.WatchCreateRequest(key=key, start_revision=revision)
         with trio.move_on_after(_COMPACT_PROBE_TIMEOUT):
             try:
-                async with self._stream(_WATCH, rpc_pb2.WatchResponse) as stream:
+                async with self._stream(rpcs.WATCH) as stream:
                     await stream.send_message(rpc_pb2.WatchRequest(create_request=create))
                     for _ in range(2):  # "created", then "canceled" with the revision
                         reply = await stream.receive_message()
@@ -221,7 +208,7 @@ class KVMixin(ClientBase):
                             break
                         if reply.compact_revision:
                             return reply.compact_revision
-            except (grpc.RpcError, EtcdError):
+            except EtcdError:
                 pass
         return 0
 
@@ -243,7 +230,7 @@ class KVMixin(ClientBase):
                 request = _put_request(self._key(key), value)
             else:
                 request = _requests.put_request(self, key, value)
-            reply = await self._unary(_PUT, request, _PutResponse, timeout=timeout)
+            reply = await self._unary(rpcs.PUT, request, timeout=timeout)
             return PutResponse(response_header(reply.header), None)
         request = _requests.put_request(
             self,
@@ -254,7 +241,7 @@ class KVMixin(ClientBase):
             ignore_value=ignore_value,
             ignore_lease=ignore_lease,
         )
-        reply = await self._unary(_PUT, request, _PutResponse, timeout=timeout)
+        reply = await self._unary(rpcs.PUT, request, timeout=timeout)
         return _requests.put_response(reply, self._namespace)
 
     async def put_json(self, key: object, obj: Any, **put_options: Any) -> PutResponse:
@@ -285,7 +272,7 @@ class KVMixin(ClientBase):
         request = _requests.delete_request(
             self, key, prefix=prefix, from_key=from_key, range_end=range_end, prev_kv=prev_kv
         )
-        reply = await self._unary(_DELETE, request, rpc_pb2.DeleteRangeResponse, timeout=timeout)
+        reply = await self._unary(rpcs.DELETE_RANGE, request, timeout=timeout)
         return _requests.delete_response(reply, self._namespace)
 
     async def txn(
@@ -306,9 +293,7 @@ class KVMixin(ClientBase):
             op.WhichOneof("request") == "request_range"
             for op in (*request.success, *request.failure)
         )
-        reply = await self._unary(
-            _TXN, request, rpc_pb2.TxnResponse, timeout=timeout, repeatable=read_only
-        )
+        reply = await self._unary(rpcs.TXN, request, timeout=timeout, repeatable=read_only)
         return _requests.txn_response(reply, self._namespace)
 
     async def compact(
@@ -319,5 +304,5 @@ class KVMixin(ClientBase):
         request = rpc_pb2.CompactionRequest(revision=_requests.check_int(revision, "revision"))
         if physical:
             request.physical = _requests.check_bool(physical, "physical")
-        reply = await self._unary(_COMPACT, request, rpc_pb2.CompactionResponse, timeout=timeout)
+        reply = await self._unary(rpcs.COMPACT, request, timeout=timeout)
         return CompactResponse(response_header(reply.header))

@@ -8,16 +8,20 @@ from __future__ import annotations
 import contextlib
 import logging
 from dataclasses import dataclass
-from typing import AsyncIterator
+from typing import TYPE_CHECKING, AsyncIterator
 
 import trio
 
+from puregrpc_etcd import _rpcs as rpcs
 from puregrpc_etcd import errors, grpc
 from puregrpc_etcd._base import ClientBase
 from puregrpc_etcd._cleanup import cleanup_call
 from puregrpc_etcd._keepalive import KeptLease, LeaseKeeper, cancelled_on_loss
 from puregrpc_etcd._proto import rpc_pb2
 from puregrpc_etcd.types import ResponseHeader, response_header
+
+if TYPE_CHECKING:
+    from puregrpc_etcd._streams import EtcdStream
 
 __all__ = [
     "MAX_LEASE_TTL",
@@ -32,7 +36,6 @@ __all__ = [
 
 log = logging.getLogger("puregrpc_etcd.lease")
 
-_LEASE = "/etcdserverpb.Lease/"
 #: The longest a revoke on leaving a block (or all of them when the client closes) may take;
 #: past it the lease expires by its TTL anyway.
 REVOKE_TIMEOUT = 5.0
@@ -148,11 +151,7 @@ class LeaseMixin(ClientBase):
         _check_id(id, allow_zero=True)
         check_ttl(ttl)
         reply = await self._unary(
-            _LEASE + "LeaseGrant",
-            rpc_pb2.LeaseGrantRequest(TTL=ttl, ID=id),
-            rpc_pb2.LeaseGrantResponse,
-            timeout=timeout,
-            repeatable=True,
+            rpcs.LEASE_GRANT, rpc_pb2.LeaseGrantRequest(TTL=ttl, ID=id), timeout=timeout
         )
         if reply.error:
             raise errors.EtcdError(f"lease grant failed: {reply.error}")
@@ -162,11 +161,7 @@ class LeaseMixin(ClientBase):
         """Revoke a lease, deleting every key attached to it (``LeaseNotFoundError`` if gone)."""
         _check_id(id)
         reply = await self._unary(
-            _LEASE + "LeaseRevoke",
-            rpc_pb2.LeaseRevokeRequest(ID=id),
-            rpc_pb2.LeaseRevokeResponse,
-            timeout=timeout,
-            repeatable=True,
+            rpcs.LEASE_REVOKE, rpc_pb2.LeaseRevokeRequest(ID=id), timeout=timeout
         )
         if self._lease_keeper is not None:
             self._lease_keeper.lose(id)
@@ -181,11 +176,9 @@ class LeaseMixin(ClientBase):
         """
         _check_id(id)
         reply = await self._unary(
-            _LEASE + "LeaseTimeToLive",
+            rpcs.LEASE_TIME_TO_LIVE,
             rpc_pb2.LeaseTimeToLiveRequest(ID=id, keys=keys),
-            rpc_pb2.LeaseTimeToLiveResponse,
             timeout=timeout,
-            repeatable=True,
         )
         return LeaseTimeToLiveResponse(
             response_header(reply.header),
@@ -198,13 +191,7 @@ class LeaseMixin(ClientBase):
 
     async def leases(self, *, timeout: float | None = None) -> list[int]:
         """The ids of every lease the cluster knows."""
-        reply = await self._unary(
-            _LEASE + "LeaseLeases",
-            rpc_pb2.LeaseLeasesRequest(),
-            rpc_pb2.LeaseLeasesResponse,
-            timeout=timeout,
-            repeatable=True,
-        )
+        reply = await self._unary(rpcs.LEASE_LEASES, rpc_pb2.LeaseLeasesRequest(), timeout=timeout)
         return [status.ID for status in reply.leases]
 
     async def keepalive_once(
@@ -213,18 +200,13 @@ class LeaseMixin(ClientBase):
         """Renew a lease once, on a stream of its own; ``LeaseNotFoundError`` if it is gone."""
         _check_id(id)
         reply: rpc_pb2.LeaseKeepAliveResponse | None = None
-        try:
-            async with self._stream(
-                _LEASE + "LeaseKeepAlive",
-                rpc_pb2.LeaseKeepAliveResponse,
-                timeout=self._timeout if timeout is None else timeout,
-            ) as stream:
-                await stream.send_message(rpc_pb2.LeaseKeepAliveRequest(ID=id))
-                async for answer in stream:
-                    reply = answer
-                    break
-        except grpc.RpcError as exc:
-            raise errors.from_rpc_error(exc) from None
+        async with self._stream(
+            rpcs.LEASE_KEEP_ALIVE, timeout=self._timeout if timeout is None else timeout
+        ) as stream:
+            await stream.send_message(rpc_pb2.LeaseKeepAliveRequest(ID=id))
+            async for answer in stream:
+                reply = answer
+                break
         if reply is None:
             raise errors.UnavailableError(
                 grpc.StatusCode.UNAVAILABLE, "the server ended the keepalive stream early"
@@ -291,7 +273,7 @@ class LeaseMixin(ClientBase):
     @contextlib.asynccontextmanager
     async def _keepalive_stream(
         self,
-    ) -> AsyncIterator[grpc.Stream[rpc_pb2.LeaseKeepAliveResponse]]:
+    ) -> AsyncIterator[EtcdStream[rpc_pb2.LeaseKeepAliveResponse]]:
         """The LeaseKeepAlive stream, opened with a renewed token when the server refused the
         last one: etcd 3.5.x's recent releases check the token of every renewal, and a
         restarted etcd has forgotten every simple token."""
@@ -299,8 +281,7 @@ class LeaseMixin(ClientBase):
         if keeper is not None and self._is_stale_token(keeper.last_failure):
             keeper.last_failure = None
             await self._renew_token(self._keepalive_token)
-        method = _LEASE + "LeaseKeepAlive"
-        async with self._stream(method, rpc_pb2.LeaseKeepAliveResponse) as stream:
+        async with self._stream(rpcs.LEASE_KEEP_ALIVE) as stream:
             self._keepalive_token = self._token_marker()
             yield stream
 
@@ -349,9 +330,8 @@ class LeaseMixin(ClientBase):
         its TTL anyway."""
         reply = await cleanup_call(
             self,
-            _LEASE + "LeaseRevoke",
+            rpcs.LEASE_REVOKE,
             rpc_pb2.LeaseRevokeRequest(ID=lease_id),
-            rpc_pb2.LeaseRevokeResponse,
             limit=limit,
             what=f"revoke lease {lease_id:x}",
             on_exit=True,

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, AsyncContextManager, AsyncIterator, Await
 
 import trio
 
+from puregrpc_etcd import _rpcs as rpcs
 from puregrpc_etcd import errors, grpc
 from puregrpc_etcd._base import check_timeout
 from puregrpc_etcd._cleanup import cleanup_call
@@ -50,8 +51,6 @@ T = TypeVar("T")
 
 #: The longest the clean-up of a lock key may take when leaving; the session lease bounds the rest.
 CLEANUP_TIMEOUT = 5.0
-
-_DELETE_RANGE = "/etcdserverpb.KV/DeleteRange"
 
 
 @dataclass(frozen=True)
@@ -217,9 +216,8 @@ async def remove_quietly(
     limit = check_timeout(timeout) or CLEANUP_TIMEOUT
     reply = await cleanup_call(
         client,
-        _DELETE_RANGE,
+        rpcs.DELETE_RANGE,
         rpc_pb2.DeleteRangeRequest(key=client._key(key)),
-        rpc_pb2.DeleteRangeResponse,
         limit=limit,
         what=f"remove lock key {key!r}",
         on_exit=on_exit,

@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
+from puregrpc_etcd import _rpcs as rpcs
 from puregrpc_etcd._endpoints import normalize_endpoint
 from puregrpc_etcd._proto import rpc_pb2
 from puregrpc_etcd._snapshot import Progress, SnapshotTarget, save_snapshot
@@ -19,7 +20,6 @@ if TYPE_CHECKING:
 
 __all__ = ["Alarm", "AlarmType", "HashKVResponse", "Maintenance", "StatusResponse"]
 
-_SERVICE = "/etcdserverpb.Maintenance/"
 
 AlarmType = Literal["nospace", "corrupt"]
 _ALARM_NAMES: dict[int, AlarmType] = {
@@ -121,12 +121,7 @@ class Maintenance:
     ) -> StatusResponse:
         """The status of the member at ``endpoint`` (default: the one connected to)."""
         reply = await self._client._unary(
-            _SERVICE + "Status",
-            rpc_pb2.StatusRequest(),
-            rpc_pb2.StatusResponse,
-            timeout=timeout,
-            repeatable=True,
-            endpoint=_endpoint(endpoint),
+            rpcs.STATUS, rpc_pb2.StatusRequest(), timeout=timeout, endpoint=_endpoint(endpoint)
         )
         return StatusResponse(
             header=response_header(reply.header),
@@ -144,11 +139,7 @@ class Maintenance:
     async def alarms(self, *, timeout: float | None = None) -> list[Alarm]:
         """Every alarm raised in the cluster."""
         reply = await self._client._unary(
-            _SERVICE + "Alarm",
-            rpc_pb2.AlarmRequest(action=rpc_pb2.AlarmRequest.GET),
-            rpc_pb2.AlarmResponse,
-            timeout=timeout,
-            repeatable=True,
+            rpcs.ALARM, rpc_pb2.AlarmRequest(action=rpc_pb2.AlarmRequest.GET), timeout=timeout
         )
         return _alarms(reply)
 
@@ -175,8 +166,9 @@ class Maintenance:
                 memberID=target.member_id,
                 alarm=target.alarm.upper(),
             )
+            # A write: retried only when it provably never reached the member.
             reply = await self._client._unary(
-                _SERVICE + "Alarm", request, rpc_pb2.AlarmResponse, timeout=timeout
+                rpcs.ALARM, request, timeout=timeout, repeatable=False
             )
             cleared.extend(_alarms(reply))
         return cleared
@@ -190,9 +182,8 @@ class Maintenance:
         ``timeout`` that fits the store's size.
         """
         await self._client._unary(
-            _SERVICE + "Defragment",
+            rpcs.DEFRAGMENT,
             rpc_pb2.DefragmentRequest(),
-            rpc_pb2.DefragmentResponse,
             timeout=timeout,
             endpoint=_endpoint(endpoint),
         )
@@ -206,11 +197,9 @@ class Maintenance:
         if revision < 0:
             raise ValueError("revision must not be negative")
         reply = await self._client._unary(
-            _SERVICE + "HashKV",
+            rpcs.HASH_KV,
             rpc_pb2.HashKVRequest(revision=revision),
-            rpc_pb2.HashKVResponse,
             timeout=timeout,
-            repeatable=True,
             endpoint=_endpoint(endpoint),
         )
         return HashKVResponse(
@@ -250,9 +239,8 @@ class Maintenance:
             raise TypeError(f"a member id must be an int, not {type(member_id).__name__}")
         target = _endpoint(endpoint) if endpoint is not None else await self._leader_endpoint()
         await self._client._unary(
-            _SERVICE + "MoveLeader",
+            rpcs.MOVE_LEADER,
             rpc_pb2.MoveLeaderRequest(targetID=member_id),
-            rpc_pb2.MoveLeaderResponse,
             timeout=timeout,
             endpoint=target,
         )

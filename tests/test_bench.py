@@ -41,6 +41,7 @@ def _ours(name: str = "puregrpc_etcd (this Python)") -> driver.Contender:
     return driver.Contender(name, sys.executable, ["bench.worker_ours"])
 
 
+@pytest.mark.slow
 async def test_prefix_get_taking_turns(server: EtcdServer) -> None:
     await _store_prefix_keys(server.endpoint)
     results = driver.run_paired(

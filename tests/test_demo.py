@@ -9,6 +9,7 @@ import pytest
 from puregrpc_etcd.cli import run
 
 
+@pytest.mark.slow
 def test_demo_tours_every_feature_and_cleans_up(capsys: pytest.CaptureFixture[str]) -> None:
     assert run(["demo", "--pause", "0"]) == 0
     out = capsys.readouterr().out

@@ -12,8 +12,6 @@ __all__ = ["PREFIX_SIZE", "FramingError", "MessageDecoder", "encode_message"]
 _PREFIX = struct.Struct(">BI")
 PREFIX_SIZE = _PREFIX.size
 
-# Messages from this size on prime the heap (see _HeapPrimer).
-LARGE_MESSAGE = 256 * 1024
 # Pieces of an unfinished message smaller than this are copied into one buffer rather than
 # kept as views (a view costs about 200 bytes), as are pieces that are views on a buffer more
 # than _PIN_RATIO times their size, which they would keep alive: an unfinished message then
@@ -21,44 +19,6 @@ LARGE_MESSAGE = 256 * 1024
 # reads are 256 KiB and a DATA frame at most 16 KiB, so the views normal servers give are kept.
 _SMALL_PIECE = 1024
 _PIN_RATIO = 16
-
-# glibc raises its thresholds for blocks up to 32 MiB only (DEFAULT_MMAP_THRESHOLD_MAX), and a
-# block is counted with its chunk's overhead, rounded up to a page: stay clear of the limit.
-_PRIME_MAX = 32 * 1024 * 1024 - 64 * 1024
-
-
-class _HeapPrimer:
-    """Shows glibc's malloc, once, a block twice the size of the largest message yet.
-
-    A 2.9 MB reply (10,000 keys) is joined into one bytes object, and protobuf's parser (upb)
-    copies every key and value into an arena of about 1.5 times that. When the reply and then
-    the parsed message are dropped, glibc finds all of it free at the top of its heap, more than
-    its trim threshold, and gives it back to the kernel; the next reply faults it in again, page
-    by page: 1,500 minor faults and about 3 ms of system time per call on CPython. glibc sets
-    its thresholds from the largest block freed so far (mmap threshold = its size, trim
-    threshold = twice that, up to 32 MiB), so one block of twice the message, allocated and
-    freed here, keeps later replies and their parses on the heap: no faults. Costs one
-    allocation per new largest size, and glibc then keeps up to four times the largest message
-    (at most 64 MiB) of free memory rather than returning it to the kernel. Other allocators
-    simply see one more block come and go.
-    """
-
-    __slots__ = ("_primed",)
-
-    def __init__(self) -> None:
-        self._primed = 0
-
-    def prime(self, length: int) -> None:
-        if length <= self._primed:
-            return
-        size = min(2 * length, _PRIME_MAX)
-        # Past the cap glibc has nothing more to learn: no more priming.
-        self._primed = length if size < _PRIME_MAX else _NEVER_AGAIN
-        bytearray(size)  # allocated and, unreferenced, freed at once (at a collection on PyPy)
-
-
-_NEVER_AGAIN = 2**63
-_HEAP = _HeapPrimer()
 
 
 def encode_message(payload: bytes) -> bytes:
@@ -137,8 +97,6 @@ class MessageDecoder:
                 flag, length = _PREFIX.unpack(self._take(PREFIX_SIZE))
                 self._check(flag, length)
                 self._length = length
-                if length >= LARGE_MESSAGE:
-                    _HEAP.prime(length)
             if self._size < self._length:
                 break
             messages.append(self._take(self._length))

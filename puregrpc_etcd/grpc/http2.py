@@ -8,6 +8,8 @@ import struct
 from typing import Dict, List, Sequence, Tuple
 
 import hpack
+from h2.errors import ErrorCodes
+from h2.settings import SettingCodes
 
 Headers = Tuple[Tuple[bytes, bytes], ...]
 
@@ -32,18 +34,29 @@ PUSH_PROMISE, PING, GOAWAY, WINDOW_UPDATE, CONTINUATION = 0x5, 0x6, 0x7, 0x8, 0x
 
 END_STREAM, ACK, END_HEADERS, PADDED, PRIORITY_FLAG = 0x1, 0x1, 0x4, 0x8, 0x20
 
-HEADER_TABLE_SIZE, ENABLE_PUSH, MAX_CONCURRENT_STREAMS = 0x1, 0x2, 0x3
-INITIAL_WINDOW_SIZE, MAX_FRAME_SIZE, MAX_HEADER_LIST_SIZE = 0x4, 0x5, 0x6
+# Settings and error codes (RFC 9113 sections 6.5.2 and 7) are h2's enums, as plain ints: they
+# are compared and packed on the hot path.
+HEADER_TABLE_SIZE = int(SettingCodes.HEADER_TABLE_SIZE)
+ENABLE_PUSH = int(SettingCodes.ENABLE_PUSH)
+MAX_CONCURRENT_STREAMS = int(SettingCodes.MAX_CONCURRENT_STREAMS)
+INITIAL_WINDOW_SIZE = int(SettingCodes.INITIAL_WINDOW_SIZE)
+MAX_FRAME_SIZE = int(SettingCodes.MAX_FRAME_SIZE)
+MAX_HEADER_LIST_SIZE = int(SettingCodes.MAX_HEADER_LIST_SIZE)
 
-PROTOCOL_ERROR, FLOW_CONTROL_ERROR, STREAM_CLOSED = 0x1, 0x3, 0x5
-FRAME_SIZE_ERROR, COMPRESSION_ERROR = 0x6, 0x9
+PROTOCOL_ERROR = int(ErrorCodes.PROTOCOL_ERROR)
+FLOW_CONTROL_ERROR = int(ErrorCodes.FLOW_CONTROL_ERROR)
+STREAM_CLOSED = int(ErrorCodes.STREAM_CLOSED)
+FRAME_SIZE_ERROR = int(ErrorCodes.FRAME_SIZE_ERROR)
+COMPRESSION_ERROR = int(ErrorCodes.COMPRESSION_ERROR)
 
-ERROR_NAMES = {
-    0x0: "NO_ERROR", 0x1: "PROTOCOL_ERROR", 0x2: "INTERNAL_ERROR", 0x3: "FLOW_CONTROL_ERROR",
-    0x4: "SETTINGS_TIMEOUT", 0x5: "STREAM_CLOSED", 0x6: "FRAME_SIZE_ERROR",
-    0x7: "REFUSED_STREAM", 0x8: "CANCEL", 0x9: "COMPRESSION_ERROR", 0xA: "CONNECT_ERROR",
-    0xB: "ENHANCE_YOUR_CALM", 0xC: "INADEQUATE_SECURITY", 0xD: "HTTP_1_1_REQUIRED",
-}  # fmt: skip
+
+def error_name(error_code: int) -> str:
+    """The RFC's name of an HTTP/2 error code (``error code N`` for one it does not define)."""
+    try:
+        return ErrorCodes(error_code).name
+    except ValueError:
+        return f"error code {error_code}"
+
 
 DEFAULT_WINDOW = 65535
 MAX_WINDOW = 2**31 - 1

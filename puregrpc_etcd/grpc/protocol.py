@@ -451,7 +451,7 @@ class GrpcProtocol(FrameReader):
     def _on_stream_reset(self, call: CallState, error_code: int) -> None:
         if call.code is None:
             code, not_processed = status_from_reset(error_code)
-            name = h.ERROR_NAMES.get(error_code, f"error code {error_code}")
+            name = h.error_name(error_code)
             self._set_error(
                 call,
                 RpcError(

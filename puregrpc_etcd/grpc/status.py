@@ -7,6 +7,8 @@ from __future__ import annotations
 import enum
 from typing import Sequence, Tuple, Union
 
+from h2.errors import ErrorCodes
+
 from .metadata import decode_grpc_message
 
 __all__ = [
@@ -135,12 +137,12 @@ def status_from_http_status(http_status: int) -> StatusCode:
     return _CODE_BY_HTTP_STATUS.get(http_status, StatusCode.UNKNOWN)
 
 
-# HTTP/2 error codes (RFC 9113 section 7).
-NO_ERROR = 0x0
-REFUSED_STREAM = 0x7
-CANCEL = 0x8
-ENHANCE_YOUR_CALM = 0xB
-INADEQUATE_SECURITY = 0xC
+# HTTP/2 error codes (RFC 9113 section 7), h2's enum as plain ints.
+NO_ERROR = int(ErrorCodes.NO_ERROR)
+REFUSED_STREAM = int(ErrorCodes.REFUSED_STREAM)
+CANCEL = int(ErrorCodes.CANCEL)
+ENHANCE_YOUR_CALM = int(ErrorCodes.ENHANCE_YOUR_CALM)
+INADEQUATE_SECURITY = int(ErrorCodes.INADEQUATE_SECURITY)
 
 _CODE_BY_RESET = {
     REFUSED_STREAM: StatusCode.UNAVAILABLE,

@@ -182,6 +182,7 @@ def test_a_destination_restart_loses_nothing(
     assert "Warning: the destination" in err
 
 
+@pytest.mark.slow
 def test_a_long_outage_resyncs_to_the_exact_source_state(
     server: EtcdServer, destinations: tuple[EtcdServer, EtcdServer], prefix: str
 ) -> None:

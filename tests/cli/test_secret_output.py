@@ -75,6 +75,9 @@ def closed_endpoint() -> str:
         return f"127.0.0.1:{probe.getsockname()[1]}"
 
 
+# The command runs in this process, under pytest's filters (warnings are errors): this test is
+# about how the command shows the warning, so it must be shown, as it is outside pytest.
+@pytest.mark.filterwarnings("default::puregrpc_etcd.PlaintextCredentialsWarning")
 def test_plaintext_credentials_to_another_host_warn_in_one_line(
     cli: Runner, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -53,7 +53,7 @@ class Process:
     def close(self) -> None:
         if self.popen.poll() is None:
             self.popen.kill()
-            self.popen.communicate(timeout=COMMAND_TIMEOUT)
+        self.popen.communicate(timeout=COMMAND_TIMEOUT)  # reaps it and closes its pipes
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ import pytest
 import trio
 
 import puregrpc_etcd as etcd
+from puregrpc_etcd import _rpcs as rpcs
 from puregrpc_etcd._proto import rpc_pb2
 from puregrpc_etcd.testing import EtcdServer
 
@@ -183,8 +184,7 @@ async def test_every_timeout_is_checked_before_any_io() -> None:
                     await client.put("k", "v", timeout=timeout)  # type: ignore[arg-type]
                 with pytest.raises(error, match="timeout"):
                     async with client._stream(
-                        "/etcdserverpb.Watch/Watch",
-                        rpc_pb2.WatchResponse,
+                        rpcs.WATCH,
                         timeout=timeout,  # type: ignore[arg-type]
                     ):
                         pass
@@ -234,20 +234,13 @@ ROOT_PASSWORD = "r00t-s3cret"
 
 async def enable_auth(endpoints: list[str]) -> None:
     async with etcd.connect(endpoints) as client:
-        auth = "/etcdserverpb.Auth/"
         await client._unary(
-            auth + "UserAdd",
-            rpc_pb2.AuthUserAddRequest(name="root", password=ROOT_PASSWORD),
-            rpc_pb2.AuthUserAddResponse,
+            rpcs.USER_ADD, rpc_pb2.AuthUserAddRequest(name="root", password=ROOT_PASSWORD)
         )
         await client._unary(
-            auth + "UserGrantRole",
-            rpc_pb2.AuthUserGrantRoleRequest(user="root", role="root"),
-            rpc_pb2.AuthUserGrantRoleResponse,
+            rpcs.USER_GRANT_ROLE, rpc_pb2.AuthUserGrantRoleRequest(user="root", role="root")
         )
-        await client._unary(
-            auth + "AuthEnable", rpc_pb2.AuthEnableRequest(), rpc_pb2.AuthEnableResponse
-        )
+        await client._unary(rpcs.AUTH_ENABLE, rpc_pb2.AuthEnableRequest())
 
 
 async def test_auth_token_on_every_call_and_reauthentication() -> None:
@@ -275,7 +268,7 @@ async def test_auth_token_on_every_call_and_reauthentication() -> None:
             await client.put("auth/k", "after")
             assert client._token != token
             assert await client.get_value("auth/k") == b"after"
-            async with client._stream("/etcdserverpb.Watch/Watch", rpc_pb2.WatchResponse) as s:
+            async with client._stream(rpcs.WATCH) as s:
                 await s.send_message(
                     rpc_pb2.WatchRequest(create_request=rpc_pb2.WatchCreateRequest(key=b"auth/k"))
                 )

@@ -10,6 +10,7 @@ import pytest
 import trio
 
 import puregrpc_etcd as etcd
+from puregrpc_etcd import _rpcs as rpcs
 from puregrpc_etcd._proto import rpc_pb2
 from puregrpc_etcd.testing import EtcdServer, find_etcd_tool
 
@@ -23,11 +24,7 @@ def p() -> str:
 
 
 async def grant(client: etcd.Client, ttl: int = 60) -> int:
-    reply = await client._unary(
-        "/etcdserverpb.Lease/LeaseGrant",
-        rpc_pb2.LeaseGrantRequest(TTL=ttl),
-        rpc_pb2.LeaseGrantResponse,
-    )
+    reply = await client._unary(rpcs.LEASE_GRANT, rpc_pb2.LeaseGrantRequest(TTL=ttl))
     return reply.ID
 
 
@@ -341,9 +338,8 @@ async def test_client_default_timeout(server: EtcdServer, p: str) -> None:
 
 
 async def test_concurrent_large_replies_keep_their_own_values(client: etcd.Client, p: str) -> None:
-    # Replies over 256 KiB arrive in many frames, interleaved on one connection, and prime the
-    # heap as they start (grpc/framing.py); replies of three sizes, twelve at a time, must
-    # never mix.
+    # Replies over 256 KiB arrive in many frames, interleaved on one connection; replies of
+    # three sizes, twelve at a time, must never mix.
     sizes = {"a": 1_200, "b": 2_500, "c": 4_000}  # keys of 300 B values: 0.4 to 1.3 MB
     for name, count in sizes.items():
         for start in range(0, count, 100):

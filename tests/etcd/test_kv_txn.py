@@ -9,6 +9,7 @@ import pytest
 
 import puregrpc_etcd as etcd
 from puregrpc_etcd import Compare, Op
+from puregrpc_etcd import _rpcs as rpcs
 from puregrpc_etcd._proto import rpc_pb2
 
 _prefixes = itertools.count()
@@ -39,13 +40,7 @@ async def test_every_compare_target_and_operator(client: etcd.Client, p: str) ->
     key = p + "k"
     created = (await client.put(key, "b")).header.revision
     await client.put(key, "b")  # version 2
-    lease = (
-        await client._unary(
-            "/etcdserverpb.Lease/LeaseGrant",
-            rpc_pb2.LeaseGrantRequest(TTL=60),
-            rpc_pb2.LeaseGrantResponse,
-        )
-    ).ID
+    lease = (await client._unary(rpcs.LEASE_GRANT, rpc_pb2.LeaseGrantRequest(TTL=60))).ID
     modified = (await client.put(key, "b", lease=lease)).header.revision  # version 3
     true_compares = [
         Compare.value(key) == "b",

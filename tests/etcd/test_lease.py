@@ -96,6 +96,7 @@ async def test_bad_arguments_fail_before_io(server: EtcdServer) -> None:
         assert await client.leases() == leases_before
 
 
+@pytest.mark.slow
 async def test_short_lease_held_for_ten_seconds_stays_alive(server: EtcdServer) -> None:
     async with connect(server.endpoints) as client:
         async with client.lease(2) as lease:

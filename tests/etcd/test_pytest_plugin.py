@@ -40,6 +40,7 @@ def project(tmp_path: Path) -> Path:
     return tmp_path
 
 
+@pytest.mark.slow
 def test_the_readme_example_passes_as_configured_there(project: Path) -> None:
     [config] = readme_blocks("toml")
     (project / "pyproject.toml").write_text(config, encoding="utf-8")

@@ -484,6 +484,7 @@ async def test_entry_timeout_when_no_server_answers() -> None:
         assert hub.attached == 0
 
 
+@pytest.mark.slow
 async def test_request_progress_timeout_while_the_server_is_down() -> None:
     with EtcdServer() as own:
         async with (

@@ -132,6 +132,7 @@ async def test_watch_without_read_permission_raises_promptly_and_alone(
 
 
 @pytest.mark.parametrize("how", ["restart", "expiry-then-reset", "expiry-then-restart"])
+@pytest.mark.slow
 async def test_everything_carries_on_across_restart_and_token_expiry(
     server: EtcdServer, how: str
 ) -> None:

@@ -74,6 +74,7 @@ def in_use(client: etcd.Client, members: list[str]) -> int:
     return index
 
 
+@pytest.mark.slow
 async def test_stopped_single_member_fails_a_read_clearly_within_the_bound() -> None:
     with EtcdServer() as server:
         async with etcd.connect(server.endpoints) as client:
@@ -108,6 +109,7 @@ async def test_stopped_single_member_fails_a_write_as_maybe_applied() -> None:
     assert "the Put may have been applied" in str(error)
 
 
+@pytest.mark.slow
 async def test_stopped_member_in_use_reads_move_to_another() -> None:
     with EtcdCluster(size=3) as cluster:
         members = [m.endpoint for m in cluster]
@@ -131,6 +133,7 @@ def healed_after(proxy: FaultProxy) -> Iterator[None]:
 
 
 @pytest.mark.parametrize("fault", ["SIGSTOP", "blackhole"])
+@pytest.mark.slow
 async def test_member_in_use_lost_watch_and_lease_carry_on(fault: str) -> None:
     prefix = "dead/watch/"
     ttl = 24  # above a renewal period (ttl/3) plus CALL_BOUND, so that one failover fits
@@ -170,6 +173,7 @@ async def test_member_in_use_lost_watch_and_lease_carry_on(fault: str) -> None:
     assert events == written
 
 
+@pytest.mark.slow
 async def test_black_holed_connection_fails_a_read_clearly() -> None:
     with EtcdServer() as server:
         async with proxies([server]) as (proxy,), etcd.connect(proxy.address) as client:
@@ -182,6 +186,7 @@ async def test_black_holed_connection_fails_a_read_clearly() -> None:
     assert NO_SETTINGS in str(caught.value)
 
 
+@pytest.mark.slow
 async def test_black_holed_member_in_use_reads_move_to_another() -> None:
     with EtcdCluster(size=3) as cluster:
         async with proxies(list(cluster)) as relays:

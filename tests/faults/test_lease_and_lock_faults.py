@@ -139,6 +139,7 @@ async def test_next_waiter_acquires_after_the_holder_is_killed(server: EtcdServe
                 await acquired.wait()
 
 
+@pytest.mark.slow
 async def test_keepalive_survives_an_etcd_restart() -> None:
     with EtcdServer() as restarting:
         async with connect(restarting.endpoints) as client, client.lease(5) as lease:
@@ -151,6 +152,7 @@ async def test_keepalive_survives_an_etcd_restart() -> None:
             assert (await client.time_to_live(lease.id)).ttl > 0
 
 
+@pytest.mark.slow
 async def test_keepalive_moves_to_another_member_when_its_member_dies() -> None:
     with EtcdCluster(3) as cluster:
         async with connect(cluster.endpoints) as client, client.lease(3) as lease:

@@ -75,6 +75,7 @@ async def _deleted_at(watching: Client, key: str, after: int) -> float:
     raise AssertionError("the watch ended")
 
 
+@pytest.mark.slow
 async def test_late_answers_do_not_stretch_the_lease_past_its_expiry(server: EtcdServer) -> None:
     ttl = 5
     proxy = SlowReplyProxy(server.client_port)

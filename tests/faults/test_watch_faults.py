@@ -73,6 +73,7 @@ def assert_complete(events: list[Event], truth: list[Event]) -> None:
 
 
 @pytest.mark.parametrize("how", ["kill", "stop"])
+@pytest.mark.slow
 async def test_crash_or_graceful_restart_mid_burst(how: str) -> None:
     prefix = "/faults/watch/"
     with EtcdServer() as server:
@@ -204,6 +205,7 @@ async def member_serving(cluster: EtcdCluster, client: etcd.Client) -> EtcdServe
     raise AssertionError("no running member has the id of the one that answered")
 
 
+@pytest.mark.slow
 async def test_frozen_member_is_left_through_keepalive() -> None:
     # SIGSTOP: the connection stays up but nothing answers, as in a network cut. Only the
     # transport's keepalive can tell; the watch must then resume on another member.

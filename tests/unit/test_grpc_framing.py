@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import platform
 import struct
-import subprocess
-import sys
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from puregrpc_etcd.grpc import framing
 from puregrpc_etcd.grpc.framing import FramingError, MessageDecoder, encode_message
 from puregrpc_etcd.grpc.status import StatusCode
 
@@ -124,80 +120,3 @@ def test_messages_from_views_come_out_as_bytes(messages: list[bytes], cuts: list
     assert decoded == messages
     assert all(type(message) is bytes for message in decoded)
     assert decoder.buffered == 0
-
-
-def test_the_heap_is_primed_once_for_each_new_largest_message() -> None:
-    primer = framing._HeapPrimer()
-    primer.prime(300_000)
-    assert primer._primed == 300_000
-    primer.prime(200_000)  # smaller: nothing to do
-    assert primer._primed == 300_000
-    primer.prime(10 * 2**20)
-    assert primer._primed == 10 * 2**20
-    # glibc adjusts for blocks up to 32 MiB only (with their overhead): from a message of 16 MiB
-    # on, the block is capped below that, and nothing larger is primed again.
-    assert framing._PRIME_MAX <= 32 * 2**20 - 8192
-    primer.prime(16 * 2**20)
-    primer.prime(40 * 2**20)
-    assert primer._primed > 2**40
-
-
-def test_a_large_message_primes_the_heap_when_its_prefix_arrives(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    primed: list[int] = []
-    monkeypatch.setattr(framing._HeapPrimer, "prime", lambda self, length: primed.append(length))
-    size = framing.LARGE_MESSAGE
-    decoder = MessageDecoder(2 * size)
-    data = encode_message(b"s" * (size - 1)) + encode_message(b"l" * size)
-    assert decoder.feed(data[:size]) == []
-    assert primed == []  # one byte short of large
-    assert decoder.feed(data[size : size + 10]) == [b"s" * (size - 1)]
-    assert primed == [size]
-    assert decoder.feed(data[size + 10 :]) == [b"l" * size]
-
-
-_REPEATED_REPLIES = """
-import resource, sys
-from puregrpc_etcd._proto import rpc_pb2
-from puregrpc_etcd.grpc import framing
-if sys.argv[1] == "unprimed":
-    framing._HeapPrimer.prime = lambda self, length: None
-reply = rpc_pb2.RangeResponse(count=10_000)
-for index in range(10_000):
-    reply.kvs.add(key=b"bench/prefix/%08d" % index, value=b"v" * 256, mod_revision=index + 1)
-wire = framing.encode_message(reply.SerializeToString())
-del reply
-faults = []
-for round in range(16):
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-    decoder = framing.MessageDecoder(2**26)
-    pieces = [wire[start : start + 16384] for start in range(0, len(wire), 16384)]
-    (message,) = [m for piece in pieces for m in decoder.feed(memoryview(piece))]
-    parsed = rpc_pb2.RangeResponse.FromString(message)
-    assert len(parsed.kvs) == 10_000
-    del message, parsed, pieces
-    faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
-print(sorted(faults[8:])[4])
-"""
-
-
-@pytest.mark.skipif(
-    platform.python_implementation() != "CPython" or platform.libc_ver()[0] != "glibc",
-    reason="glibc's thresholds and protobuf's C parser (upb) are what this is about",
-)
-def test_repeated_large_replies_reuse_the_heap() -> None:
-    # A 2.9 MB reply joined and parsed, then dropped, sixteen times in a fresh process: without
-    # the primer glibc gave the memory back after each one (about 1,500 page faults each).
-    def median_faults(mode: str) -> int:
-        done = subprocess.run(
-            [sys.executable, "-c", _REPEATED_REPLIES, mode],
-            capture_output=True,
-            text=True,
-            check=True,
-            timeout=120,
-        )
-        return int(done.stdout)
-
-    primed = median_faults("primed")
-    assert primed < 100, f"{primed} page faults per reply (unprimed: {median_faults('unprimed')})"
