@@ -96,7 +96,28 @@ def run(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return _fail("interrupted", EXIT_INTERRUPTED)
     except BaseException as exc:
-        return _report(unwrap_group(exc))
+        return _report(_one_error(unwrap_group(exc)))
+
+
+_EXPECTED = (UsageError, EtcdError, OSError, ValueError, TypeError, KeyboardInterrupt)
+
+
+def _one_error(exc: BaseException) -> BaseException:
+    """Of a group of expected errors (workers of a benchmark all failing to connect, say), the
+    first: the command prints one line. Anything else is left whole, to be raised."""
+    leaves = []
+    pending = [exc]
+    while pending:
+        current = pending.pop(0)
+        inner = getattr(current, "exceptions", None)
+        if isinstance(current, BaseException) and isinstance(inner, (list, tuple)):
+            pending.extend(e for e in inner if not isinstance(e, trio.Cancelled))
+        else:
+            leaves.append(current)
+    if leaves and all(isinstance(leaf, _EXPECTED) for leaf in leaves):
+        failed = [leaf for leaf in leaves if isinstance(leaf, ConnectionFailedError)]
+        return (failed or leaves)[0]
+    return exc
 
 
 def _report(exc: BaseException) -> int:

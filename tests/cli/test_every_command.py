@@ -43,6 +43,7 @@ TYPICAL = {
     "role grant-permission": ["every-r", "read", "k"], "role revoke-permission": ["every-r", "k"],
     "snapshot save": ["{tmp}/s.db"], "snapshot status": ["{tmp}/none.db"],
     "user passwd": ["every-u", "--interactive=false"], "check datascale": ["--load=s"],
+    "benchmark range": ["k"],
 }  # fmt: skip
 # What each command reads on stdin when it does its work.
 STDIN = {"txn": b"\n\n\n", "user passwd": b"new-password\n"}
@@ -140,7 +141,9 @@ def test_typical_arguments_and_no_server(
     ours = cli(f"--endpoints={closed_port}", *FAST, *leaf, *typical(leaf, files),
                stdin=STDIN.get(name_of(leaf), b""), endpoint=False)  # fmt: skip
     code = 1 if name_of(leaf) in PER_ENDPOINT else 2
-    assert (ours.code, ours.out) == (code, b""), ours.error
+    assert ours.code == code, ours.error
+    # (benchmark txn-mixed names its read mode first, as etcd's tool does)
+    assert ours.out in (b"", b"bench with linearizable range\n")
     assert fails_cleanly(ours, leaf), ours.error
     assert closed_port in ours.error
 
