@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import getpass
 import os
-import warnings
+import sys
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, AsyncIterator, Awaitable, Callable, Mapping, TypeVar
@@ -164,7 +164,7 @@ def settings_from(args: argparse.Namespace, environ: Mapping[str, str]) -> Setti
                 except argparse.ArgumentTypeError as exc:
                     # etcdctl silently keeps its default; say so, as a warning.
                     variable = "ETCDCTL_" + name.upper().replace("-", "_")
-                    warnings.warn(f"{variable} ignored: {exc}", stacklevel=1)
+                    print(f"Warning: {variable} ignored: {exc}", file=sys.stderr)
         if value is not None:
             setattr(settings, name.replace("-", "_"), value)
     write_out = pick("write-out") or "simple"
