@@ -13,8 +13,12 @@ from __future__ import annotations
 import os
 import signal
 import sys
-import threading
-from types import FrameType
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from types import FrameType
+
+# No other import here: on PyPy even ``threading`` takes long enough for Ctrl-C to land in it.
 
 _interrupted = False
 
@@ -32,20 +36,16 @@ def _note_interrupt(signum: int, frame: FrameType | None) -> None:
 
 
 def guard_startup() -> None:
-    if (
-        _started_as_command()
-        and threading.current_thread() is threading.main_thread()
-        and signal.getsignal(signal.SIGINT) is signal.default_int_handler
-    ):
-        signal.signal(signal.SIGINT, _note_interrupt)
+    if _started_as_command() and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        try:
+            signal.signal(signal.SIGINT, _note_interrupt)
+        except ValueError:  # not the main thread: not a command's start
+            pass
 
 
 def end_startup() -> bool:
     """Give Ctrl-C back to Python (KeyboardInterrupt); True if one came during start-up."""
-    if (
-        threading.current_thread() is threading.main_thread()
-        and signal.getsignal(signal.SIGINT) is _note_interrupt
-    ):
+    if signal.getsignal(signal.SIGINT) is _note_interrupt:
         signal.signal(signal.SIGINT, signal.default_int_handler)
     return _interrupted
 
