@@ -10,6 +10,8 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+# First: when started as the command, Ctrl-C during the imports below prints no traceback.
+from puregrpc_etcd import _entry  # noqa: F401
 from puregrpc_etcd._version import __version__ as __version__
 
 if TYPE_CHECKING:

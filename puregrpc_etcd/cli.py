@@ -18,6 +18,7 @@ from puregrpc_etcd._cli import (
     admin_commands,
     auth_commands,
     bench_commands,
+    check_datascale,
     check_perf,
     cluster_commands,
     kv_commands,
@@ -59,6 +60,7 @@ def build_parser() -> CommandTree:
     admin_commands.register(tree)
     mirror_command.register(tree)
     auth_commands.register(tree)
+    check_datascale.register(tree)
     local_commands.register(tree)
     bench_commands.register(tree)
     check_perf.register(tree)
@@ -84,27 +86,43 @@ def run(argv: Sequence[str] | None = None) -> int:
         return exc.code if isinstance(exc.code, int) else 0
     handler: Handler | None = getattr(args, "handler", None)
     if handler is None:
-        if not args.command:
-            tree.root.print_help()
-            return 0
-        choices = ", ".join(tree.subcommands(args.command))
-        return _fail(
-            f"{args.command} needs a subcommand: {choices} (see '{PROG} {args.command} --help')",
-            EXIT_BAD_ARGS,
-        )
+        # As etcdctl: a command group alone (``lease``) prints its help and succeeds.
+        (tree.group_parser(args.command) if args.command else tree.root).print_help()
+        return 0
     try:
-        context = from_environment(args)
-        if getattr(args, "offline", False):
-            return _run_offline(handler, context, args)
         with warnings.catch_warnings():
             warnings.showwarning = _show_warning
+            context = from_environment(args)
+            if getattr(args, "offline", False):
+                return _run_offline(handler, context, args)
             return trio.run(_run_command, handler, context, args)
     except _Interrupted:
         return _fail("interrupted", EXIT_INTERRUPTED)
     except KeyboardInterrupt:
         return _fail("interrupted", EXIT_INTERRUPTED)
     except BaseException as exc:
-        return _report(unwrap_group(exc))
+        return _report(_one_error(unwrap_group(exc)))
+
+
+_EXPECTED = (UsageError, EtcdError, OSError, ValueError, TypeError, KeyboardInterrupt)
+
+
+def _one_error(exc: BaseException) -> BaseException:
+    """Of a group of expected errors (workers of a benchmark all failing to connect, say), the
+    first: the command prints one line. Anything else is left whole, to be raised."""
+    leaves = []
+    pending = [exc]
+    while pending:
+        current = pending.pop(0)
+        inner = getattr(current, "exceptions", None)
+        if isinstance(current, BaseException) and isinstance(inner, (list, tuple)):
+            pending.extend(e for e in inner if not isinstance(e, trio.Cancelled))
+        else:
+            leaves.append(current)
+    if leaves and all(isinstance(leaf, _EXPECTED) for leaf in leaves):
+        failed = [leaf for leaf in leaves if isinstance(leaf, ConnectionFailedError)]
+        return (failed or leaves)[0]
+    return exc
 
 
 def _run_offline(handler: Handler, context: Context, args: argparse.Namespace) -> int:

@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import TYPE_CHECKING, Callable, TypeVar
 
-from puregrpc_etcd._cli.args import EXIT_ERROR, UsageError, hex_id
+from puregrpc_etcd._cli.args import EXIT_BAD_FEATURE, EXIT_ERROR, UsageError, hex_id
 from puregrpc_etcd._cli.formats import header_json, human_bytes, omit_empty
 from puregrpc_etcd._cli.replies import current_header
 from puregrpc_etcd._cli.session import open_error_text
@@ -33,7 +33,8 @@ class ProgressBar:
 
     width = 30
 
-    def __init__(self) -> None:
+    def __init__(self, unit: str = "bytes") -> None:
+        self.unit = unit
         self.enabled = sys.stderr.isatty()
         self.drawn = False
 
@@ -43,9 +44,9 @@ class ProgressBar:
         if total:
             filled = min(self.width, done * self.width // total)
             bar = "#" * filled + "-" * (self.width - filled)
-            text = f"\r[{bar}] {done * 100 // total:3d}% {done:,}/{total:,} bytes"
+            text = f"\r[{bar}] {done * 100 // total:3d}% {done:,}/{total:,} {self.unit}"
         else:
-            text = f"\r{done:,} bytes"
+            text = f"\r{done:,} {self.unit}"
         sys.stderr.write(text)
         sys.stderr.flush()
         self.drawn = True
@@ -113,6 +114,12 @@ async def _read_snapshot(read: Callable[[str], _Result], path: str, verb: str) -
 
 
 async def defrag_command(ctx: Context, args: argparse.Namespace) -> int:
+    if args.data_dir:
+        raise UsageError(
+            "defrag --data-dir (a stopped member's files) is not supported: use "
+            "'etcdutl defrag --data-dir'",
+            EXIT_BAD_FEATURE,
+        )
     async with ctx.connect() as client:
         maintenance = client.maintenance
         endpoints = list(ctx.settings.endpoints)
@@ -179,6 +186,9 @@ def register(tree: CommandTree) -> None:
     status.add_argument("filename")
     defrag = tree.command("defrag", "Defragments the storage of the members", defrag_command)
     defrag.add_argument("--cluster", action="store_true", help="every member of the cluster")
+    defrag.add_argument(
+        "--data-dir", default="", help="offline defrag of a data dir: not supported, use etcdutl"
+    )
     tree.group("alarm", "Alarm related commands")
     tree.command("list", "Lists all alarms", alarm_command, group="alarm")
     tree.command("disarm", "Disarms all alarms", alarm_command, group="alarm")

@@ -40,14 +40,20 @@ class UsageError(Exception):
 
 # The flags whose bad values etcdctl refuses as a missing feature (exit 4), not a bad flag.
 _FEATURE_FLAGS = ("-w/--write-out", "--order", "--sort-by", "--consistency")
+# Flags and arguments that etcdctl takes as text and its command parses: a bad value is 128
+# (a lease ID), or 1 where the command passes Go's parse error on (compaction's revision).
+_COMMAND_PARSED = {"--lease": EXIT_BAD_ARGS, "revision": EXIT_ERROR}
 
 
 def parse_error_code(message: str) -> int:
     """etcdctl's exit code for an argparse ``message``: as cobra's, a flag it cannot parse or
     an unknown command is 1; a bad output format, sort or consistency 4; missing or bad
     arguments (the commands check those themselves) 128."""
-    if message.startswith("unknown flag: "):
+    if message.startswith(("unknown flag: ", "unknown shorthand flag: ")):
         return EXIT_ERROR
+    flag = re.match(r"argument (\S*?)(?::| )", message)
+    if flag and flag.group(1) in _COMMAND_PARSED:
+        return _COMMAND_PARSED[flag.group(1)]
     flag = re.match(r"argument (-\S*?)(?::| )", message)
     if flag:
         return EXIT_BAD_FEATURE if flag.group(1) in _FEATURE_FLAGS else EXIT_ERROR
@@ -66,6 +72,7 @@ class Parser(argparse.ArgumentParser):
         self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
     ) -> argparse.Namespace:
         argv = list(sys.argv[1:] if args is None else args)
+        _refuse_negative_numbers(argv, _option_actions(self))
         try:
             parsed, extras = self.parse_known_args(argv, namespace)
         except UsageError:
@@ -85,13 +92,34 @@ class Parser(argparse.ArgumentParser):
         return parsed
 
 
-def _known_flags(parser: argparse.ArgumentParser) -> set[str]:
-    flags = set(parser._option_string_actions)
+def _option_actions(parser: argparse.ArgumentParser) -> dict[str, argparse.Action]:
+    """Every option string of ``parser`` and its subcommands, with its action."""
+    actions = dict(parser._option_string_actions)
     for action in parser._actions:
         if isinstance(action, argparse._SubParsersAction):
             for child in action.choices.values():
-                flags |= _known_flags(child)
-    return flags
+                actions.update(_option_actions(child))
+    return actions
+
+
+def _known_flags(parser: argparse.ArgumentParser) -> set[str]:
+    return set(_option_actions(parser))
+
+
+def _refuse_negative_numbers(argv: Sequence[str], options: dict[str, argparse.Action]) -> None:
+    """``-5`` where an argument goes is a flag to etcdctl's parser (``unknown shorthand flag:
+    '5' in -5``, exit 1), where argparse would take it for a negative argument. As the value
+    of an option (``--rev -5``) it stays a value, as with pflag."""
+    for index, token in enumerate(argv):
+        if token == "--":
+            return
+        if not re.match(r"-\d", token) or index == 0:
+            continue
+        previous = argv[index - 1]
+        action = options.get(previous)
+        if action is not None and action.nargs != 0 and "=" not in previous:
+            continue  # the value of the option before it
+        raise UsageError(f"unknown shorthand flag: {token[1]!r} in {token}", EXIT_ERROR)
 
 
 def _first_unknown_flag(argv: Sequence[str], known: set[str]) -> str | None:
@@ -151,13 +179,49 @@ def add_global_flags(parser: argparse.ArgumentParser, *, suppress: bool) -> None
         help="do not verify the server's certificate (testing only)",
     )
     group.add_argument(
-        "--insecure-transport", action="store_true", default=default(None), help=argparse.SUPPRESS
+        "--insecure-transport",
+        action="store_true",
+        default=default(None),
+        help="accepted as etcdctl's (plaintext unless https:// or TLS files are given)",
     )
     group.add_argument(
         "--dial-timeout", type=duration, default=default(None), help="connect timeout (2s)"
     )
     group.add_argument(
         "--command-timeout", type=duration, default=default(None), help="per-call timeout (5s)"
+    )
+    group.add_argument(
+        "--keepalive-time",
+        type=duration,
+        default=default(None),
+        help="interval of the HTTP/2 pings that check the connection (the library's 10s)",
+    )
+    group.add_argument(
+        "--keepalive-timeout",
+        type=duration,
+        default=default(None),
+        help="how long a ping may wait for its answer (the library's 5s)",
+    )
+    group.add_argument(
+        "--debug",
+        action="store_true",
+        default=default(None),
+        help="accepted as etcdctl's; logs nothing more",
+    )
+    group.add_argument(
+        "-d",
+        "--discovery-srv",
+        default=default(None),
+        help="DNS discovery: not supported (an error); give --endpoints",
+    )
+    group.add_argument(
+        "--discovery-srv-name", default=default(None), help="DNS discovery: not supported"
+    )
+    group.add_argument(
+        "--insecure-discovery",
+        action="store_true",
+        default=default(None),
+        help="DNS discovery: not supported",
     )
     group.add_argument(
         "-w",
@@ -190,15 +254,19 @@ class CommandTree:
         return list(self._root_commands.choices)
 
     def group(self, name: str, help: str) -> Any:
-        """A command with subcommands (``lease``, ``member``, ...)."""
+        """A command with subcommands (``lease``, ``member``, ...); asking again for one that
+        exists gives it back, so that modules can each add their subcommands to ``check``."""
+        if name in self._groups:
+            return self._groups[name]
         parser = self._root_commands.add_parser(name, help=help, description=help)
         children = parser.add_subparsers(dest=f"{name}_command", metavar="SUBCOMMAND")
         parser.set_defaults(handler=None)
         self._groups[name] = children
         return children
 
-    def subcommands(self, group: str) -> list[str]:
-        return list(self._groups[group].choices)
+    def group_parser(self, group: str) -> argparse.ArgumentParser:
+        parser: argparse.ArgumentParser = self._root_commands.choices[group]
+        return parser
 
     def command(
         self, name: str, help: str, handler: Handler, *, group: str | None = None

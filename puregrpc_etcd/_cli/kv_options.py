@@ -119,6 +119,9 @@ def add_delete_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--prefix", action="store_true", help="delete keys with this prefix")
     parser.add_argument("--from-key", action="store_true", help="delete every key from this key on")
     parser.add_argument("--prev-kv", action="store_true", help="return the deleted key-values")
+    parser.add_argument(
+        "--range", action="store_true", help="delete range of keys (no effect, as in etcdctl)"
+    )
 
 
 def delete_options(args: argparse.Namespace) -> dict[str, Any]:

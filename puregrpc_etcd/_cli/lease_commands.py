@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from puregrpc_etcd._cli.args import EXIT_ERROR, UsageError, arg_bytes, hex_id
 from puregrpc_etcd._cli.formats import JsonObject, b64, header_json
+from puregrpc_etcd._cli.kv_commands import go_exec_error
 from puregrpc_etcd._cli.replies import current_header, get_json, print_get
 
 if TYPE_CHECKING:
@@ -132,7 +133,12 @@ async def lock_command(ctx: Context, args: argparse.Namespace) -> int:
             env = dict(os.environ)
             env["ETCD_LOCK_KEY"] = os.fsdecode(lock.key)
             env["ETCD_LOCK_REV"] = str(reply.header.revision)
-            process = await trio.run_process(args.exec_command, check=False, env=env, stdin=None)
+            try:
+                process = await trio.run_process(
+                    args.exec_command, check=False, env=env, stdin=None
+                )
+            except OSError as exc:
+                raise UsageError(go_exec_error(args.exec_command[0], exc), EXIT_ERROR) from None
     finally:
         _fail_if_interrupted_before(ctx, held, "the lock was held")
     if process.returncode:

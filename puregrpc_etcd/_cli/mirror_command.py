@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING
 from puregrpc_etcd._cli import stdin
 from puregrpc_etcd._cli.args import UsageError
 from puregrpc_etcd._cli.replies import current_header
-from puregrpc_etcd._cli.session import Context, Settings
+from puregrpc_etcd._cli.session import Context, Settings, endpoint_url, is_etcd_url
+from puregrpc_etcd._endpoints import ConnectSettings
 from puregrpc_etcd.errors import DeadlineExceededError, UnavailableError
 
 if TYPE_CHECKING:
@@ -137,6 +138,8 @@ async def make_mirror_command(ctx: Context, args: argparse.Namespace) -> int:
         )
     if args.max_txn_ops < 1:
         raise UsageError("--max-txn-ops must be at least 1")
+    if args.rev < 0:
+        raise UsageError(f"--rev must not be negative, not {args.rev}")
     source_prefix = args.prefix.encode()
     dest_prefix = b"" if args.no_dest_prefix else (args.dest_prefix or args.prefix).encode()
     dest_ctx = Context(_dest_settings(ctx, args))
@@ -181,22 +184,25 @@ def _dest_settings(ctx: Context, args: argparse.Namespace) -> Settings:
     user, password = args.dest_user, args.dest_password
     if user and password is None and ":" in user:
         user, password = user.split(":", 1)
+    endpoint = args.destination
+    url = endpoint_url(endpoint) if is_etcd_url(endpoint) else ConnectSettings()
+    if not user:
+        user, password = url.username, password if password is not None else url.password
     if user and password is None:
         if not stdin.is_terminal():
             raise UsageError("--dest-user needs a password: give user:password or --dest-password")
         password = getpass.getpass("Destination Password: ")
-    endpoint = args.destination
     if not args.dest_insecure_transport and "://" not in endpoint:
         endpoint = "https://" + endpoint
     return replace(
         ctx.settings,
-        endpoints=[endpoint],
+        endpoints=url.endpoints or [endpoint],
         user=user or None,
         password=password,
-        cacert=args.dest_cacert,
-        cert=args.dest_cert,
-        key=args.dest_key,
-        insecure_skip_tls_verify=False,
+        cacert=args.dest_cacert or url.cacert,
+        cert=args.dest_cert or url.cert,
+        key=args.dest_key or url.key,
+        insecure_skip_tls_verify=url.insecure_skip_verify,
     )
 
 

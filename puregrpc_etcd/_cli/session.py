@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import getpass
 import os
+import sys
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, AsyncIterator, Awaitable, Callable, Mapping, TypeVar
@@ -21,6 +22,7 @@ from puregrpc_etcd._cli.args import (
     duration,
 )
 from puregrpc_etcd._cli.formats import Output
+from puregrpc_etcd._endpoints import ConnectSettings, parse_endpoints
 from puregrpc_etcd.grpc.endpoints import redact_userinfo
 
 if TYPE_CHECKING:
@@ -54,6 +56,9 @@ class Settings:
     insecure_skip_tls_verify: bool = False
     dial_timeout: float = DEFAULT_DIAL_TIMEOUT
     command_timeout: float = DEFAULT_COMMAND_TIMEOUT
+    # None: the library's ping policy (etcdctl's 2s/6s ping more often than etcd allows).
+    keepalive_time: float | None = None
+    keepalive_timeout: float | None = None
     write_out: str = "simple"
     hex: bool = False
 
@@ -129,28 +134,29 @@ def settings_from(args: argparse.Namespace, environ: Mapping[str, str]) -> Setti
         return _env_flag(environ, name)
 
     settings = Settings()
-    endpoints = pick("endpoints")
-    if endpoints and "@" in endpoints:
-        # Refused whole: split at its commas, a password would leave pieces no message hides.
-        raise UsageError(
-            f"invalid endpoints {redact_userinfo(endpoints)!r}: give the user with --user "
-            "(and --password), not in the endpoints"
-        )
-    if endpoints:
-        settings.endpoints = [e.strip() for e in endpoints.split(",") if e.strip()]
-        if not settings.endpoints:
-            raise UsageError("--endpoints is empty")
-    settings.user = pick("user")
+    url = endpoint_url(pick("endpoints"))
+    settings.endpoints = url.endpoints or list(DEFAULT_ENDPOINTS)
+    # What an etcd:// URL says applies where no flag (or variable) says otherwise.
+    settings.user = pick("user") or url.username
     settings.password = pick("password")
-    settings.cacert = pick("cacert")
-    settings.cert = pick("cert")
-    settings.key = pick("key", "tls_key")
+    if settings.password is None and not pick("user"):
+        settings.password = url.password
+    settings.cacert = pick("cacert") or url.cacert
+    settings.cert = pick("cert") or url.cert
+    settings.key = pick("key", "tls_key") or url.key
+    settings.dial_timeout = url.dial_timeout or settings.dial_timeout
+    settings.command_timeout = url.command_timeout or settings.command_timeout
     for name in ("insecure-skip-tls-verify", "hex"):
         flag = getattr(args, name.replace("-", "_"), None)
         env_value = _env_flag(environ, name)
         enabled = bool(flag) or (env_value is not None and env_value.lower() in _TRUE_WORDS)
         setattr(settings, name.replace("-", "_"), enabled)
-    for name in ("dial-timeout", "command-timeout"):
+    settings.insecure_skip_tls_verify |= url.insecure_skip_verify
+    if pick("discovery-srv"):
+        raise UsageError(
+            "DNS discovery (--discovery-srv) is not supported: give --endpoints", EXIT_BAD_FEATURE
+        )
+    for name in ("dial-timeout", "command-timeout", "keepalive-time", "keepalive-timeout"):
         value = getattr(args, name.replace("-", "_"), None)
         if value is None:
             text = _env_flag(environ, name)
@@ -158,16 +164,47 @@ def settings_from(args: argparse.Namespace, environ: Mapping[str, str]) -> Setti
                 try:
                     value = duration(text)
                 except argparse.ArgumentTypeError as exc:
-                    raise UsageError(f"ETCDCTL_{name.upper().replace('-', '_')}: {exc}") from None
+                    # etcdctl silently keeps its default; say so, as a warning.
+                    variable = "ETCDCTL_" + name.upper().replace("-", "_")
+                    print(f"Warning: {variable} ignored: {exc}", file=sys.stderr)
         if value is not None:
             setattr(settings, name.replace("-", "_"), value)
     write_out = pick("write-out") or "simple"
     if write_out not in WRITE_OUT_FORMATS:
-        raise UsageError(f"unsupported output format {write_out!r} (simple, json or table)")
+        raise UsageError(
+            f"unsupported output format {write_out!r} (simple, json or table)", EXIT_BAD_FEATURE
+        )
     settings.write_out = write_out
     if settings.user and settings.password is None and ":" in settings.user:
         settings.user, settings.password = settings.user.split(":", 1)
     return settings
+
+
+def is_etcd_url(text: str) -> bool:
+    return text.strip().lower().startswith(("etcd://", "etcds://"))
+
+
+def endpoint_url(text: str | None) -> ConnectSettings:
+    """``--endpoints`` (or ``ETCDCTL_ENDPOINTS``): host:port or http(s):// endpoints, kept as
+    written, or one ``etcd://`` / ``etcds://`` URL with user, password, hosts and options, as
+    ``puregrpc_etcd.connect`` takes it. Errors quote the text with its user info redacted."""
+    if text is None:
+        return ConnectSettings()
+    if is_etcd_url(text):
+        try:
+            return parse_endpoints(text)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+    if "@" in text:
+        # Refused whole: split at its commas, a password would leave pieces no message hides.
+        raise UsageError(
+            f"invalid endpoints {redact_userinfo(text)!r}: give the user with --user "
+            "(and --password), or write one etcd://user:password@host:port URL"
+        )
+    endpoints = [e.strip() for e in text.split(",") if e.strip()]
+    if not endpoints:
+        raise UsageError("--endpoints is empty")
+    return ConnectSettings(endpoints=endpoints)
 
 
 def error_text(exc: BaseException) -> str:
@@ -215,7 +252,11 @@ class Context:
     @asynccontextmanager
     async def connect(self, endpoints: list[str] | None = None) -> AsyncIterator[Client]:
         """A client for these settings (or for ``endpoints`` with the same credentials)."""
-        from puregrpc_etcd.client import connect
+        from puregrpc_etcd.client import (
+            DEFAULT_KEEPALIVE_INTERVAL,
+            DEFAULT_KEEPALIVE_TIMEOUT,
+            connect,
+        )
 
         settings = self.settings
         password = self._password()
@@ -226,6 +267,8 @@ class Context:
             tls=settings.tls_context(),
             connect_timeout=settings.dial_timeout,
             timeout=settings.command_timeout,
+            keepalive_interval=settings.keepalive_time or DEFAULT_KEEPALIVE_INTERVAL,
+            keepalive_timeout=settings.keepalive_timeout or DEFAULT_KEEPALIVE_TIMEOUT,
         ) as client:
             # Ctrl-C cancels what runs with the client, not the client itself: its connection
             # must live on while locks, elections and leases clean up on the way out.

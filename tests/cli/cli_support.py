@@ -3,6 +3,7 @@ same server for output parity, and the normalising of what must differ between t
 
 from __future__ import annotations
 
+import argparse
 import base64
 import io
 import subprocess
@@ -12,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from puregrpc_etcd.cli import run
+from puregrpc_etcd.cli import build_parser, run
 from puregrpc_etcd.testing import etcd_version, find_etcd, find_etcd_tool
 
 COMMAND_TIMEOUT = 60
@@ -68,9 +69,9 @@ class Runner:
         captured = self._capture.readouterr()
         return Result(code, captured.out, captured.err)
 
-    def etcdctl(self, *args: str, stdin: bytes | None = b"") -> Result:
+    def etcdctl(self, *args: str, stdin: bytes | None = b"", endpoint: str = "") -> Result:
         """Run etcdctl (beside ``$ETCD_BIN`` when set); ``stdin=None`` closes its stdin."""
-        argv = [find_etcd_tool("etcdctl"), f"--endpoints={self.endpoint}", *args]
+        argv = [find_etcd_tool("etcdctl"), f"--endpoints={endpoint or self.endpoint}", *args]
         done = subprocess.run(
             closed_stdin(argv) if stdin is None else argv,
             input=stdin,
@@ -129,3 +130,36 @@ _BOX_TO_ASCII = str.maketrans({**dict.fromkeys("┌┬┐├┼┤└┴┘", "+
 def ascii_table(text: str) -> str:
     """A table etcdctl or etcdutl printed, drawn in ASCII."""
     return text.translate(_BOX_TO_ASCII)
+
+
+def leaf_commands() -> list[list[str]]:
+    """Each command path of the parser (``get``, ``lease grant``, ...)."""
+    found: list[list[str]] = []
+
+    def walk(parser: argparse.ArgumentParser, path: list[str]) -> None:
+        children = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+        if not children:
+            found.append(path)
+            return
+        for name, child in children[0].choices.items():
+            walk(child, [*path, name])
+
+    walk(build_parser().root, [])
+    return found
+
+
+def etcdctl_commands() -> set[str]:
+    """The command paths ``etcdctl --help`` lists (``lease grant``, ...)."""
+    done = subprocess.run(
+        [find_etcd_tool("etcdctl"), "--help"],
+        capture_output=True,
+        timeout=COMMAND_TIMEOUT,
+        check=True,
+    )
+    text = done.stdout.decode()
+    listing = text[text.index("COMMANDS:") : text.index("OPTIONS:")]
+    return {line.strip().split("\t")[0] for line in listing.splitlines()[1:] if line.strip()}
+
+
+def name_of(leaf: list[str]) -> str:
+    return " ".join(leaf)

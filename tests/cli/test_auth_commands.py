@@ -3,6 +3,10 @@ authentication on), and permission denied as one line."""
 
 from __future__ import annotations
 
+from typing import Callable
+from urllib.parse import quote
+
+import pytest
 from cli_support import Runner, etcd_3_4
 
 
@@ -59,6 +63,7 @@ def test_users_roles_and_authentication(cli: Runner) -> None:
             assert ok("--user=root:rootpw", "auth", "status") == (
                 cli.etcdctl("--user=root:rootpw", "auth", "status").text
             )
+        _etcd_urls_carry_the_credentials(cli, ok)
     finally:
         assert ok("--user=root:rootpw", "auth", "disable") == "Authentication Disabled\n"
     assert ok("user", "passwd", "bob", "--interactive=false", stdin=b"new\n") == (
@@ -115,3 +120,39 @@ def test_auth_replies_in_json_and_table_as_etcdctl(cli: Runner) -> None:
          "--interactive=false"], stdin=b"new\n")  # fmt: skip
     detail = cli("user", "get", "ju-o", "--detail", "-w", "json")
     assert detail.out.startswith(b"User: ju-o\n")
+
+
+URL_PASSWORD = "Url-Pw/4?x@y:z"  # every character an etcd:// URL must percent-encode
+
+
+def _etcd_urls_carry_the_credentials(cli: Runner, ok: Callable[..., str]) -> None:
+    """With authentication on: the etcd:// URL the library documents, as --endpoints or
+    ETCDCTL_ENDPOINTS, signs in with its user and password; errors never quote the password."""
+    ok("--user=root:rootpw", "user", "add", "carol", "--new-user-password=" + URL_PASSWORD)
+    ok("--user=root:rootpw", "user", "grant-role", "carol", "reader")
+    url = f"etcd://carol:{quote(URL_PASSWORD, safe='')}@{cli.endpoint}/?dial_timeout=1s"
+    assert ok(f"--endpoints={url}", "get", "app/name", "--print-value-only") == "demo\n"
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("ETCDCTL_ENDPOINTS", url)
+        result = cli("get", "app/name", "--print-value-only", endpoint=False)
+        assert (result.code, result.text) == (0, "demo\n"), result.error
+    denied = cli(f"--endpoints={url}", "put", "app/name", "changed", endpoint=False)
+    assert (denied.code, denied.error) == (1, "Error: etcdserver: permission denied\n")
+    # A --user flag wins over the URL's user (with the URL's password left out).
+    assert ok(f"--endpoints={url}", "--user=root:rootpw", "put", "app/url", "x") == "OK\n"
+    wrong = url.replace("carol:", "carol:Wrong", 1)
+    failed = cli(f"--endpoints={wrong}", "get", "app/name", endpoint=False)
+    assert failed.code == 1
+    assert failed.error.startswith("Error: etcdserver: authentication failed")
+    bad_option = cli(f"--endpoints={url}&nope=1", "get", "app/name", endpoint=False)
+    assert bad_option.code == 128
+    assert bad_option.error.startswith("Error: invalid etcd:// URL 'etcd://***@127.0.0.1:")
+    unencoded = url.replace(quote(URL_PASSWORD, safe=""), URL_PASSWORD)
+    malformed = cli(f"--endpoints={unencoded}", "get", "app/name", endpoint=False)
+    assert malformed.code == 128
+    for result in (failed, bad_option, malformed):
+        assert result.error.count("\n") == 1, result.error
+        for piece in ("Url-Pw", "Wrong", "x@y"):
+            assert piece not in result.error + result.text
+    ok("--user=root:rootpw", "del", "app/url")
+    ok("--user=root:rootpw", "user", "delete", "carol")

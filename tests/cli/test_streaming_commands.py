@@ -3,6 +3,7 @@ mutual exclusion with etcdctl's own lock and election."""
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import selectors
@@ -12,7 +13,7 @@ import time
 from typing import IO
 
 import pytest
-from cli_support import COMMAND_TIMEOUT, Runner, command
+from cli_support import COMMAND_TIMEOUT, Runner, command, etcd_3_4
 
 from puregrpc_etcd.testing import EtcdServer, find_etcd_tool
 
@@ -22,8 +23,10 @@ WAIT = 20.0
 class Process:
     """A command run in the background whose stdout is read as it comes, within bounds."""
 
-    def __init__(self, args: list[str]) -> None:
-        self.popen = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    def __init__(self, args: list[str], stdin: int | None = None) -> None:
+        self.popen = subprocess.Popen(
+            args, stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
         self.output = b""
 
     def read_until(self, expected: bytes, timeout: float = WAIT) -> bytes:
@@ -103,19 +106,115 @@ def test_watch_prints_as_etcdctl_and_ends_on_ctrl_c(
     ]  # fmt: skip
 
 
+def test_watch_json_prints_one_reply_per_revision(
+    cli: Runner, server: EtcdServer, prefix: str, processes: list[Process]
+) -> None:
+    """Replayed history arrives in one server reply; each revision is printed as a reply of its
+    own, never with the first event of the next revision (as a live watch would see them)."""
+    start = json.loads(cli("put", "-w", "json", prefix + "a", "1").out)["header"]["revision"]
+    txn = f"\nput {prefix}b 2\nput {prefix}c 3\n\n\n".encode()
+    assert cli("txn", stdin=txn).code == 0
+    assert cli("put", prefix + "d", "4").code == 0
+    watcher = Process(ours(server, "watch", "-w", "json", "--prefix", prefix, f"--rev={start}"))
+    processes.append(watcher)
+    watcher.read_until(base64.b64encode(prefix.encode() + b"d"))
+    code, out, err = watcher.interrupt()
+    assert (code, err) == (0, b"")
+    replies = [json.loads(line) for line in out.splitlines()]
+    revisions = [[e["kv"]["mod_revision"] for e in reply["Events"]] for reply in replies]
+    assert revisions == [[start], [start + 1] * 2, [start + 2]]
+    assert [reply["Header"]["revision"] for reply in replies] == [start, start + 1, start + 2]
+
+
+def test_interactive_watch_as_etcdctl(
+    cli: Runner, server: EtcdServer, prefix: str, processes: list[Process]
+) -> None:
+    """``watch -i``: requests read line by line, bad lines reported and skipped, and the end
+    of the input ends the command with 3, for both tools alike."""
+    start = json.loads(cli("get", "-w", "json", "x").out)["header"]["revision"] + 1
+    requests = [
+        f"watch --rev={start} {prefix}a",
+        "bogus line",
+        "watch",
+        f"watch --prefix {prefix}b {prefix}c",  # a range_end with --prefix
+        f"watch --prev-kv --rev {start} --prefix {prefix}b",
+    ]
+    watchers = {}
+    for name, argv in (("ours", ours), ("theirs", theirs)):
+        process = Process(argv(server, "watch", "-i", "-w", "json"), stdin=subprocess.PIPE)
+        processes.append(process)
+        assert process.popen.stdin is not None
+        process.popen.stdin.write("".join(line + "\n" for line in requests).encode())
+        process.popen.stdin.flush()
+        watchers[name] = process
+    for args in (("put", "a", "1"), ("put", "b1", "2"), ("put", "b1", "3"), ("del", "a")):
+        assert cli(args[0], prefix + args[1], *args[2:]).code == 0
+    outputs = {}
+    for name, process in watchers.items():
+        process.read_until(b'"type":1')  # the delete
+        process.read_until(b"Mw==")  # and b1's value 3 (the watches print side by side)
+        out, err = process.popen.communicate(timeout=COMMAND_TIMEOUT)  # ends the input
+        replies = [json.loads(line) for line in (process.output + out).splitlines()]
+        # The events, whatever replies carried them: a watch created after the writes gets
+        # them replayed, in one reply from etcd (etcdctl prints it so), one per revision here.
+        events = sorted(repr(event) for reply in replies for event in reply["Events"])
+        outputs[name] = (process.popen.returncode, events, err)
+    assert outputs["ours"][:2] == outputs["theirs"][:2]
+    if not etcd_3_4():  # 3.4 words its messages a little differently
+        assert outputs["ours"][2] == outputs["theirs"][2]
+    assert len(outputs["ours"][1]) == 4  # a put and a delete of a, two puts of b1
+    code, _, err = outputs["ours"]
+    assert code == 3
+    assert err.decode().splitlines() == [
+        "Invalid command bogus line (only support watch)",
+        "Invalid command watch (command type or key is not provided)",
+        f"Invalid command watch --prefix {prefix}b {prefix}c"
+        " (`range_end` and `--prefix` are mutually exclusive)",
+        "Error: error reading watch request line: EOF",
+    ]
+
+
 def test_watch_runs_a_command_for_each_event(
     cli: Runner, server: EtcdServer, prefix: str, processes: list[Process]
 ) -> None:
-    script = 'echo "$ETCD_WATCH_EVENT_TYPE $ETCD_WATCH_KEY=$ETCD_WATCH_VALUE"'
-    start = json.loads(cli("put", "-w", "json", prefix + "k", "v1").out)["header"]["revision"]
-    process = Process(
-        ours(server, "watch", prefix + "k", f"--rev={start}", "--", "sh", "-c", script)
+    """etcdctl's variables, quoted as Go quotes them, and a failing command ends the watch
+    with 1 and etcdctl's line; run for both tools on the same events."""
+    script = (
+        'printf "%s %s=%s %s\\n" "$ETCD_WATCH_EVENT_TYPE" "$ETCD_WATCH_KEY" '
+        '"$ETCD_WATCH_VALUE" "$ETCD_WATCH_REVISION"'
     )
-    processes.append(process)
-    cli("del", prefix + "k")
-    output = process.read_until(f"DELETE {prefix}k=".encode())
-    assert f"PUT {prefix}k=v1".encode() in output
-    assert process.interrupt()[0] == 0
+    start = json.loads(cli("get", "-w", "json", "x").out)["header"]["revision"] + 1
+    watchers = {}
+    for name, argv in (("ours", ours), ("theirs", theirs)):
+        args = ["watch", prefix + "k", f"--rev={start}", "--", "sh", "-c", script]
+        watchers[name] = Process(argv(server, *args))
+        processes.append(watchers[name])
+        failing = Process(
+            argv(server, "watch", prefix + "k", f"--rev={start}", "--", "sh", "-c", "exit 3")
+        )
+        processes.append(failing)
+        watchers[name, "failing"] = failing
+    value = 'tab\there "q" é \x01'
+    assert cli("put", prefix + "k", value).code == 0
+    for name in ("ours", "theirs"):
+        watchers[name].read_until(f"{start}\n".encode())
+    assert cli("del", prefix + "k").code == 0
+    outputs = {}
+    for name in ("ours", "theirs"):
+        outputs[name] = watchers[name].read_until(f"{start + 1}\n".encode())
+        code = watchers[name].interrupt()[0]
+        assert code == 0 or name == "theirs"  # etcdctl's watch may die of the signal
+        failed = watchers[name, "failing"].popen
+        outputs[name, "failing"] = (failed.wait(timeout=COMMAND_TIMEOUT), failed.stderr.read())  # type: ignore[union-attr]
+    assert outputs["ours"] == outputs["theirs"]
+    key = f'"{prefix}k"'
+    assert f'"PUT" {key}="tab\\there \\"q\\" é \\x01" {start}\n'.encode() in outputs["ours"]
+    assert f'"DELETE" {key}="" {start + 1}\n'.encode() in outputs["ours"]
+    assert outputs["ours", "failing"] == outputs["theirs", "failing"]
+    assert outputs["ours", "failing"] == (
+        1,
+        b'command ["sh" "-c" "exit 3"] error (exit status 3)\n',
+    )
 
 
 def test_lock_runs_a_command_holding_the_lock(cli: Runner, server: EtcdServer, prefix: str) -> None:

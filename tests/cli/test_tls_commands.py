@@ -49,6 +49,24 @@ def test_tls_with_a_ca_bundle(
     assert cli(f"--endpoints={url}", "get", "k", "--print-value-only", endpoint=False).out == b"v\n"
 
 
+def test_an_etcds_url_carries_the_tls_settings(
+    cli: Runner, server: EtcdServer, ca_file: tuple[str, list[str]]
+) -> None:
+    """``etcds://host/?cacert=...``: TLS and the CA bundle from the URL, as connect() takes it."""
+    authority = server.endpoints[0].split("://", 1)[1]
+    assert cli(f"--endpoints={server.endpoints[0]}", f"--cacert={ca_file[0]}", "put", "u", "w",
+               endpoint=False).code == 0  # fmt: skip
+    url = f"etcds://{authority}/?cacert={ca_file[0]}&dial_timeout=2s"
+    ours = cli(f"--endpoints={url}", "get", "u", "--print-value-only", endpoint=False)
+    assert (ours.code, ours.out, ours.err) == (0, b"w\n", b"")
+    untrusted = cli(f"--endpoints=etcds://{authority}", "get", "u", endpoint=False)
+    assert untrusted.code in (1, 2)
+    assert untrusted.error.startswith("Error: ")
+    plaintext = cli(f"--endpoints=etcd://{authority}/?dial_timeout=1s", "get", "u", endpoint=False)
+    assert plaintext.code != 0  # an etcd:// URL speaks plaintext to a TLS port
+    assert plaintext.error.startswith("Error: ")
+
+
 def test_an_untrusted_server_is_one_error_line(cli: Runner, server: EtcdServer) -> None:
     result = cli(f"--endpoints={server.endpoints[0]}", "get", "k", endpoint=False)
     assert result.code in (1, 2)

@@ -1,0 +1,53 @@
+"""Ctrl-C while the ``puregrpc-etcd`` command starts: no traceback.
+
+Importing the package takes a good part of a second on a slow machine, and Python's own handler
+would print a traceback from whichever import Ctrl-C lands in. When (and only when) the process
+was started as the command (the ``puregrpc-etcd`` script, or ``python -m puregrpc_etcd`` on
+Python 3.10+, which keeps the command line in ``sys.orig_argv``), the package's first import
+here notes a Ctrl-C instead; ``__main__.main`` then hands Ctrl-C back to Python and exits as
+interrupted. A program that imports the library is left alone.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from types import FrameType
+
+# No other import here: on PyPy even ``threading`` takes long enough for Ctrl-C to land in it.
+
+_interrupted = False
+
+
+def _started_as_command() -> bool:
+    if sys.argv and os.path.basename(sys.argv[0]) == "puregrpc-etcd":
+        return True
+    words = list(getattr(sys, "orig_argv", []))  # Python 3.10+
+    return any(a == "-m" and b == "puregrpc_etcd" for a, b in zip(words, words[1:]))
+
+
+def _note_interrupt(signum: int, frame: FrameType | None) -> None:
+    global _interrupted
+    _interrupted = True
+
+
+def guard_startup() -> None:
+    if _started_as_command() and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        try:
+            signal.signal(signal.SIGINT, _note_interrupt)
+        except ValueError:  # not the main thread: not a command's start
+            pass
+
+
+def end_startup() -> bool:
+    """Give Ctrl-C back to Python (KeyboardInterrupt); True if one came during start-up."""
+    if signal.getsignal(signal.SIGINT) is _note_interrupt:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    return _interrupted
+
+
+guard_startup()
