@@ -14,21 +14,23 @@ from __future__ import annotations
 
 import argparse
 import random
-import ssl
 import sys
-import urllib.request
 from typing import TYPE_CHECKING
-
-import trio
 
 from puregrpc_etcd._cli.admin_commands import ProgressBar
 from puregrpc_etcd._cli.args import EXIT_BAD_FEATURE, EXIT_ERROR, EXIT_INVALID_INPUT, UsageError
 from puregrpc_etcd.errors import EtcdError
 
 if TYPE_CHECKING:
+    import ssl
+
+    import trio
+
     from puregrpc_etcd._cli.args import CommandTree
     from puregrpc_etcd._cli.session import Context
     from puregrpc_etcd.client import Client
+else:
+    from puregrpc_etcd._cli import trio  # imported on first use: not for --help
 
 # etcdctl's workloads: (key-value pairs, concurrent clients); each pair is 1024 bytes.
 LOADS = {"s": (10_000, 50), "m": (100_000, 200), "l": (1_000_000, 500), "xl": (3_000_000, 1000)}
@@ -75,6 +77,8 @@ async def _memory_bytes(ctx: Context, endpoint: str) -> float:
         context = ctx.settings.tls_context()
 
     def fetch() -> str:
+        import urllib.request  # only here: it costs the command's --help a few ms
+
         with urllib.request.urlopen(url, timeout=ctx.command_timeout, context=context) as reply:
             return reply.read().decode("utf-8", "replace")  # type: ignore[no-any-return]
 
