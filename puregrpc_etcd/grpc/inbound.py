@@ -1,19 +1,20 @@
 """The inbound half of the HTTP/2 connection under ``GrpcProtocol``: frames cut from the
 byte stream, HPACK decoding, SETTINGS, PING and WINDOW_UPDATE, and the checks RFC 9113 asks
-of a client. What responses, trailers, resets and GOAWAYs mean for calls is protocol.py's."""
+of a client. What responses, trailers, resets and GOAWAYs mean for calls is replies.py's;
+the windows and calls it updates are books.py's. Each hop goes down that chain, never up."""
 
 from __future__ import annotations
 
-from typing import Dict, List, Optional, Union
+from typing import Optional
 
 from . import http2 as h
-from .call_state import CallState
+from .books import DEFAULT_STREAM_WINDOW, MAX_HEADER_LIST_SIZE
 from .http2 import Headers, Http2Error
-from .status import CANCEL, ENHANCE_YOUR_CALM, NO_ERROR, RpcError, StatusCode
+from .replies import ReplyEvents
+from .status import ENHANCE_YOUR_CALM, RpcError, StatusCode
 
 __all__ = ["MAX_HEADER_LIST_SIZE", "MAX_PENDING_ACKS", "FrameReader", "HeaderBlock"]
 
-MAX_HEADER_LIST_SIZE = 64 * 1024
 # Bounds on what a server can make us hold or do (see "Hostile servers" in protocol.py): the
 # encoded header block (an encoded field is never larger than its share of the header list),
 # the CONTINUATION frames in one block, empty ones included (a legitimate server needs four
@@ -46,65 +47,24 @@ class HeaderBlock:
         self.frames = 0
 
 
-class FrameReader:
-    """Reads the server's frames into the connection state ``GrpcProtocol`` keeps (it is this
-    class's only subclass, and owns the attributes and the hooks declared here)."""
+class FrameReader(ReplyEvents):
+    """Reads the server's frames: checks them, keeps the connection-level ones (SETTINGS,
+    PING, WINDOW_UPDATE) itself and hands the rest to the layers below (replies.py,
+    books.py). Nothing below calls back into it."""
 
-    calls: Dict[int, CallState]
-    changed: List[CallState]
-    send_blocked: set[CallState]
-    slots_freed: bool
-    ping_acks: List[bytes]
-    settings_received: bool
-    backlogged: bool
-    frame_completed: bool
-    failure: Optional[RpcError]
-    _out: List[Union[bytes, memoryview]]
-    _unparsed: bytes
-    _next_stream_id: int
-    _decoder: h.HeaderDecoder
-    _continuation: Optional[HeaderBlock]
-    _pending_acks: int
-    _field_budget: int
-    _send_window: int
-    _peer_initial_window: int
-    _peer_max_frame_size: int
-    _peer_max_streams: int
-    _recv_window: int
-    _ended_by_server: set[int]
-
-    # -- hooks (protocol.py) ------------------------------------------------------------------
-
-    def close(self, error_code: int = NO_ERROR) -> None:
-        raise NotImplementedError
-
-    def fail(self, error: RpcError) -> None:
-        raise NotImplementedError
-
-    def cancel_call(self, call: CallState, error: RpcError, error_code: int = CANCEL) -> None:
-        raise NotImplementedError
-
-    def _acknowledge(self, call: CallState | None, size: int) -> None:
-        raise NotImplementedError
-
-    def _on_call_data(self, call: CallState, flow_controlled_length: int, data: memoryview) -> None:
-        """The payload of a DATA frame for a running call (padding removed)."""
-        raise NotImplementedError
-
-    def _on_response(self, call: CallState, headers: Headers, ended: bool) -> None:
-        raise NotImplementedError
-
-    def _on_trailers(self, call: CallState, trailers: Headers) -> None:
-        raise NotImplementedError
-
-    def _on_stream_ended(self, call: CallState) -> None:
-        raise NotImplementedError
-
-    def _on_stream_reset(self, call: CallState, error_code: int) -> None:
-        raise NotImplementedError
-
-    def _on_goaway(self, last_stream_id: int, error_code: int, debug: bytes) -> None:
-        raise NotImplementedError
+    def __init__(
+        self, *, max_receive_message_size: int, stream_window: int = DEFAULT_STREAM_WINDOW
+    ) -> None:
+        super().__init__(
+            max_receive_message_size=max_receive_message_size, stream_window=stream_window
+        )
+        # Set by receive_data for the I/O layer.
+        self.backlogged = False
+        self.frame_completed = False
+        self._unparsed = b""
+        self._decoder = h.HeaderDecoder(MAX_HEADER_LIST_SIZE)
+        self._continuation: Optional[HeaderBlock] = None
+        self._field_budget = 0
 
     # -- frames -------------------------------------------------------------------------------
 
