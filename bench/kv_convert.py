@@ -11,8 +11,8 @@ import sys
 import time
 from typing import Callable
 
+from puregrpc_etcd._kv_requests import get_response
 from puregrpc_etcd._proto import kv_pb2, rpc_pb2
-from puregrpc_etcd._requests import get_response
 
 KEYS = 10_000
 RUNS = 30

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, AsyncIterator, Awaitable, Callable, Seque
 import trio
 
 from puregrpc_etcd import _rpcs as rpcs
-from puregrpc_etcd._base import check_timeout
+from puregrpc_etcd._client_contract import check_timeout
 from puregrpc_etcd._credentials import warn_if_exposed
 from puregrpc_etcd._outcome import final_error
 from puregrpc_etcd._proto import rpc_pb2
@@ -31,9 +31,9 @@ from puregrpc_etcd.grpc.status import RpcError, StatusCode
 if TYPE_CHECKING:
     from google.protobuf.message import Message
 
-    from puregrpc_etcd._keepalive import KeptLease, LeaseKeeper
     from puregrpc_etcd._streams import EtcdStream
-    from puregrpc_etcd._watch_hub import WatchHub
+    from puregrpc_etcd.lease._keepalive import KeptLease, LeaseKeeper
+    from puregrpc_etcd.watch._hub import WatchHub
 
 __all__ = ["Caller"]
 

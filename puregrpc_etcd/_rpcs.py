@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Generic, TypeVar, cast
 
-from puregrpc_etcd import _fastpb
+from puregrpc_etcd import _fast_kv_codec
 from puregrpc_etcd._proto import rpc_pb2, v3election_pb2, v3lock_pb2
 
 if TYPE_CHECKING:
@@ -59,10 +59,10 @@ _LOCK = "/v3lockpb.Lock/"
 _ELECTION = "/v3electionpb.Election/"
 
 # Pure-Python protobuf (PyPy) is slow to parse big replies, and a tenth of a put's client time
-# goes to its messages: _fastpb reads the same bytes (kv.py writes PutRequests with it too).
-if _fastpb.PURE_PYTHON_PROTOBUF:
-    _RangeResponse = cast("type[rpc_pb2.RangeResponse]", _fastpb.RangeResponse)
-    _PutResponse = cast("type[rpc_pb2.PutResponse]", _fastpb.PutResponse)
+# goes to its messages: _fast_kv_codec reads the same bytes (kv.py writes PutRequests with it too).
+if _fast_kv_codec.PURE_PYTHON_PROTOBUF:
+    _RangeResponse = cast("type[rpc_pb2.RangeResponse]", _fast_kv_codec.RangeResponse)
+    _PutResponse = cast("type[rpc_pb2.PutResponse]", _fast_kv_codec.PutResponse)
 else:
     _RangeResponse = rpc_pb2.RangeResponse
     _PutResponse = rpc_pb2.PutResponse

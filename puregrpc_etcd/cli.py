@@ -39,7 +39,7 @@ from puregrpc_etcd._cli.args import (
     split_exec_command,
 )
 from puregrpc_etcd._cli.session import Context, Interrupted, error_text, from_environment
-from puregrpc_etcd._groups import unwrap_group
+from puregrpc_etcd._exception_groups import unwrap_group
 from puregrpc_etcd.errors import ConnectionFailedError, EtcdError
 
 if TYPE_CHECKING:

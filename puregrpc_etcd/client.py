@@ -15,8 +15,8 @@ from typing import Any, AsyncContextManager, AsyncIterator, Sequence, TypeVar
 
 import trio
 
-from puregrpc_etcd._base import check_timeout
 from puregrpc_etcd._caller import Caller
+from puregrpc_etcd._client_contract import check_timeout
 from puregrpc_etcd._credentials import warn_if_exposed
 from puregrpc_etcd._endpoints import (
     ConnectSettings,
@@ -25,7 +25,7 @@ from puregrpc_etcd._endpoints import (
     parse_endpoints,
     settings_from_env,
 )
-from puregrpc_etcd._groups import strip_own_group
+from puregrpc_etcd._exception_groups import strip_own_group
 from puregrpc_etcd._keys import ROOT, KeyLike, KeySpace
 from puregrpc_etcd.auth import Auth
 from puregrpc_etcd.cluster import Cluster, auto_sync

@@ -9,13 +9,13 @@ from typing import TYPE_CHECKING, AsyncIterator, Awaitable, Callable, Union
 
 from puregrpc_etcd import _rpcs as rpcs
 from puregrpc_etcd import errors
-from puregrpc_etcd._base import check_timeout
-from puregrpc_etcd._keepalive import KeptLease
+from puregrpc_etcd._client_contract import check_timeout
 from puregrpc_etcd._keys import KeyLike, to_bytes, to_key
 from puregrpc_etcd._proto import v3election_pb2, v3lock_pb2
 from puregrpc_etcd.election import Election, LeaderKey, LeaderObserver
 from puregrpc_etcd.kv import KVMixin
 from puregrpc_etcd.lease import Lease, LeaseMixin, check_ttl
+from puregrpc_etcd.lease._keepalive import KeptLease
 from puregrpc_etcd.lock import Lock, TryLock, acquire, holding, lock_key, remove_quietly, within
 from puregrpc_etcd.types import key_value
 from puregrpc_etcd.watch import WatchMixin

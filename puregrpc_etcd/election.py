@@ -15,9 +15,9 @@ from typing import TYPE_CHECKING, AsyncIterator, Awaitable, Callable, Union
 import trio
 
 from puregrpc_etcd import errors
-from puregrpc_etcd._keepalive import cancelled_on_loss
 from puregrpc_etcd._keys import KeyLike, to_bytes, to_key
 from puregrpc_etcd.lease import check_ttl
+from puregrpc_etcd.lease._keepalive import cancelled_on_loss
 from puregrpc_etcd.lock import remove_quietly, wait_deletes, within
 from puregrpc_etcd.txn import Compare, Op
 

@@ -11,9 +11,9 @@ from typing import TYPE_CHECKING, Any, AsyncIterator, Callable, Iterable, cast
 
 import trio
 
-from puregrpc_etcd import _fastpb, _requests
+from puregrpc_etcd import _fast_kv_codec, _kv_requests
 from puregrpc_etcd import _rpcs as rpcs
-from puregrpc_etcd._base import ClientBase
+from puregrpc_etcd._client_contract import ClientBase
 from puregrpc_etcd._keys import KeyLike
 from puregrpc_etcd._proto import rpc_pb2
 from puregrpc_etcd.errors import CompactedError, EtcdError, RpcError
@@ -37,10 +37,10 @@ _COMPACT_PROBE_TIMEOUT = 1.0
 
 _RangeRequest = rpc_pb2.RangeRequest
 _PutRequest = rpc_pb2.PutRequest
-# Pure-Python protobuf (PyPy) spends a tenth of a put's client time on its messages: _fastpb
+# Pure-Python protobuf (PyPy) spends a tenth of a put's client time on its messages: _fast_kv_codec
 # writes the same bytes (and reads the replies: see _rpcs.py).
-if _fastpb.PURE_PYTHON_PROTOBUF:
-    _put_request = cast("Callable[[bytes, bytes], rpc_pb2.PutRequest]", _fastpb.PutRequest)
+if _fast_kv_codec.PURE_PYTHON_PROTOBUF:
+    _put_request = cast("Callable[[bytes, bytes], rpc_pb2.PutRequest]", _fast_kv_codec.PutRequest)
 else:
 
     def _put_request(key: bytes, value: bytes) -> rpc_pb2.PutRequest:
@@ -84,7 +84,7 @@ class KVMixin(ClientBase):
         in key order, not the 3 oldest keys; ``sort_order="ascend"`` gives those. ``etcdctl get
         --sort-by=CREATE --limit 3`` without ``--order`` gives the same as the former.
         """
-        request = _requests.range_request(
+        request = _kv_requests.range_request(
             self._keyspace,
             key,
             prefix=prefix,
@@ -107,7 +107,7 @@ class KVMixin(ClientBase):
         except CompactedError as error:
             error.compact_revision = await self._compacted_at(request.key, request.revision)
             raise
-        return _requests.get_response(reply, self._keyspace.prefix)
+        return _kv_requests.get_response(reply, self._keyspace.prefix)
 
     async def get_value(
         self, key: KeyLike, default: bytes | None = None, *, timeout: float | None = None
@@ -152,13 +152,13 @@ class KVMixin(ClientBase):
         """
         if range_end is not None:
             prefix = False
-        first = _requests.range_request(
+        first = _kv_requests.range_request(
             self._keyspace,
             prefix_or_key,
             prefix=prefix,
             from_key=not prefix and range_end is None,
             range_end=range_end,
-            limit=_requests.check_int(page_size, "page_size") or 1000,
+            limit=_kv_requests.check_int(page_size, "page_size") or 1000,
             revision=revision,
             keys_only=keys_only,
         )
@@ -230,10 +230,10 @@ class KVMixin(ClientBase):
             if type(value) is bytes:
                 request = _put_request(self._keyspace.key(key), value)
             else:
-                request = _requests.put_request(self._keyspace, key, value)
+                request = _kv_requests.put_request(self._keyspace, key, value)
             reply = await self._unary(rpcs.PUT, request, timeout=timeout)
             return PutResponse(response_header(reply.header), None)
-        request = _requests.put_request(
+        request = _kv_requests.put_request(
             self._keyspace,
             key,
             value,
@@ -243,7 +243,7 @@ class KVMixin(ClientBase):
             ignore_lease=ignore_lease,
         )
         reply = await self._unary(rpcs.PUT, request, timeout=timeout)
-        return _requests.put_response(reply, self._keyspace.prefix)
+        return _kv_requests.put_response(reply, self._keyspace.prefix)
 
     async def put_json(self, key: KeyLike, obj: Any, **put_options: Any) -> PutResponse:
         """Store ``obj`` as compact JSON (UTF-8)."""
@@ -270,7 +270,7 @@ class KVMixin(ClientBase):
         timeout: float | None = None,
     ) -> DeleteResponse:
         """Delete one key or a range; ``deleted`` counts them, ``prev_kvs`` when asked for."""
-        request = _requests.delete_request(
+        request = _kv_requests.delete_request(
             self._keyspace,
             key,
             prefix=prefix,
@@ -279,7 +279,7 @@ class KVMixin(ClientBase):
             prev_kv=prev_kv,
         )
         reply = await self._unary(rpcs.DELETE_RANGE, request, timeout=timeout)
-        return _requests.delete_response(reply, self._keyspace.prefix)
+        return _kv_requests.delete_response(reply, self._keyspace.prefix)
 
     async def txn(
         self,
@@ -294,21 +294,21 @@ class KVMixin(ClientBase):
         ``responses`` holds one reply per operation of the branch that ran, in order. A txn
         of reads only is retried like a read.
         """
-        request = _requests.txn_request(self._keyspace, compare, success, failure)
+        request = _kv_requests.txn_request(self._keyspace, compare, success, failure)
         read_only = all(
             op.WhichOneof("request") == "request_range"
             for op in (*request.success, *request.failure)
         )
         reply = await self._unary(rpcs.TXN, request, timeout=timeout, repeatable=read_only)
-        return _requests.txn_response(reply, self._keyspace.prefix)
+        return _kv_requests.txn_response(reply, self._keyspace.prefix)
 
     async def compact(
         self, revision: int, *, physical: bool = False, timeout: float | None = None
     ) -> CompactResponse:
         """Discard the history before ``revision``; ``physical`` waits until the space is
         reclaimed on every member."""
-        request = rpc_pb2.CompactionRequest(revision=_requests.check_int(revision, "revision"))
+        request = rpc_pb2.CompactionRequest(revision=_kv_requests.check_int(revision, "revision"))
         if physical:
-            request.physical = _requests.check_bool(physical, "physical")
+            request.physical = _kv_requests.check_bool(physical, "physical")
         reply = await self._unary(rpcs.COMPACT, request, timeout=timeout)
         return CompactResponse(response_header(reply.header))

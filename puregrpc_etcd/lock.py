@@ -15,11 +15,11 @@ import trio
 
 from puregrpc_etcd import _rpcs as rpcs
 from puregrpc_etcd import errors, grpc
-from puregrpc_etcd._base import check_timeout
 from puregrpc_etcd._cleanup import cleanup_call
-from puregrpc_etcd._keepalive import KeptLease, cancelled_on_loss
+from puregrpc_etcd._client_contract import check_timeout
 from puregrpc_etcd._keys import to_key
 from puregrpc_etcd._proto import rpc_pb2
+from puregrpc_etcd.lease._keepalive import KeptLease, cancelled_on_loss
 from puregrpc_etcd.txn import Compare, Op
 
 if TYPE_CHECKING:

@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING, AsyncIterator, Callable, Deque, Literal
 
 import trio
 
-from puregrpc_etcd import _requests
-from puregrpc_etcd._base import check_timeout
+from puregrpc_etcd import _kv_requests
+from puregrpc_etcd._client_contract import check_timeout
 from puregrpc_etcd._keys import KeyLike, to_bytes
 from puregrpc_etcd.errors import CompactedError, EtcdError
 from puregrpc_etcd.kv import KVMixin
@@ -178,7 +178,7 @@ class Mirror:
         watch progress request, checked against a count of the prefix) when no event brings it
         there. ``timeout`` raises ``DeadlineExceededError``.
         """
-        target = _requests.check_int(revision, "revision")
+        target = _kv_requests.check_int(revision, "revision")
         return await within(
             timeout,
             f"the mirror of {self.prefix!r} did not reach revision {target} in {timeout} s",
@@ -361,8 +361,8 @@ class MirrorMixin(KVMixin, WatchMixin):
         failed meanwhile and the body did not, its error is raised then.
         """
         key = to_bytes(prefix, "prefix")
-        size = _requests.check_int(page_size, "page_size")
-        backlog = _requests.check_int(max_backlog, "max_backlog")
+        size = _kv_requests.check_int(page_size, "page_size")
+        backlog = _kv_requests.check_int(max_backlog, "max_backlog")
         if size < 1 or backlog < 1:
             raise ValueError("page_size and max_backlog must be >= 1")
         check_timeout(timeout)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Callable, Iterable, NoReturn
 
-from puregrpc_etcd import _requests
+from puregrpc_etcd import _kv_requests
 from puregrpc_etcd._keys import ROOT, KeyLike, KeySpace, to_bytes
 from puregrpc_etcd._proto import rpc_pb2
 
@@ -41,7 +41,7 @@ class CompareTarget:
         if self._target == "value":
             checked: bytes | int = to_bytes(operand, "compared value")
         else:
-            checked = _requests.check_int(operand, f"compared {self._target}")
+            checked = _kv_requests.check_int(operand, f"compared {self._target}")
         return Compare(self, result, checked)
 
     def __eq__(self, other: object) -> Compare:  # type: ignore[override]
@@ -168,21 +168,23 @@ class Op:
     @staticmethod
     def get(key: KeyLike, **options: Any) -> Op:
         return Op(
-            "get", lambda keys: _op(request_range=_requests.range_request(keys, key, **options))
+            "get", lambda keys: _op(request_range=_kv_requests.range_request(keys, key, **options))
         )
 
     @staticmethod
     def put(key: KeyLike, value: KeyLike | None, **options: Any) -> Op:
         return Op(
             "put",
-            lambda keys: _op(request_put=_requests.put_request(keys, key, value, **options)),
+            lambda keys: _op(request_put=_kv_requests.put_request(keys, key, value, **options)),
         )
 
     @staticmethod
     def delete(key: KeyLike, **options: Any) -> Op:
         return Op(
             "delete",
-            lambda keys: _op(request_delete_range=_requests.delete_request(keys, key, **options)),
+            lambda keys: _op(
+                request_delete_range=_kv_requests.delete_request(keys, key, **options)
+            ),
         )
 
     @staticmethod
@@ -192,7 +194,7 @@ class Op:
         compare, success, failure = tuple(compare), tuple(success), tuple(failure)
         return Op(
             "txn",
-            lambda keys: _op(request_txn=_requests.txn_request(keys, compare, success, failure)),
+            lambda keys: _op(request_txn=_kv_requests.txn_request(keys, compare, success, failure)),
         )
 
     def _to_pb(self, keys: KeySpace) -> rpc_pb2.RequestOp:

@@ -27,7 +27,7 @@ import trio
 
 from puregrpc_etcd._bench.report import Report
 from puregrpc_etcd._bench.workloads import Limiter, Plan, Workload
-from puregrpc_etcd._groups import unwrap_group
+from puregrpc_etcd._exception_groups import unwrap_group
 from puregrpc_etcd.errors import ConnectionFailedError, EtcdError
 from puregrpc_etcd.grpc.status import StatusCode
 

@@ -25,7 +25,7 @@ from puregrpc_etcd._cli.kv_commands import (
     watch_options,
 )
 from puregrpc_etcd._cli.replies import current_header
-from puregrpc_etcd._groups import unwrap_group
+from puregrpc_etcd._exception_groups import unwrap_group
 
 if TYPE_CHECKING:
     from puregrpc_etcd._cli.session import Context

@@ -14,12 +14,12 @@ import pytest
 import trio
 import trio.testing
 
-from puregrpc_etcd._keepalive import (
+from puregrpc_etcd._proto import rpc_pb2
+from puregrpc_etcd.lease._keepalive import (
     KeepAliveSchedule,
     LeaseKeeper,
     cancelled_on_loss,
 )
-from puregrpc_etcd._proto import rpc_pb2
 
 # Schedule: pure bookkeeping, times passed in.
 

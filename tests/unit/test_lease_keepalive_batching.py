@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from puregrpc_etcd._keepalive import KeepAliveSchedule
+from puregrpc_etcd.lease._keepalive import KeepAliveSchedule
 
 
 def scheduled(*phases: float, ttl: float = 6.0) -> KeepAliveSchedule:

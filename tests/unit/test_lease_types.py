@@ -7,7 +7,6 @@ import dataclasses
 import pytest
 import trio
 
-from puregrpc_etcd._keepalive import KeptLease
 from puregrpc_etcd.election import LeaderKey
 from puregrpc_etcd.lease import (
     Lease,
@@ -16,6 +15,7 @@ from puregrpc_etcd.lease import (
     LeaseRevokeResponse,
     LeaseTimeToLiveResponse,
 )
+from puregrpc_etcd.lease._keepalive import KeptLease
 from puregrpc_etcd.lock import Lock, lock_key
 from puregrpc_etcd.types import ResponseHeader
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from google.protobuf.message import Message
 
-from puregrpc_etcd import _fastpb, _rpcs
+from puregrpc_etcd import _fast_kv_codec, _rpcs
 from puregrpc_etcd._proto import rpc_pb2, v3election_pb2, v3lock_pb2
 
 PACKAGE = Path(_rpcs.__file__).parent
@@ -55,7 +55,10 @@ def _method(path: str) -> object:
 def test_every_entry_names_an_etcd_method_and_its_reply(rpc: _rpcs.Rpc[Message]) -> None:
     method = _method(rpc.path)
     reply = rpc.reply_type
-    if reply in (_fastpb.RangeResponse, _fastpb.PutResponse):  # PyPy's readers of the same bytes
+    if reply in (
+        _fast_kv_codec.RangeResponse,
+        _fast_kv_codec.PutResponse,
+    ):  # PyPy's readers of the same bytes
         reply = getattr(rpc_pb2, reply.__name__)
     assert reply.DESCRIPTOR.full_name == method.output_type.full_name  # type: ignore[attr-defined]
     assert rpc.repeatable == (rpc.name in STREAMS or rpc.name in REPEATABLE_UNARY)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from puregrpc_etcd import _requests
+from puregrpc_etcd import _kv_requests
 from puregrpc_etcd._keys import ROOT, KeySpace
 from puregrpc_etcd._proto import rpc_pb2
 from puregrpc_etcd.txn import Compare, Op
@@ -86,7 +86,7 @@ def test_ops_build_requests_with_their_options() -> None:
 
 def test_nested_txn() -> None:
     inner = Op.txn([Compare.value("a") == "1"], [Op.put("b", "2")], [Op.get("c")])
-    request = _requests.txn_request(NAMESPACED, [Compare.version("x") > 0], [inner], [])
+    request = _kv_requests.txn_request(NAMESPACED, [Compare.version("x") > 0], [inner], [])
     nested = request.success[0].request_txn
     assert nested.compare[0].key == b"app/a"
     assert nested.success[0].request_put.key == b"app/b"
@@ -106,13 +106,13 @@ def test_ops_reject_bad_input_at_once() -> None:
     with pytest.raises(TypeError):
         Op.txn([Op.get("k")], [], [])
     with pytest.raises(TypeError):
-        _requests.txn_request(PLAIN, [], ["not an op"], [])  # type: ignore[list-item]
+        _kv_requests.txn_request(PLAIN, [], ["not an op"], [])  # type: ignore[list-item]
     with pytest.raises(TypeError):
-        _requests.txn_request(PLAIN, Compare.value("k") == "v", [], [])  # type: ignore[arg-type]
+        _kv_requests.txn_request(PLAIN, Compare.value("k") == "v", [], [])  # type: ignore[arg-type]
 
 
 def test_range_request_options() -> None:
-    request = _requests.range_request(
+    request = _kv_requests.range_request(
         PLAIN,
         "a",
         range_end="b",
@@ -131,19 +131,19 @@ def test_range_request_options() -> None:
     assert (request.min_create_revision, request.max_create_revision) == (3, 4)
     # As Go's WithSort: a target alone is sent without an order (etcd then limits before it
     # sorts), and ascending by key, the natural order, is sent as no order at all.
-    by_version = _requests.range_request(PLAIN, "a", sort_target="version", limit=3)
+    by_version = _kv_requests.range_request(PLAIN, "a", sort_target="version", limit=3)
     assert by_version.sort_order == rpc_pb2.RangeRequest.NONE
     assert by_version.sort_target == rpc_pb2.RangeRequest.VERSION
-    ascending = _requests.range_request(PLAIN, "a", sort_target="create", sort_order="ascend")
+    ascending = _kv_requests.range_request(PLAIN, "a", sort_target="create", sort_order="ascend")
     assert ascending.sort_order == rpc_pb2.RangeRequest.ASCEND
     assert ascending.sort_target == rpc_pb2.RangeRequest.CREATE
-    by_key = _requests.range_request(PLAIN, "a", sort_order="ascend", limit=3)
-    plain = _requests.range_request(PLAIN, "a", limit=3)
+    by_key = _kv_requests.range_request(PLAIN, "a", sort_order="ascend", limit=3)
+    plain = _kv_requests.range_request(PLAIN, "a", limit=3)
     assert by_key.SerializeToString() == plain.SerializeToString()
-    by_key_down = _requests.range_request(PLAIN, "a", sort_order="descend")
+    by_key_down = _kv_requests.range_request(PLAIN, "a", sort_order="descend")
     assert by_key_down.sort_order == rpc_pb2.RangeRequest.DESCEND
     assert by_key_down.sort_target == rpc_pb2.RangeRequest.KEY
-    every = _requests.range_request(NAMESPACED, "", prefix=True)
+    every = _kv_requests.range_request(NAMESPACED, "", prefix=True)
     assert (every.key, every.range_end) == (b"app/", b"app0")
 
 
@@ -164,18 +164,18 @@ def test_range_request_rejects_bad_options(
     options: dict[str, object], error: type[Exception]
 ) -> None:
     with pytest.raises(error):
-        _requests.range_request(PLAIN, "k", **options)  # type: ignore[arg-type]
+        _kv_requests.range_request(PLAIN, "k", **options)  # type: ignore[arg-type]
 
 
 def test_put_request_rules() -> None:
-    keep = _requests.put_request(PLAIN, "k", None, ignore_value=True, ignore_lease=True)
+    keep = _kv_requests.put_request(PLAIN, "k", None, ignore_value=True, ignore_lease=True)
     assert keep.ignore_value
     assert keep.ignore_lease
     with pytest.raises(ValueError, match="ignore_value"):
-        _requests.put_request(PLAIN, "k", "v", ignore_value=True)
+        _kv_requests.put_request(PLAIN, "k", "v", ignore_value=True)
     with pytest.raises(ValueError, match="ignore_lease"):
-        _requests.put_request(PLAIN, "k", "v", lease=5, ignore_lease=True)
+        _kv_requests.put_request(PLAIN, "k", "v", lease=5, ignore_lease=True)
     with pytest.raises(TypeError):
-        _requests.put_request(PLAIN, "k", None)
-    assert _requests.put_request(PLAIN, "k", bytearray(b"v")).value == b"v"
-    assert _requests.put_request(PLAIN, "k", "é").value == "é".encode()
+        _kv_requests.put_request(PLAIN, "k", None)
+    assert _kv_requests.put_request(PLAIN, "k", bytearray(b"v")).value == b"v"
+    assert _kv_requests.put_request(PLAIN, "k", "é").value == "é".encode()

@@ -7,8 +7,8 @@ import pytest
 
 import puregrpc_etcd as etcd
 from puregrpc_etcd._proto import kv_pb2
-from puregrpc_etcd._watch_backlog import BacklogLimits, Subscription, WatchOverflowError
-from puregrpc_etcd._watch_state import WatchSpec
+from puregrpc_etcd.watch._backlog import BacklogLimits, Subscription, WatchOverflowError
+from puregrpc_etcd.watch._state import WatchSpec
 
 
 def put(key: bytes, revision: int, value: bytes = b"", prev: bytes | None = None) -> kv_pb2.Event:

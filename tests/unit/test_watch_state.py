@@ -7,7 +7,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from puregrpc_etcd._proto import kv_pb2, rpc_pb2
-from puregrpc_etcd._watch_state import (
+from puregrpc_etcd.errors import CompactedError, NoLeaderError, PermissionDeniedError, RpcError
+from puregrpc_etcd.grpc import StatusCode
+from puregrpc_etcd.watch._state import (
     CANCELED,
     CREATED,
     EVENTS,
@@ -20,8 +22,6 @@ from puregrpc_etcd._watch_state import (
     WatchSpec,
     cancel_error,
 )
-from puregrpc_etcd.errors import CompactedError, NoLeaderError, PermissionDeniedError, RpcError
-from puregrpc_etcd.grpc import StatusCode
 
 
 def put(key: bytes, revision: int) -> kv_pb2.Event:

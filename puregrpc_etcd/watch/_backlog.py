@@ -10,8 +10,8 @@ from typing import Deque, Optional, Sequence, Union
 import trio
 
 from puregrpc_etcd._proto import kv_pb2
-from puregrpc_etcd._watch_state import Cursor, WatchSpec
 from puregrpc_etcd.errors import WatchOverflowError
+from puregrpc_etcd.watch._state import Cursor, WatchSpec
 
 #: Unread events a watcher may hold for a slow consumer (``watch(max_backlog=)``).
 DEFAULT_MAX_BACKLOG = 10_000
@@ -142,7 +142,7 @@ class Subscription:
 
     def on_progress(self, revision: int, *, resumable: bool) -> None:
         """A progress notification; only one ``resumable`` from moves the cursor (see
-        ``_watch_state``), every one advances the consumer's revision in order."""
+        ``watch._state``), every one advances the consumer's revision in order."""
         if resumable:
             self.cursor.on_progress(revision)
         backlog = self.backlog

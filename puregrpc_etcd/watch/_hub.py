@@ -2,7 +2,7 @@
 after a break (with a renewed auth token), and routes replies into each watcher's bounded
 backlog without ever blocking.
 
-A ``Subscription`` (``_watch_backlog``) is one watcher's state as the hub sees it; ``watch.Watcher``
+A ``Subscription`` (``watch._backlog``) is one watcher's state as the hub sees it; ``watch.Watcher``
 is its public face.
 """
 
@@ -16,8 +16,9 @@ import trio
 from puregrpc_etcd import _rpcs as rpcs
 from puregrpc_etcd import errors
 from puregrpc_etcd._proto import rpc_pb2
-from puregrpc_etcd._watch_backlog import Subscription
-from puregrpc_etcd._watch_state import (
+from puregrpc_etcd.grpc import StatusCode
+from puregrpc_etcd.watch._backlog import Subscription
+from puregrpc_etcd.watch._state import (
     BROADCAST_ID,
     CANCELED,
     CREATED,
@@ -30,7 +31,6 @@ from puregrpc_etcd._watch_state import (
     Router,
     cancel_error,
 )
-from puregrpc_etcd.grpc import StatusCode
 
 if TYPE_CHECKING:
     from puregrpc_etcd._caller import Caller

@@ -1,6 +1,6 @@
 """Leases: grant, revoke, inspect, and keep alive for the length of an ``async with`` block.
 
-Renewals of every lease of a client share one LeaseKeepAlive stream (see ``_keepalive``).
+Renewals of every lease of a client share one LeaseKeepAlive stream (see ``lease._keepalive``).
 """
 
 from __future__ import annotations
@@ -14,10 +14,10 @@ import trio
 
 from puregrpc_etcd import _rpcs as rpcs
 from puregrpc_etcd import errors, grpc
-from puregrpc_etcd._base import ClientBase
 from puregrpc_etcd._cleanup import cleanup_call
-from puregrpc_etcd._keepalive import KeptLease, LeaseKeeper, cancelled_on_loss
+from puregrpc_etcd._client_contract import ClientBase
 from puregrpc_etcd._proto import rpc_pb2
+from puregrpc_etcd.lease._keepalive import KeptLease, LeaseKeeper, cancelled_on_loss
 from puregrpc_etcd.types import ResponseHeader, response_header
 
 if TYPE_CHECKING:

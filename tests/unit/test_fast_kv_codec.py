@@ -11,7 +11,7 @@ from google.protobuf.message import DecodeError
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from puregrpc_etcd import _fastpb
+from puregrpc_etcd import _fast_kv_codec
 from puregrpc_etcd._proto import kv_pb2, rpc_pb2
 
 INT64 = st.integers(min_value=-(2**63), max_value=2**63 - 1)
@@ -58,8 +58,8 @@ def fields(reply: Any) -> tuple[Any, ...]:
 @given(reply=range_responses)
 def test_decodes_what_protobuf_encodes(reply: rpc_pb2.RangeResponse) -> None:
     data = reply.SerializeToString()
-    fast = _fastpb.decode_range_response(data)
-    assert isinstance(fast, _fastpb.RangeResponse)
+    fast = _fast_kv_codec.decode_range_response(data)
+    assert isinstance(fast, _fast_kv_codec.RangeResponse)
     assert fields(fast) == fields(rpc_pb2.RangeResponse.FromString(data))
 
 
@@ -71,7 +71,7 @@ def test_concatenated_messages_merge_as_protobuf_merges(
     # Concatenation is protobuf's merge: repeated fields append, scalars take the last value,
     # a sub-message seen twice merges (that case goes to protobuf).
     data = first.SerializeToString() + second.SerializeToString()
-    assert fields(_fastpb.RangeResponse.FromString(data)) == fields(
+    assert fields(_fast_kv_codec.RangeResponse.FromString(data)) == fields(
         rpc_pb2.RangeResponse.FromString(data)
     )
 
@@ -93,9 +93,9 @@ def test_damaged_input_decodes_as_protobuf_or_fails_as_protobuf(
         expected = fields(rpc_pb2.RangeResponse.FromString(damaged))
     except DecodeError:
         with pytest.raises(DecodeError):
-            _fastpb.RangeResponse.FromString(damaged)
+            _fast_kv_codec.RangeResponse.FromString(damaged)
     else:
-        assert fields(_fastpb.RangeResponse.FromString(damaged)) == expected
+        assert fields(_fast_kv_codec.RangeResponse.FromString(damaged)) == expected
 
 
 def test_unknown_fields_and_explicit_defaults() -> None:
@@ -103,16 +103,16 @@ def test_unknown_fields_and_explicit_defaults() -> None:
     unknown_field = b"\xa8\x06\x01"  # field 101, varint 1
     data = known + unknown_field
     # Left to protobuf, which keeps the unknown field: the result is protobuf's own message.
-    assert isinstance(_fastpb.RangeResponse.FromString(data), rpc_pb2.RangeResponse)
+    assert isinstance(_fast_kv_codec.RangeResponse.FromString(data), rpc_pb2.RangeResponse)
     explicit_zeros = b"\x18\x00\x20\x00\x12\x04\x0a\x00\x2a\x00"  # more=0, count=0, one empty kv
-    fast = _fastpb.decode_range_response(explicit_zeros)
+    fast = _fast_kv_codec.decode_range_response(explicit_zeros)
     assert fields(fast) == fields(rpc_pb2.RangeResponse.FromString(explicit_zeros))
 
 
 def test_a_ten_byte_negative_revision() -> None:
     kv = kv_pb2.KeyValue(key=b"k", mod_revision=-1, lease=-(2**63))
     data = rpc_pb2.RangeResponse(kvs=[kv]).SerializeToString()
-    (fast_kv,) = _fastpb.decode_range_response(data).kvs
+    (fast_kv,) = _fast_kv_codec.decode_range_response(data).kvs
     assert (fast_kv.mod_revision, fast_kv.lease) == (-1, -(2**63))
 
 
@@ -138,18 +138,18 @@ def test_put_replies_decode_as_protobuf_decodes_them(
     reply: rpc_pb2.PutResponse, again: rpc_pb2.PutResponse | None
 ) -> None:
     data = reply.SerializeToString() + (again.SerializeToString() if again else b"")
-    assert put_fields(_fastpb.PutResponse.FromString(data)) == put_fields(
+    assert put_fields(_fast_kv_codec.PutResponse.FromString(data)) == put_fields(
         rpc_pb2.PutResponse.FromString(data)
     )
     if again is None:
-        assert isinstance(_fastpb.decode_put_response(data), _fastpb.PutResponse)
+        assert isinstance(_fast_kv_codec.decode_put_response(data), _fast_kv_codec.PutResponse)
 
 
 @settings(max_examples=200, deadline=None)
 @given(key=st.binary(max_size=300), value=st.binary(max_size=70_000))
 def test_put_requests_encode_as_protobuf_encodes_them(key: bytes, value: bytes) -> None:
     expected = rpc_pb2.PutRequest(key=key, value=value).SerializeToString()
-    assert _fastpb.PutRequest(key, value).SerializeToString() == expected
+    assert _fast_kv_codec.PutRequest(key, value).SerializeToString() == expected
 
 
 def _varint(value: int) -> bytes:
@@ -182,14 +182,14 @@ def test_key_values_in_any_field_order_decode_as_protobuf_decodes_them(
     data = b"".join(
         _field(2, b"".join(_field(number, value) for number, value in kv)) for kv in kvs
     )
-    fast = _fastpb.decode_range_response(data)
+    fast = _fast_kv_codec.decode_range_response(data)
     assert fields(fast) == fields(rpc_pb2.RangeResponse.FromString(data))
 
 
 def test_kvs_reads_as_a_list() -> None:
     stored = [kv_pb2.KeyValue(key=b"k%d" % i, value=b"v" * i, mod_revision=i + 1) for i in range(5)]
     data = rpc_pb2.RangeResponse(kvs=stored, count=5).SerializeToString()
-    kvs = _fastpb.decode_range_response(data).kvs
+    kvs = _fast_kv_codec.decode_range_response(data).kvs
 
     def plain(items: Any) -> list[tuple[Any, ...]]:
         return [tuple(getattr(kv, name) for name in KV_FIELDS) for kv in items]
@@ -205,7 +205,7 @@ def test_kvs_reads_as_a_list() -> None:
     for index in (5, -6):
         with pytest.raises(IndexError):
             kvs[index]
-    empty = _fastpb.decode_range_response(rpc_pb2.RangeResponse(count=0).SerializeToString())
+    empty = _fast_kv_codec.decode_range_response(rpc_pb2.RangeResponse(count=0).SerializeToString())
     assert len(empty.kvs) == 0
     assert list(empty.kvs) == []
 
@@ -216,7 +216,7 @@ def test_a_reply_in_a_buffer_the_transport_reuses_is_kept() -> None:
     stored = [kv_pb2.KeyValue(key=b"key", value=b"value", version=1)]
     wire = rpc_pb2.RangeResponse(kvs=stored).SerializeToString()
     for buffer in (bytearray(wire), memoryview(bytearray(wire))):
-        reply = _fastpb.RangeResponse.FromString(buffer)  # type: ignore[arg-type]
+        reply = _fast_kv_codec.RangeResponse.FromString(buffer)  # type: ignore[arg-type]
         buffer[:] = b"\xee" * len(wire)
         (kv,) = reply.kvs
         assert (kv.key, kv.value, kv.version) == (b"key", b"value", 1)

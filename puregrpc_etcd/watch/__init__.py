@@ -18,20 +18,20 @@ from typing import (
 
 import trio
 
-from puregrpc_etcd._base import ClientBase
+from puregrpc_etcd._client_contract import ClientBase
 from puregrpc_etcd._keys import ALL_KEYS, KeyLike
 from puregrpc_etcd._proto import kv_pb2
-from puregrpc_etcd._watch_backlog import (
+from puregrpc_etcd.errors import DeadlineExceededError, EtcdError, WatchOverflowError
+from puregrpc_etcd.grpc import StatusCode
+from puregrpc_etcd.types import KeyValue, key_value
+from puregrpc_etcd.watch._backlog import (
     DEFAULT_MAX_BACKLOG,
     DEFAULT_MAX_BACKLOG_BYTES,
     BacklogLimits,
     Subscription,
 )
-from puregrpc_etcd._watch_hub import WatchHub
-from puregrpc_etcd._watch_state import WatchSpec
-from puregrpc_etcd.errors import DeadlineExceededError, EtcdError, WatchOverflowError
-from puregrpc_etcd.grpc import StatusCode
-from puregrpc_etcd.types import KeyValue, key_value
+from puregrpc_etcd.watch._hub import WatchHub
+from puregrpc_etcd.watch._state import WatchSpec
 
 if TYPE_CHECKING:
     from types import TracebackType
