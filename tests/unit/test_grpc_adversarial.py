@@ -10,7 +10,22 @@ import struct
 import pytest
 import trio
 import trio.testing
-from hpack.hpack import encode_integer
+from grpc_support import (
+    OK_BLOCK,
+    OK_HEADERS,
+    TEMPLATE,
+    ServerPeer,
+    assert_connection_error,
+    connect,
+    goaway_code,
+    hp_indexed,
+    hp_int,
+    hp_str,
+    opened,
+    raw,
+    start,
+    u32,
+)
 from hyperframe.frame import (
     DataFrame,
     GoAwayFrame,
@@ -20,8 +35,6 @@ from hyperframe.frame import (
     SettingsFrame,
     WindowUpdateFrame,
 )
-from test_grpc_http2 import raw
-from test_grpc_protocol import OK_HEADERS, TEMPLATE, ServerPeer, connect, start
 
 from puregrpc_etcd.grpc import RpcError, StatusCode
 from puregrpc_etcd.grpc.call_state import CallState
@@ -40,26 +53,6 @@ MAX_WINDOW = 2**31 - 1
 # -- wire builders that do not depend on the code under test -----------------------------------
 
 
-def u32(value: int) -> bytes:
-    return struct.pack(">I", value)
-
-
-def hp_int(value: int, prefix_bits: int, first: int) -> bytes:
-    """An HPACK integer (RFC 7541 5.1) with ``first`` holding the pattern bits; encoded by
-    the hpack package, not by the code under test."""
-    encoded = encode_integer(value, prefix_bits)
-    encoded[0] |= first
-    return bytes(encoded)
-
-
-def hp_str(text: bytes) -> bytes:
-    return hp_int(len(text), 7, 0) + text
-
-
-def hp_indexed(index: int) -> bytes:
-    return hp_int(index, 7, 0x80)
-
-
 def hp_incremental(name: bytes, value: bytes) -> bytes:
     """A literal with incremental indexing and a new name: it enters the dynamic table."""
     return b"\x40" + hp_str(name) + hp_str(value)
@@ -74,45 +67,13 @@ def hp_size_update(size: int) -> bytes:
     return hp_int(size, 5, 0x20)
 
 
-# :status 200 (static 8) and content-type: application/grpc (name from static 31, no indexing).
-OK_BLOCK = hp_indexed(8) + b"\x0f\x10" + hp_str(b"application/grpc")
-
-
 def settings_payload(*pairs: tuple[int, int]) -> bytes:
     return b"".join(struct.pack(">HI", key, value) for key, value in pairs)
-
-
-def opened(
-    server: ServerPeer, count: int = 1, **settings: int
-) -> tuple[GrpcProtocol, list[CallState]]:
-    """A connection with ``count`` unary calls sent (request half-closed)."""
-    protocol = connect(server, **settings)
-    calls = [start(protocol) for _ in range(count)]
-    server.parse(protocol.data_to_send())
-    return protocol, calls
-
-
-def goaway_code(server: ServerPeer, protocol: GrpcProtocol) -> int:
-    """The error code of the GOAWAY the client queued (the connection must have failed)."""
-    assert protocol.failure is not None
-    goaways = [f for f in server.parse(protocol.data_to_send()) if isinstance(f, GoAwayFrame)]
-    assert len(goaways) == 1
-    code: int = goaways[0].error_code
-    return code
 
 
 def resets(server: ServerPeer, protocol: GrpcProtocol) -> dict[int, int]:
     return {f.stream_id: f.error_code for f in server.parse(protocol.data_to_send())
             if isinstance(f, RstStreamFrame)}  # fmt: skip
-
-
-def assert_connection_error(
-    server: ServerPeer, protocol: GrpcProtocol, calls: list[CallState], error_code: int
-) -> None:
-    assert goaway_code(server, protocol) == error_code
-    assert all(call.code is StatusCode.UNAVAILABLE and call.released for call in calls)
-    assert protocol.open_streams == 0
-    assert protocol.draining
 
 
 # -- HPACK (RFC 7541) ----------------------------------------------------------------------------

@@ -3,156 +3,34 @@
 
 from __future__ import annotations
 
-from collections import defaultdict
-from typing import Any, Awaitable, Callable
+from typing import Any, Callable
 
 import pytest
 import trio
 import trio.testing
 from google.protobuf.wrappers_pb2 import BytesValue
+from grpc_support import (
+    CANCEL,
+    METHOD,
+    OK_HEADERS,
+    MemoryChannel,
+    ScriptedServer,
+    request,
+)
 from hyperframe.frame import (
     DataFrame,
     Frame,
     HeadersFrame,
     PingFrame,
-    RstStreamFrame,
-    SettingsFrame,
-    WindowUpdateFrame,
 )
-from test_grpc_protocol import CANCEL, OK_HEADERS, ServerPeer
 
-from puregrpc_etcd.grpc import Channel, RpcError, StatusCode
-from puregrpc_etcd.grpc.endpoints import Endpoint
+from puregrpc_etcd.grpc import RpcError, StatusCode
 from puregrpc_etcd.grpc.framing import MessageDecoder, encode_message
-
-METHOD = "/test.Echo/Call"
 
 
 @pytest.fixture
 def autojump_clock() -> trio.testing.MockClock:
     return trio.testing.MockClock(autojump_threshold=0)
-
-
-class ScriptedServer:
-    """An HTTP/2 server over a memory stream. By default it acknowledges SETTINGS, answers
-    PINGs and echoes each request's messages back once the client half-closes; tests change
-    that through the attributes and hooks below."""
-
-    def __init__(self, **settings: int) -> None:
-        self.settings = settings
-        self.answer_pings = True
-        self.echo = True
-        self.reply_delay = 0.0
-        self.on_frame: Callable[[ScriptedServer, Frame], Awaitable[None]] | None = None
-        self.peer = ServerPeer()
-        self.requests: dict[int, dict[str, str]] = {}
-        self.bodies: dict[int, bytes] = defaultdict(bytes)
-        self.resets: dict[int, int] = {}
-        self.open_now = 0
-        self.most_open = 0
-        self.send_window: dict[int, int] = {}
-        self.initial_window = 65535
-        self.connection_window = 65535
-        self.window_changed = trio.Event()
-        self.connections = 0
-        self._stream: trio.abc.Stream | None = None
-        self._lock = trio.Lock()
-
-    async def send(self, data: bytes) -> None:
-        assert self._stream is not None
-        async with self._lock:
-            await self._stream.send_all(data)
-
-    async def serve(self, stream: trio.abc.Stream, nursery: trio.Nursery) -> None:
-        self._stream = stream
-        self.peer = ServerPeer()
-        self.bodies.clear()
-        self.connections += 1
-        await self.send(self.peer.settings(**self.settings))
-        try:
-            while True:
-                data = await stream.receive_some(65536)
-                if not data:
-                    return
-                for frame in self.peer.parse(data):
-                    await self.handle(frame, nursery)
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            return
-
-    async def handle(self, frame: Frame, nursery: trio.Nursery) -> None:
-        if self.on_frame is not None:
-            await self.on_frame(self, frame)
-        sid = frame.stream_id
-        if isinstance(frame, SettingsFrame) and "ACK" not in frame.flags:
-            if SettingsFrame.INITIAL_WINDOW_SIZE in frame.settings:
-                self.initial_window = frame.settings[SettingsFrame.INITIAL_WINDOW_SIZE]
-            await self.send(self.peer.settings_ack())
-        elif isinstance(frame, PingFrame) and "ACK" not in frame.flags and self.answer_pings:
-            await self.send(self.peer.ping_ack(frame.opaque_data))
-        elif isinstance(frame, WindowUpdateFrame):
-            if sid == 0:
-                self.connection_window += frame.window_increment
-            else:
-                self.send_window[sid] = self.send_window.get(sid, 0) + frame.window_increment
-            self.window_changed.set()
-            self.window_changed = trio.Event()
-        elif isinstance(frame, HeadersFrame):
-            self.requests[sid] = frame.decoded  # type: ignore[attr-defined]
-            self.send_window[sid] = self.initial_window
-            self.open_now += 1
-            self.most_open = max(self.most_open, self.open_now)
-        elif isinstance(frame, DataFrame):
-            self.bodies[sid] += frame.data
-        elif isinstance(frame, RstStreamFrame):
-            self.resets[sid] = frame.error_code
-            self.open_now -= 1
-        if "END_STREAM" in getattr(frame, "flags", ()) and self.echo:
-            nursery.start_soon(self.echo_reply, sid)
-
-    async def echo_reply(self, stream_id: int) -> None:
-        if self.reply_delay:
-            await trio.sleep(self.reply_delay)
-        messages = MessageDecoder(1 << 30).feed(self.bodies[stream_id])
-        self.open_now -= 1
-        await self.send(self.peer.reply(stream_id, *messages))
-
-    async def stream_out(self, stream_id: int, payload: bytes) -> None:
-        """Send DATA within the client's windows, as a well-behaved server must."""
-        sent = 0
-        while sent < len(payload):
-            room = min(self.send_window[stream_id], self.connection_window, 16384)
-            if room <= 0:
-                await self.window_changed.wait()
-                continue
-            chunk = payload[sent : sent + room]
-            self.send_window[stream_id] -= len(chunk)
-            self.connection_window -= len(chunk)
-            await self.send(self.peer.data(stream_id, chunk))
-            sent += len(chunk)
-
-
-class MemoryChannel(Channel):
-    """A Channel whose connections are memory streams to ScriptedServers."""
-
-    def __init__(self, *servers: ScriptedServer, **options: Any) -> None:
-        endpoints = [f"10.0.0.{n}:1" for n in range(1, len(servers) + 1)]
-        super().__init__(endpoints, **options)
-        self.servers = dict(zip(endpoints, servers))
-        self.down: set[str] = set()
-        self.opened: list[str] = []
-
-    async def _open_stream(self, endpoint: Endpoint) -> tuple[trio.abc.Stream, str]:
-        if endpoint.text in self.down:
-            raise OSError(f"connection refused by {endpoint.text}")
-        client, server_end = trio.testing.memory_stream_pair()
-        self.opened.append(endpoint.text)
-        assert self._nursery is not None
-        self._nursery.start_soon(self.servers[endpoint.text].serve, server_end, self._nursery)
-        return client, "http"
-
-
-def request(payload: bytes = b"ping") -> BytesValue:
-    return BytesValue(value=payload)
 
 
 async def test_unary_round_trip_and_request_headers() -> None:

@@ -7,7 +7,7 @@ connection down with every other call; this pins the behaviour.
 
 from __future__ import annotations
 
-from test_grpc_protocol import NO_ERROR, OK_HEADERS, ServerPeer, connect, start
+from grpc_support import NO_ERROR, OK_HEADERS, ServerPeer, connect, start
 
 from puregrpc_etcd.grpc import StatusCode
 

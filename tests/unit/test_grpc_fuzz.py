@@ -8,11 +8,10 @@ import struct
 from typing import Any
 
 import hpack
+from grpc_support import OK_HEADERS, ServerPeer, connect, raw, start
 from hyperframe.frame import Frame, HeadersFrame, PingFrame, PriorityFrame
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_grpc_http2 import raw
-from test_grpc_protocol import OK_HEADERS, ServerPeer, connect, start
 
 from puregrpc_etcd.grpc import StatusCode
 from puregrpc_etcd.grpc.call_state import CallState

@@ -10,10 +10,18 @@ import struct
 from typing import Callable
 
 import pytest
+from grpc_support import (
+    OK_BLOCK,
+    OK_HEADERS,
+    ServerPeer,
+    assert_connection_error,
+    connect,
+    opened,
+    raw,
+    start,
+    u32,
+)
 from hyperframe.frame import GoAwayFrame, PingFrame, RstStreamFrame
-from test_grpc_adversarial import OK_BLOCK, assert_connection_error, opened, u32
-from test_grpc_http2 import raw
-from test_grpc_protocol import OK_HEADERS, ServerPeer, connect, start
 
 from puregrpc_etcd.grpc import StatusCode
 from puregrpc_etcd.grpc.framing import encode_message
@@ -225,7 +233,7 @@ def test_acks_taken_by_writes_do_not_count_against_the_bound() -> None:
 
 def test_data_beyond_the_stream_window_resets_only_that_call() -> None:
     server = ServerPeer()
-    protocol, calls = opened(server, 2)  # 64 KiB stream windows (test_grpc_protocol.connect)
+    protocol, calls = opened(server, 2)  # 64 KiB stream windows (grpc_support.connect)
     flood = server.data(1, encode_message(b"x" * 1000) * 200)  # 200 KB, never credited
     protocol.receive_data(server.headers(1, OK_HEADERS) + flood)
     assert calls[0].code is StatusCode.INTERNAL

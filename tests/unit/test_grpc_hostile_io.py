@@ -13,11 +13,18 @@ import pytest
 import trio
 import trio.testing
 from google.protobuf.wrappers_pb2 import BytesValue
+from grpc_support import (
+    METHOD,
+    OK_BLOCK,
+    TEMPLATE,
+    MemoryChannel,
+    ScriptedServer,
+    ServerPeer,
+    hp_str,
+    raw,
+    request,
+)
 from hyperframe.frame import GoAwayFrame, HeadersFrame, SettingsFrame
-from test_grpc_adversarial import OK_BLOCK, hp_str
-from test_grpc_connection import METHOD, MemoryChannel, ScriptedServer, request
-from test_grpc_http2 import raw
-from test_grpc_protocol import TEMPLATE, ServerPeer
 
 from puregrpc_etcd.grpc import Channel, RpcError, StatusCode
 from puregrpc_etcd.grpc.call_state import CallState

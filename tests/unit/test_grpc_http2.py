@@ -8,6 +8,7 @@ import struct
 
 import hpack
 import pytest
+from grpc_support import OK_HEADERS, TEMPLATE, ServerPeer, connect, raw, start
 from hyperframe.frame import (
     ContinuationFrame,
     DataFrame,
@@ -21,7 +22,6 @@ from hyperframe.frame import (
 )
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from test_grpc_protocol import OK_HEADERS, TEMPLATE, ServerPeer, connect, start
 
 from puregrpc_etcd.grpc import StatusCode
 from puregrpc_etcd.grpc.call_state import CallState
@@ -30,11 +30,6 @@ from puregrpc_etcd.grpc.http2 import HeaderDecoder, encode_header_list
 from puregrpc_etcd.grpc.protocol import GrpcProtocol
 
 FLOW_CONTROL_ERROR, PROTOCOL_ERROR = 0x3, 0x1
-
-
-def raw(frame_type: int, flags: int, stream_id: int, payload: bytes) -> bytes:
-    """Any frame, even one hyperframe refuses to build."""
-    return struct.pack(">IBI", len(payload) << 8 | frame_type, flags, stream_id) + payload
 
 
 def encoded(server: ServerPeer, headers: list[tuple[str, str]]) -> bytes:

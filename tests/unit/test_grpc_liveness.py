@@ -8,8 +8,8 @@ import pytest
 import trio
 import trio.testing
 from google.protobuf.wrappers_pb2 import BytesValue
+from grpc_support import METHOD, MemoryChannel, ScriptedServer, request
 from hyperframe.frame import Frame, HeadersFrame, PingFrame
-from test_grpc_connection import METHOD, MemoryChannel, ScriptedServer, request
 
 from puregrpc_etcd.grpc import RpcError, StatusCode, Stream
 from puregrpc_etcd.grpc.liveness import MIN_PING_INTERVAL, KeepalivePolicy

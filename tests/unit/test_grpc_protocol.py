@@ -1,19 +1,22 @@
 """The sans-IO protocol core against a server scripted frame by frame with hyperframe/hpack.
 
-``ServerPeer`` is also the server side of test_grpc_connection.py."""
+``ServerPeer`` (grpc_support.py) is also the server side of test_grpc_connection.py."""
 
 from __future__ import annotations
 
-from typing import Any
-
-import hpack
 import pytest
+from grpc_support import (
+    CANCEL,
+    ENHANCE_YOUR_CALM,
+    NO_ERROR,
+    OK_HEADERS,
+    REFUSED_STREAM,
+    ServerPeer,
+    connect,
+    start,
+)
 from hyperframe.frame import (
     DataFrame,
-    Frame,
-    GoAwayFrame,
-    HeadersFrame,
-    PingFrame,
     RstStreamFrame,
     SettingsFrame,
     WindowUpdateFrame,
@@ -22,147 +25,7 @@ from hyperframe.frame import (
 from puregrpc_etcd.grpc import RpcError, StatusCode
 from puregrpc_etcd.grpc.call_state import CallState
 from puregrpc_etcd.grpc.framing import encode_message
-from puregrpc_etcd.grpc.metadata import RequestHeaderTemplate
 from puregrpc_etcd.grpc.protocol import GrpcProtocol
-
-PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
-CANCEL, NO_ERROR, REFUSED_STREAM, ENHANCE_YOUR_CALM = 0x8, 0x0, 0x7, 0xB
-OK_HEADERS = [(":status", "200"), ("content-type", "application/grpc")]
-
-
-class ServerPeer:
-    """The server end of an HTTP/2 connection, one frame at a time: parses what the client
-    sent (decoding its HEADERS in order) and builds the frames a test wants to answer."""
-
-    def __init__(self) -> None:
-        self._buffer = b""
-        self._preface_seen = False
-        self._decoder = hpack.Decoder()
-        self._encoder = hpack.Encoder()
-        self.frames: list[Frame] = []
-
-    def parse(self, data: bytes) -> list[Frame]:
-        self._buffer += data
-        if not self._preface_seen and len(self._buffer) >= len(PREFACE):
-            assert self._buffer.startswith(PREFACE)
-            self._buffer = self._buffer[len(PREFACE) :]
-            self._preface_seen = True
-        frames: list[Frame] = []
-        while self._preface_seen and len(self._buffer) >= 9:
-            frame, length = Frame.parse_frame_header(memoryview(self._buffer[:9]))
-            if len(self._buffer) < 9 + length:
-                break
-            frame.parse_body(memoryview(self._buffer[9 : 9 + length]))
-            self._buffer = self._buffer[9 + length :]
-            if isinstance(frame, HeadersFrame):
-                frame.decoded = {  # type: ignore[attr-defined]
-                    str(name): str(value) for name, value in self._decoder.decode(frame.data)
-                }
-            frames.append(frame)
-        self.frames += frames
-        return frames
-
-    def of_type(self, kind: type, stream_id: int | None = None) -> list[Any]:
-        return [
-            frame
-            for frame in self.frames
-            if isinstance(frame, kind) and (stream_id is None or frame.stream_id == stream_id)
-        ]
-
-    @staticmethod
-    def settings(**values: int) -> bytes:
-        frame = SettingsFrame(0)
-        for name, value in values.items():
-            frame.settings[getattr(SettingsFrame, name.upper())] = value
-        return frame.serialize()
-
-    @staticmethod
-    def settings_ack() -> bytes:
-        return SettingsFrame(0, flags=["ACK"]).serialize()
-
-    def headers(
-        self, stream_id: int, headers: list[tuple[str, str]], *, end: bool = False
-    ) -> bytes:
-        flags = ["END_HEADERS"] + (["END_STREAM"] if end else [])
-        return HeadersFrame(stream_id, self._encoder.encode(headers), flags=flags).serialize()
-
-    def trailers(
-        self,
-        stream_id: int,
-        status: int = 0,
-        message: str = "",
-        extra: list[tuple[str, str]] | None = None,
-    ) -> bytes:
-        fields = [("grpc-status", str(status))] + ([("grpc-message", message)] if message else [])
-        return self.headers(stream_id, fields + (extra or []), end=True)
-
-    @staticmethod
-    def data(stream_id: int, payload: bytes, *, end: bool = False, pad: int = 0) -> bytes:
-        """DATA frames of at most 16 KiB (the default max frame size) carrying ``payload``."""
-        size = 16384 - (pad + 1 if pad else 0)
-        pieces = [payload[start : start + size] for start in range(0, len(payload), size)] or [b""]
-        frames = []
-        for index, piece in enumerate(pieces):
-            last = index == len(pieces) - 1
-            flags = (["END_STREAM"] if end and last else []) + (["PADDED"] if pad else [])
-            frame = DataFrame(stream_id, piece, flags=flags)
-            if pad:
-                frame.pad_length = pad
-            frames.append(frame.serialize())
-        return b"".join(frames)
-
-    def reply(self, stream_id: int, *messages: bytes, status: int = 0) -> bytes:
-        return (
-            self.headers(stream_id, OK_HEADERS)
-            + b"".join(self.data(stream_id, encode_message(m)) for m in messages)
-            + self.trailers(stream_id, status)
-        )
-
-    @staticmethod
-    def rst(stream_id: int, error_code: int) -> bytes:
-        return RstStreamFrame(stream_id, error_code=error_code).serialize()
-
-    @staticmethod
-    def goaway(last_stream_id: int, error_code: int = 0, debug: bytes = b"") -> bytes:
-        return GoAwayFrame(
-            0, last_stream_id=last_stream_id, error_code=error_code, additional_data=debug
-        ).serialize()
-
-    @staticmethod
-    def window_update(stream_id: int, increment: int) -> bytes:
-        return WindowUpdateFrame(stream_id, window_increment=increment).serialize()
-
-    @staticmethod
-    def ping_ack(opaque: bytes) -> bytes:
-        return PingFrame(0, opaque_data=opaque, flags=["ACK"]).serialize()
-
-
-TEMPLATE = RequestHeaderTemplate(scheme="http", authority="127.0.0.1:1", user_agent="test/1")
-
-
-def connect(server: ServerPeer, **settings: int) -> GrpcProtocol:
-    protocol = GrpcProtocol(max_receive_message_size=1024 * 1024, stream_window=64 * 1024)
-    protocol.initiate()
-    server.parse(protocol.data_to_send())
-    protocol.receive_data(server.settings(**settings) + server.settings_ack())
-    assert protocol.settings_received
-    server.parse(protocol.data_to_send())
-    protocol.changed.clear()
-    return protocol
-
-
-def start(
-    protocol: GrpcProtocol,
-    payload: bytes | None = b"req",
-    *,
-    timeout: float | None = None,
-    limit: int = 1024 * 1024,
-) -> CallState:
-    call = CallState(limit)
-    protocol.start_call(call, TEMPLATE.build("/pkg.Svc/Do", timeout, None))
-    if payload is not None:
-        protocol.send_data(call, memoryview(encode_message(payload)), end_stream=True)
-    return call
 
 
 def test_preface_settings_and_connection_window() -> None:

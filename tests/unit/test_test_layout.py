@@ -1,0 +1,41 @@
+"""Test modules share helpers through named support modules (``grpc_support.py``,
+``cli_support.py``, ...) and conftest fixtures, never by importing one another: a test module
+imported by another is collected twice and ties two files' changes together."""
+
+from __future__ import annotations
+
+import ast
+import pathlib
+
+TESTS = pathlib.Path(__file__).resolve().parent.parent
+
+
+def imported_test_modules(path: pathlib.Path) -> list[str]:
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names = [node.module]
+        elif isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        else:
+            continue
+        found += [name for name in names if name.split(".")[-1].startswith(("test_", "conftest"))]
+    return found
+
+
+def test_imported_test_modules_are_found(tmp_path: pathlib.Path) -> None:
+    sample = tmp_path / "sample.py"
+    sample.write_text(
+        "from test_grpc_protocol import start\nimport conftest\nimport grpc_support\n"
+    )
+    assert imported_test_modules(sample) == ["test_grpc_protocol", "conftest"]
+
+
+def test_no_test_module_imports_another() -> None:
+    offenders = {
+        str(path.relative_to(TESTS)): names
+        for path in sorted(TESTS.rglob("*.py"))
+        for names in [imported_test_modules(path)]
+        if names
+    }
+    assert offenders == {}
