@@ -935,10 +935,7 @@ async def test_hostile_bytes_wake_receivers_senders_and_slot_waiters(garbage: by
                 await server_end.send_all(garbage)
             else:
                 await server_end.aclose()
-            for _ in range(1000):
-                if len(outcomes) == 3:
-                    break
-                await trio.sleep(0.001)
+            await trio.testing.wait_all_tasks_blocked()
             assert outcomes == {"receive": None, "send": StatusCode.UNAVAILABLE, "slot": "unusable"}
             assert call.code is StatusCode.UNAVAILABLE
         assert connection.closed
