@@ -5,7 +5,7 @@ deadline over all attempts, retries as Go's clientv3 does them, and typed errors
 through ``Caller.stream``. It also holds the connection's lifetime (nursery, channels, close-time
 jobs) and the state that every view of a client shares: the one Watch stream (``watch_hub``) and
 the leases kept alive on the one LeaseKeepAlive stream. The feature modules (``kv.py``,
-``watch.py``, ``lease.py``, ...) are stateless over it, as redis-py's command mixins are over
+``watch/``, ``lease/``, ...) are stateless over it, as redis-py's command mixins are over
 one ``execute_command``.
 """
 
@@ -75,8 +75,8 @@ class Caller:
       ``token`` its current token, ``metadata`` what every call sends.
     - ``tls``: whether the client dials with TLS; endpoints it learns (``auto_sync``) keep to it.
     - ``plaintext_warned``: whether ``_credentials.warn_if_exposed`` has warned already.
-    - Shared by every view: ``watch_hub`` (``watch.py``; made on the first watch) and the lease
-      state of ``lease.py``: ``lease_keeper``, ``keepalive_token`` (the token the last
+    - Shared by every view: ``watch_hub`` (``watch/``; made on the first watch) and the lease
+      state of ``lease/``: ``lease_keeper``, ``keepalive_token`` (the token the last
       LeaseKeepAlive stream was opened with) and ``owned_leases`` (granted for a block or a
       session, revoked when the client closes).
     """

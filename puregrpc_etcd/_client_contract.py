@@ -39,7 +39,7 @@ def check_timeout(timeout: object, what: str = "timeout") -> float | None:
 
 
 class ClientBase:
-    """What every feature mixin (``kv.py``, ``watch.py``, ``lease.py``, ``concurrency.py``,
+    """What every feature mixin (``kv.py``, ``watch/``, ``lease/``, ``concurrency.py``,
     ``mirror.py``) may use of a client; ``client.Client`` fills it in. The mixins hold no state:
     a namespace view is the same caller under another key space.
 
