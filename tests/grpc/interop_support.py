@@ -16,12 +16,9 @@ from collections.abc import Sequence
 import pytest
 import trio
 from _pb import interop_pb2 as pb
+from fault_proxy import FaultProxy  # noqa: F401  (re-exported for the interop tests)
 
 from puregrpc_etcd import grpc as pg
-
-# The fault proxy lives with the fault suites, which use it against etcd members.
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "faults"))
-from fault_proxy import FaultProxy  # noqa: F401  (re-exported for the interop tests)
 
 SERVER_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "interop_server.py")
 # A namespace package (a directory named grpc on sys.path, such as tests/grpc) has no origin.
