@@ -14,6 +14,7 @@ import threading
 import warnings
 from typing import TYPE_CHECKING, Sequence
 
+from puregrpc_etcd import _entry
 from puregrpc_etcd._cli import (
     admin_commands,
     auth_commands,
@@ -34,6 +35,7 @@ from puregrpc_etcd._cli.args import (
     CommandTree,
     Handler,
     UsageError,
+    argparse_strings_looked_up_once,
     bool_flags_of,
     normalize_bool_flags,
     split_exec_command,
@@ -53,17 +55,18 @@ PROG = "puregrpc-etcd"
 
 
 def build_parser() -> CommandTree:
-    tree = CommandTree(PROG)
-    kv_commands.register(tree)
-    lease_commands.register(tree)
-    cluster_commands.register(tree)
-    admin_commands.register(tree)
-    mirror_command.register(tree)
-    auth_commands.register(tree)
-    check_datascale.register(tree)
-    local_commands.register(tree)
-    bench_commands.register(tree)
-    check_perf.register(tree)
+    with argparse_strings_looked_up_once():
+        tree = CommandTree(PROG)
+        kv_commands.register(tree)
+        lease_commands.register(tree)
+        cluster_commands.register(tree)
+        admin_commands.register(tree)
+        mirror_command.register(tree)
+        auth_commands.register(tree)
+        check_datascale.register(tree)
+        local_commands.register(tree)
+        bench_commands.register(tree)
+        check_perf.register(tree)
     return tree
 
 
@@ -95,6 +98,7 @@ def run(argv: Sequence[str] | None = None) -> int:
             context = from_environment(args)
             if getattr(args, "offline", False):
                 return _run_offline(handler, context, args)
+            _import_the_client()
             return trio.run(_run_command, handler, context, args)
     except _Interrupted:
         return _fail("interrupted", EXIT_INTERRUPTED)
@@ -123,6 +127,15 @@ def _one_error(exc: BaseException) -> BaseException:
         failed = [leaf for leaf in leaves if isinstance(leaf, ConnectionFailedError)]
         return (failed or leaves)[0]
     return exc
+
+
+def _import_the_client() -> None:
+    """Import what a command that talks to etcd runs on (trio, protobuf, the client) while the
+    command's start keeps the garbage collector paused, then resume it: the command may run for
+    hours (``watch``, ``lock``, ``dev-server``)."""
+    import puregrpc_etcd.client  # noqa: F401
+
+    _entry.resume_collector()
 
 
 def _run_offline(handler: Handler, context: Context, args: argparse.Namespace) -> int:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import ssl
 from contextlib import asynccontextmanager
-from typing import Any, AsyncContextManager, AsyncIterator, Sequence, TypeVar
+from typing import TYPE_CHECKING, Any, AsyncContextManager, AsyncIterator, Sequence, TypeVar
 
 import trio
 
@@ -27,15 +27,17 @@ from puregrpc_etcd._endpoints import (
 )
 from puregrpc_etcd._exception_groups import strip_own_group
 from puregrpc_etcd._keys import ROOT, KeyLike, KeySpace
-from puregrpc_etcd.auth import Auth
-from puregrpc_etcd.cluster import Cluster, auto_sync
 from puregrpc_etcd.concurrency import ConcurrencyMixin
 from puregrpc_etcd.grpc.channel import connect_channel
 from puregrpc_etcd.kv import KVMixin
 from puregrpc_etcd.lease import LeaseMixin
-from puregrpc_etcd.maintenance import Maintenance
 from puregrpc_etcd.mirror import MirrorMixin
 from puregrpc_etcd.watch import WatchMixin
+
+if TYPE_CHECKING:
+    from puregrpc_etcd.auth import Auth
+    from puregrpc_etcd.cluster import Cluster
+    from puregrpc_etcd.maintenance import Maintenance
 
 __all__ = ["Client", "connect"]
 
@@ -96,16 +98,22 @@ class Client(ConcurrencyMixin, MirrorMixin, KVMixin, WatchMixin, LeaseMixin):
     @property
     def cluster(self) -> Cluster:
         """Cluster membership: ``members()``, ``add_member()``, ``promote_member()``, ..."""
+        from puregrpc_etcd.cluster import Cluster  # on first use: a one-shot get needs none
+
         return Cluster(self._caller)
 
     @property
     def maintenance(self) -> Maintenance:
         """Per-member maintenance: ``status()``, ``snapshot()``, ``defragment()``, ..."""
+        from puregrpc_etcd.maintenance import Maintenance
+
         return Maintenance(self._caller)
 
     @property
     def auth(self) -> Auth:
         """Users, roles and permissions, and turning auth on and off."""
+        from puregrpc_etcd.auth import Auth
+
         return Auth(self._caller)
 
 
@@ -221,6 +229,8 @@ async def connect(
                 if username is not None:
                     await caller.authenticate()
                 if auto_sync_interval is not None:
+                    from puregrpc_etcd.cluster import auto_sync
+
                     await nursery.start(auto_sync, caller, auto_sync_interval)
                 yield client
             finally:

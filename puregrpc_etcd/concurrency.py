@@ -1,5 +1,8 @@
 """Locks and elections on a client: Go-compatible recipes (``lock``, ``election``) and etcd's
 server-side v3lock and v3election services (the ``*_rpc`` calls).
+
+The recipes (``lock.py``, ``election.py``) are imported by the calls that use them: ``Client``
+has this mixin, and a one-shot ``get`` needs neither.
 """
 
 from __future__ import annotations
@@ -12,15 +15,15 @@ from puregrpc_etcd import errors
 from puregrpc_etcd._client_contract import check_timeout
 from puregrpc_etcd._keys import KeyLike, to_bytes, to_key
 from puregrpc_etcd._proto import v3election_pb2, v3lock_pb2
-from puregrpc_etcd.election import Election, LeaderKey, LeaderObserver
 from puregrpc_etcd.kv import KVMixin
 from puregrpc_etcd.lease import Lease, LeaseMixin, check_ttl
 from puregrpc_etcd.lease._keepalive import KeptLease
-from puregrpc_etcd.lock import Lock, TryLock, acquire, holding, lock_key, remove_quietly, within
 from puregrpc_etcd.types import key_value
 from puregrpc_etcd.watch import WatchMixin
 
 if TYPE_CHECKING:
+    from puregrpc_etcd.election import Election, LeaderKey, LeaderObserver
+    from puregrpc_etcd.lock import Lock, TryLock
     from puregrpc_etcd.types import KeyValue
 
 __all__ = ["ConcurrencyMixin"]
@@ -47,6 +50,8 @@ class ConcurrencyMixin(KVMixin, WatchMixin, LeaseMixin):
         block deletes our key and revokes the session (one attempt each: when etcd cannot be
         reached, the lease's TTL releases the lock).
         """
+        from puregrpc_etcd.lock import acquire, holding, lock_key, within
+
         client = self
         lock_key(name, 0)  # checks the arguments before any I/O
         check_ttl(ttl)
@@ -74,6 +79,8 @@ class ConcurrencyMixin(KVMixin, WatchMixin, LeaseMixin):
         client.try_lock(name) as lock:`` holds it for the block instead, as ``lock()`` does.
         ``timeout`` bounds the calls it makes (``DeadlineExceededError``).
         """
+        from puregrpc_etcd.lock import TryLock, lock_key
+
         lock_key(name, 0)
         check_ttl(ttl)
         check_timeout(timeout)
@@ -96,6 +103,8 @@ class ConcurrencyMixin(KVMixin, WatchMixin, LeaseMixin):
         ``release_lock(name, lease=..., owner=...)``. Pass the ``Lease`` object (from
         ``client.lease()``) rather than its id to get ``Lock.lost`` and fail fast when it ends.
         """
+        from puregrpc_etcd.lock import acquire, lock_key, within
+
         client = self
         lease_id, kept = _lease_of(lease)
         lock_key(name, lease_id, owner)
@@ -116,6 +125,8 @@ class ConcurrencyMixin(KVMixin, WatchMixin, LeaseMixin):
         """Release a lock taken with ``acquire_lock``, named by the same lease or owner;
         False when its key was already gone or could not be deleted in ``timeout`` (default
         5 s; its lease ends it then)."""
+        from puregrpc_etcd.lock import lock_key, remove_quietly
+
         lease_id, _ = _lease_of(lease)
         if owner is None and not lease_id:
             raise ValueError("give the lease or the owner the lock was taken with")
@@ -149,6 +160,8 @@ class ConcurrencyMixin(KVMixin, WatchMixin, LeaseMixin):
     def election(self, name: KeyLike, *, ttl: int = 60) -> Election:
         """The election ``name``: Go's ``concurrency.Election``, as ``etcdctl elect`` runs it;
         candidates campaign on session leases of ``ttl`` seconds (> 0)."""
+        from puregrpc_etcd.election import Election
+
         return Election(self, name, ttl)
 
     # The server-side v3election service.
@@ -209,6 +222,8 @@ class ConcurrencyMixin(KVMixin, WatchMixin, LeaseMixin):
     def observe_rpc(self, name: KeyLike) -> LeaderObserver:
         """The leaders of ``name`` as the v3election service streams them (see
         ``Election.observe``)."""
+        from puregrpc_etcd.election import LeaderObserver
+
         request = v3election_pb2.LeaderRequest(name=self._keyspace.key(name, what="election name"))
 
         async def produce(send: Callable[[KeyValue], Awaitable[None]]) -> None:
@@ -221,6 +236,8 @@ class ConcurrencyMixin(KVMixin, WatchMixin, LeaseMixin):
         return LeaderObserver(self._caller.nursery, produce)
 
     def _leader_key(self, pb: v3election_pb2.LeaderKey) -> LeaderKey:
+        from puregrpc_etcd.election import LeaderKey
+
         return LeaderKey(
             self._keyspace.unkey(pb.name), self._keyspace.unkey(pb.key), pb.rev, pb.lease
         )

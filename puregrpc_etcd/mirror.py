@@ -19,7 +19,6 @@ from puregrpc_etcd._client_contract import check_timeout
 from puregrpc_etcd._keys import KeyLike, to_bytes
 from puregrpc_etcd.errors import CompactedError, EtcdError
 from puregrpc_etcd.kv import KVMixin
-from puregrpc_etcd.lock import within
 from puregrpc_etcd.watch import WatchMixin
 
 if TYPE_CHECKING:
@@ -178,6 +177,8 @@ class Mirror:
         watch progress request, checked against a count of the prefix) when no event brings it
         there. ``timeout`` raises ``DeadlineExceededError``.
         """
+        from puregrpc_etcd.lock import within  # on first use: a one-shot get needs no lock
+
         target = _kv_requests.check_int(revision, "revision")
         return await within(
             timeout,
@@ -360,6 +361,8 @@ class MirrorMixin(KVMixin, WatchMixin):
         the watch and of each change iterator. Leaving the block stops the watch; if the mirror
         failed meanwhile and the body did not, its error is raised then.
         """
+        from puregrpc_etcd.lock import within
+
         key = to_bytes(prefix, "prefix")
         size = _kv_requests.check_int(page_size, "page_size")
         backlog = _kv_requests.check_int(max_backlog, "max_backlog")

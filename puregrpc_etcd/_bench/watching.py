@@ -15,19 +15,21 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from puregrpc_etcd._bench.keys import random_bytes, varint
 from puregrpc_etcd._bench.progress import Progress
-from puregrpc_etcd._bench.report import Report
 from puregrpc_etcd.errors import EtcdError
 
 if TYPE_CHECKING:
     import trio
 
     from puregrpc_etcd._bench.engine import connect_with, open_clients
+    from puregrpc_etcd._bench.report import Report
     from puregrpc_etcd._bench.workloads import Limiter
     from puregrpc_etcd._cli.session import Context, Settings
     from puregrpc_etcd.client import Client
     from puregrpc_etcd.watch import Watcher
 else:  # imported on first use: the command's --help builds this module's parsers
     from puregrpc_etcd._cli import OnFirstUse, trio
+
+    Report = OnFirstUse("puregrpc_etcd._bench.report", "Report")  # decimal: not for get or put
 
     connect_with = OnFirstUse("puregrpc_etcd._bench.engine", "connect_with")
     open_clients = OnFirstUse("puregrpc_etcd._bench.engine", "open_clients")

@@ -1,5 +1,6 @@
 """The package and the command import what they use when they use it: ``import puregrpc_etcd``,
-the command's ``--help`` and ``version`` load neither trio nor protobuf, and every public name
+the command's ``--help`` and ``version`` load neither trio nor protobuf, a one-shot command's
+client loads no lock, election, cluster, maintenance or auth module, and every public name
 still resolves to the object its module defines."""
 
 from __future__ import annotations
@@ -16,6 +17,15 @@ import puregrpc_etcd
 import puregrpc_etcd.grpc
 
 HEAVY = ("trio", "google", "h2", "hpack", "outcome", "attr")
+#: What ``get``, ``put`` and ``del`` do not use, imported by the calls that do.
+NOT_FOR_KV = (
+    "puregrpc_etcd.lock",
+    "puregrpc_etcd.election",
+    "puregrpc_etcd.cluster",
+    "puregrpc_etcd.maintenance",
+    "puregrpc_etcd.auth",
+    "puregrpc_etcd._snapshot",
+)
 
 
 def heavy_modules_after(code: str) -> tuple[list[str], str]:
@@ -59,6 +69,70 @@ def test_import_and_help_and_version_load_no_event_loop_and_no_protobuf() -> Non
         f"puregrpc-etcd version: {puregrpc_etcd.__version__}",
         "API version: 3.5",
     ]
+
+
+def loaded_after(code: str, names: tuple[str, ...]) -> list[str]:
+    """Which of ``names`` a fresh interpreter has imported after running ``code``."""
+    probe = f"{code}\nimport sys\nprint(sorted(set(sys.modules) & set({names!r})))"
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True
+    )
+    return ast.literal_eval(done.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+
+def test_a_kv_command_loads_no_lock_election_or_admin_module() -> None:
+    # What ``get k`` imports before its event loop starts (cli.run): the parser and the client.
+    command = (
+        "from puregrpc_etcd import cli\n"
+        "args = cli.build_parser().root.parse_args(['get', 'k'])\n"
+        "assert args.handler.__name__ == 'get_command'\n"
+        "cli._import_the_client()"
+    )
+    assert loaded_after(command, (*NOT_FOR_KV, "puregrpc_etcd.client")) == ["puregrpc_etcd.client"]
+    # ... and each is there when used.
+    used = (
+        "import puregrpc_etcd.client as c\n"
+        "from types import SimpleNamespace\n"
+        "client = c.Client(SimpleNamespace(unary=None, stream=None))\n"
+        "client.cluster, client.maintenance, client.auth, client.election('e')"
+    )
+    assert loaded_after(used, NOT_FOR_KV) == sorted(NOT_FOR_KV)
+
+
+def test_the_command_pauses_the_collector_only_while_it_starts() -> None:
+    probe = (
+        "import gc, sys\n"
+        "sys.argv = ['puregrpc-etcd', 'get', 'k']\n"  # as the installed script starts
+        "import puregrpc_etcd\n"
+        "print(gc.isenabled())\n"
+        "from puregrpc_etcd import cli\n"
+        "cli._import_the_client()\n"
+        "print(gc.isenabled())"
+    )
+    _, printed = heavy_modules_after(probe)
+    assert printed.splitlines() == ["False", "True"]
+    # A program that imports the library keeps its collector as it was.
+    _, printed = heavy_modules_after("import gc, puregrpc_etcd\nprint(gc.isenabled())")
+    assert printed == "True"
+
+
+def test_building_the_parser_leaves_argparse_translating_as_before(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import argparse
+    import contextlib
+    import gettext
+
+    from puregrpc_etcd import cli
+
+    def helps() -> list[str]:
+        tree = cli.build_parser()
+        return [tree.root.format_help(), tree.group_parser("lease").format_help()]
+
+    memoized = helps()
+    assert vars(argparse)["_"] is gettext.gettext
+    monkeypatch.setattr(cli, "argparse_strings_looked_up_once", contextlib.nullcontext)
+    assert helps() == memoized
 
 
 def test_using_a_name_imports_its_module() -> None:
