@@ -35,7 +35,6 @@ from puregrpc_etcd._cli.args import (
     CommandTree,
     Handler,
     UsageError,
-    argparse_strings_looked_up_once,
     bool_flags_of,
     normalize_bool_flags,
     split_exec_command,
@@ -55,18 +54,17 @@ PROG = "puregrpc-etcd"
 
 
 def build_parser() -> CommandTree:
-    with argparse_strings_looked_up_once():
-        tree = CommandTree(PROG)
-        kv_commands.register(tree)
-        lease_commands.register(tree)
-        cluster_commands.register(tree)
-        admin_commands.register(tree)
-        mirror_command.register(tree)
-        auth_commands.register(tree)
-        check_datascale.register(tree)
-        local_commands.register(tree)
-        bench_commands.register(tree)
-        check_perf.register(tree)
+    tree = CommandTree(PROG)
+    kv_commands.register(tree)
+    lease_commands.register(tree)
+    cluster_commands.register(tree)
+    admin_commands.register(tree)
+    mirror_command.register(tree)
+    auth_commands.register(tree)
+    check_datascale.register(tree)
+    local_commands.register(tree)
+    bench_commands.register(tree)
+    check_perf.register(tree)
     return tree
 
 

@@ -7,13 +7,10 @@ one line, as every other expected failure does.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import functools
 import os
 import re
 import sys
-import threading
-from typing import TYPE_CHECKING, Any, Awaitable, Callable, Iterator, NoReturn, Sequence
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, NoReturn, Sequence
 
 from puregrpc_etcd._endpoints import parse_duration
 
@@ -236,27 +233,6 @@ def add_global_flags(parser: argparse.ArgumentParser, *, suppress: bool) -> None
     group.add_argument(
         "--hex", action="store_true", default=default(None), help="print keys and values as hex"
     )
-
-
-_ARGPARSE_STRINGS_LOCK = threading.Lock()
-
-
-@contextlib.contextmanager
-def argparse_strings_looked_up_once() -> Iterator[None]:
-    """While the block builds parsers, argparse translates each of its own strings ("options",
-    "show this help message and exit") once, not once per parser: every ``gettext`` call
-    searches the disk for message catalogues, and the command's 60-odd parsers made some 200
-    calls, a quarter of a one-shot command's time outside imports. The translations are the
-    same (nothing changes the locale meanwhile); error messages, translated when raised, are
-    untouched."""
-    names = vars(argparse)  # argparse calls its module's ``_`` (gettext.gettext)
-    with _ARGPARSE_STRINGS_LOCK:
-        translate = names["_"]
-        names["_"] = functools.lru_cache(maxsize=None)(translate)
-        try:
-            yield
-        finally:
-            names["_"] = translate
 
 
 class CommandTree:

@@ -116,25 +116,6 @@ def test_the_command_pauses_the_collector_only_while_it_starts() -> None:
     assert printed == "True"
 
 
-def test_building_the_parser_leaves_argparse_translating_as_before(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    import argparse
-    import contextlib
-    import gettext
-
-    from puregrpc_etcd import cli
-
-    def helps() -> list[str]:
-        tree = cli.build_parser()
-        return [tree.root.format_help(), tree.group_parser("lease").format_help()]
-
-    memoized = helps()
-    assert vars(argparse)["_"] is gettext.gettext
-    monkeypatch.setattr(cli, "argparse_strings_looked_up_once", contextlib.nullcontext)
-    assert helps() == memoized
-
-
 def test_using_a_name_imports_its_module() -> None:
     heavy, _ = heavy_modules_after("from puregrpc_etcd import Client")
     assert "trio" in heavy
