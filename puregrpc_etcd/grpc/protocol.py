@@ -159,6 +159,11 @@ class GrpcProtocol(FrameReader):
         return bool(self._out)
 
     @property
+    def only_acks(self) -> bool:
+        """Whether what waits for data_to_send is PING and SETTINGS acknowledgements alone."""
+        return 0 < len(self._out) == self._pending_acks
+
+    @property
     def draining(self) -> bool:
         """No new calls may start here (GOAWAY received, failed, or stream ids used up)."""
         return (
