@@ -79,6 +79,8 @@ _LAST_USABLE_STREAM_ID = 2**31 - 1 - 2 * 1024
 _UNLIMITED_STREAMS = 2**32
 _CONNECTION_CREDIT_THRESHOLD = h.MAX_WINDOW // 2
 _ENDED_STREAMS_KEPT = 256
+#: At most this many acknowledgements alone wait for a request to carry them (``only_acks``).
+ACKS_TO_HOLD = 8
 _frame_header = h.frame_header
 _DATA, _HEADERS, _END_STREAM = h.DATA, h.HEADERS, h.END_STREAM
 
@@ -160,8 +162,10 @@ class GrpcProtocol(FrameReader):
 
     @property
     def only_acks(self) -> bool:
-        """Whether what waits for data_to_send is PING and SETTINGS acknowledgements alone."""
-        return 0 < len(self._out) == self._pending_acks
+        """Whether what waits for data_to_send is a few PING and SETTINGS acknowledgements
+        alone (the connection lets those wait a little for a request to carry them; more than
+        ``ACKS_TO_HOLD``, a flood, leave at once)."""
+        return 0 < len(self._out) == self._pending_acks <= ACKS_TO_HOLD
 
     @property
     def draining(self) -> bool:

@@ -25,6 +25,7 @@ from puregrpc_etcd.grpc.call_state import CallState
 from puregrpc_etcd.grpc.connection import ACK_DELAY, Connection
 from puregrpc_etcd.grpc.endpoints import Endpoint
 from puregrpc_etcd.grpc.framing import encode_message
+from puregrpc_etcd.grpc.protocol import ACKS_TO_HOLD
 
 
 @pytest.fixture
@@ -135,6 +136,19 @@ async def test_other_frames_are_not_held(autojump_clock: trio.testing.MockClock)
                 peer.parse(await server_end.receive_some(65536))
     assert recording.writes[0][0] == start  # no delay
     assert recording.writes[0][1].startswith(ack(3))
+
+
+async def test_a_ping_flood_is_answered_at_once(autojump_clock: trio.testing.MockClock) -> None:
+    """More acks than ACKS_TO_HOLD are not held (the cap on acks owed stays about floods)."""
+    count = ACKS_TO_HOLD + 1
+    async with running() as (_, recording, server_end, peer):
+        start = trio.current_time()
+        await server_end.send_all(b"".join(ping(n) for n in range(count)))
+        with trio.fail_after(1):
+            while len(peer.of_type(PingFrame)) < count:
+                peer.parse(await server_end.receive_some(65536))
+    assert [when for when, _ in recording.writes] == [start]
+    assert recording.writes[0][1] == b"".join(ack(n) for n in range(count))
 
 
 class PingingServer(ScriptedServer):
