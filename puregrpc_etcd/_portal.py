@@ -191,8 +191,13 @@ _mailboxes: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Mailbox] = (
 _mailboxes_lock = threading.Lock()
 
 
+#: This process's id, renewed in a forked child: os.getpid() is a system call per call.
+_pid = os.getpid()
+
+
 def _after_fork_in_child() -> None:
-    global _mailboxes_lock
+    global _mailboxes_lock, _pid
+    _pid = os.getpid()
     _mailboxes_lock = threading.Lock()  # another thread may have held it at the fork
     _mailboxes.clear()
 
@@ -261,7 +266,7 @@ _wakeups = threading.local()
 
 def _thread_wakeup() -> _Wakeup:
     wakeup: _Wakeup | None = getattr(_wakeups, "wakeup", None)
-    if wakeup is None or wakeup.pid != os.getpid():  # a forked child has sockets of its own
+    if wakeup is None or wakeup.pid != _pid:  # a forked child has sockets of its own
         wakeup = _wakeups.wakeup = _Wakeup()
     return wakeup
 
@@ -560,23 +565,30 @@ class Portal:
             return trio.lowlevel.Abort.SUCCEEDED
 
         while True:
-            await self._run_call(call)
+            # One cancel scope for the calls of this runner (one per call costs a few µs),
+            # until one of them is cancelled (``cancel`` spares calls that have ended).
+            with trio.CancelScope() as scope:
+                while True:
+                    call.scope = scope
+                    if call.cancelled:
+                        scope.cancel()
+                    await self._run_call(call)
+                    if scope.cancel_called:
+                        break
+                    idle.append(task)
+                    call = await trio.lowlevel.wait_task_rescheduled(abort)
             idle.append(task)
             call = await trio.lowlevel.wait_task_rescheduled(abort)
 
     async def _run_call(self, call: Call) -> None:
         outcome = call.outcome
         try:
-            with trio.CancelScope() as scope:
-                call.scope = scope
-                if call.cancelled:
-                    scope.cancel()
-                try:
-                    outcome.succeed(await call.fn(*call.args, **call.kwargs))
-                except trio.Cancelled:
-                    raise
-                except BaseException as exc:
-                    outcome.fail(exc)
+            try:
+                outcome.succeed(await call.fn(*call.args, **call.kwargs))
+            except trio.Cancelled:
+                raise
+            except BaseException as exc:
+                outcome.fail(exc)
         finally:
             if not outcome.done:
                 outcome.fail(self._ended(call.cancelled))
@@ -625,7 +637,7 @@ class Portal:
 
     def check(self) -> None:
         """Raise unless calls may go in: not closed, same process, not on the portal thread."""
-        if self.pid != os.getpid():
+        if self.pid != _pid:
             raise ForkedError(
                 "this client was opened before os.fork(); connect again in the child process"
             )
@@ -716,7 +728,8 @@ class Portal:
         what.cancelled = True
 
         def cancel() -> None:
-            if what.scope is not None:
+            # A call's scope is its runner's: once the call has ended it belongs to the next.
+            if what.scope is not None and not (isinstance(what, Call) and what.outcome.done):
                 what.scope.cancel()
 
         try:

@@ -13,7 +13,7 @@ from .call_state import CallState
 from .framing import PREFIX_SIZE
 from .status import CANCEL, NO_ERROR, RpcError
 
-__all__ = ["DEFAULT_STREAM_WINDOW", "MAX_HEADER_LIST_SIZE", "ConnectionBooks"]
+__all__ = ["ACKS_TO_HOLD", "DEFAULT_STREAM_WINDOW", "MAX_HEADER_LIST_SIZE", "ConnectionBooks"]
 
 MAX_HEADER_LIST_SIZE = 64 * 1024
 DEFAULT_STREAM_WINDOW = 4 * 1024 * 1024
@@ -21,6 +21,8 @@ DEFAULT_STREAM_WINDOW = 4 * 1024 * 1024
 _LAST_USABLE_STREAM_ID = 2**31 - 1 - 2 * 1024
 _UNLIMITED_STREAMS = 2**32
 _CONNECTION_CREDIT_THRESHOLD = h.MAX_WINDOW // 2
+#: At most this many acknowledgements alone wait for a request to carry them (``only_acks``).
+ACKS_TO_HOLD = 8
 _frame_header = h.frame_header
 _DATA, _HEADERS, _END_STREAM = h.DATA, h.HEADERS, h.END_STREAM
 
@@ -93,6 +95,13 @@ class ConnectionBooks:
     def has_output(self) -> bool:
         """Whether bytes are waiting for data_to_send."""
         return bool(self._out)
+
+    @property
+    def only_acks(self) -> bool:
+        """Whether what waits for data_to_send is a few PING and SETTINGS acknowledgements
+        alone (the connection lets those wait a little for a request to carry them; more than
+        ``ACKS_TO_HOLD``, a flood, leave at once)."""
+        return 0 < len(self._out) == self._pending_acks <= ACKS_TO_HOLD
 
     @property
     def draining(self) -> bool:

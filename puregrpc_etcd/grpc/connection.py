@@ -21,6 +21,12 @@ __all__ = ["Connection", "ConnectionUnusable", "KeepalivePolicy"]
 _RECEIVE_SIZE = 256 * 1024
 # How long the GOAWAY that ends a connection after a protocol error may take to leave.
 _GOAWAY_TIMEOUT = 1.0
+#: How long acknowledgements with nothing else to send wait for a request to carry them. etcd
+#: (grpc-go) sends a BDP PING with each reply; a caller that is not a trio task of this loop
+#: (the asyncio and blocking faces, after a thread hop) sends its next request later than the
+#: writer's scheduling round, and the ACK alone would cost a write of its own per call. Far
+#: below the time a server gives a keepalive PING (etcd: --grpc-keepalive-timeout, 20 s).
+ACK_DELAY = 0.001
 
 
 class ConnectionUnusable(Exception):
@@ -70,6 +76,8 @@ class Connection:
         # Set while woken callers queue their requests; the writer task then sends them all.
         self._defer_flush = False
         self._write_requested = trio.Event()
+        # While only acks are queued: when the writer sends them alone (see ACK_DELAY).
+        self._acks_due: Optional[float] = None
         self._slot_waiters = trio.lowlevel.ParkingLot()
         self._cancel_scope: Optional[trio.CancelScope] = None
         self._last_activity = 0.0
@@ -231,7 +239,7 @@ class Connection:
                     self.kick()
                 elif protocol.has_output:
                     # PING and SETTINGS acks, WINDOW_UPDATEs.
-                    if woken:
+                    if woken or protocol.only_acks:
                         self.kick()
                     else:
                         await self.flush()
@@ -241,12 +249,24 @@ class Connection:
             self._fail(f"connection reader failed: {exc!r}")
 
     async def _writer(self) -> None:
+        protocol = self.protocol
         while True:
             await self._write_requested.wait()
             self._write_requested = trio.Event()
             # One scheduling round first, so the tasks woken with this kick add their frames.
             await trio.lowlevel.cancel_shielded_checkpoint()
             self._defer_flush = False
+            if protocol.only_acks:
+                # Nothing but acks: a request soon to follow takes them along (its flush ends
+                # the wait); else they leave alone once due. Another kick meanwhile (a reply
+                # that woke its caller) gets its round, then the queue is looked at again.
+                if self._acks_due is None:
+                    self._acks_due = trio.current_time() + ACK_DELAY
+                with trio.move_on_at(self._acks_due):
+                    await self._write_requested.wait()
+                    if protocol.only_acks:
+                        continue
+            self._acks_due = None
             await self.flush()
 
     async def _expirer(self) -> None:
@@ -312,6 +332,13 @@ class Connection:
                     if not data:
                         break
                     await stream.send_all(data)
+                    if self._acks_due is not None:
+                        self._write_requested.set()  # the acks are out: the writer may stop
+                    if protocol.only_acks:
+                        # Acks that came in meanwhile (the PING an etcd sends when a request
+                        # arrives): the writer keeps them for the next request.
+                        self.kick()
+                        break
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
             self._write_failed = True
             self._fail(f"connection lost while writing: {exc!r}")
