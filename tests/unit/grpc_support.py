@@ -27,6 +27,7 @@ from hyperframe.frame import (
 
 from puregrpc_etcd.grpc import Channel, StatusCode
 from puregrpc_etcd.grpc.call_state import CallState
+from puregrpc_etcd.grpc.connection import Connection
 from puregrpc_etcd.grpc.endpoints import Endpoint
 from puregrpc_etcd.grpc.framing import MessageDecoder, encode_message
 from puregrpc_etcd.grpc.metadata import RequestHeaderTemplate
@@ -352,3 +353,33 @@ class MemoryChannel(Channel):
 
 def request(payload: bytes = b"ping") -> BytesValue:
     return BytesValue(value=payload)
+
+
+async def read_frames(
+    stream: trio.abc.Stream, peer: ServerPeer, until: type, chunk: int = 65536
+) -> None:
+    """Parse what the client sends until a frame of type ``until`` arrives."""
+    while not peer.of_type(until):
+        data = await stream.receive_some(chunk)
+        assert data, "the client closed first"
+        peer.parse(data)
+
+
+async def connected(
+    stream: trio.abc.Stream, server_end: trio.abc.Stream, peer: ServerPeer
+) -> tuple[Connection, GrpcProtocol]:
+    """A Connection over ``stream`` whose handshake the server end answered."""
+    protocol = GrpcProtocol(max_receive_message_size=1 << 20, stream_window=65536)
+    connection = Connection(stream, protocol, endpoint="test", headers=TEMPLATE)
+
+    async def serve_handshake() -> None:
+        # In this order, so that lockstep streams (a send waits for the reader) do not block.
+        await read_frames(server_end, peer, SettingsFrame)
+        await server_end.send_all(peer.settings())
+        while len(peer.of_type(SettingsFrame)) < 2:  # our settings acknowledged
+            peer.parse(await server_end.receive_some(65536))
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(serve_handshake)
+        await connection.handshake()
+    return connection, protocol

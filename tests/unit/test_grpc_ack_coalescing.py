@@ -14,11 +14,8 @@ import pytest
 import trio
 import trio.testing
 from google.protobuf.wrappers_pb2 import BytesValue
+from grpc_support import METHOD, MemoryChannel, ScriptedServer, ServerPeer, connected, raw, request
 from hyperframe.frame import DataFrame, Frame, HeadersFrame, PingFrame, WindowUpdateFrame
-from test_grpc_connection import METHOD, MemoryChannel, ScriptedServer, request
-from test_grpc_hostile_io import connected
-from test_grpc_http2 import raw
-from test_grpc_protocol import ServerPeer
 
 from puregrpc_etcd.grpc import http2 as h
 from puregrpc_etcd.grpc.books import ACKS_TO_HOLD

@@ -16,19 +16,19 @@ from google.protobuf.wrappers_pb2 import BytesValue
 from grpc_support import (
     METHOD,
     OK_BLOCK,
-    TEMPLATE,
     MemoryChannel,
     ScriptedServer,
     ServerPeer,
+    connected,
     hp_str,
     raw,
+    read_frames,
     request,
 )
-from hyperframe.frame import GoAwayFrame, HeadersFrame, SettingsFrame
+from hyperframe.frame import GoAwayFrame, HeadersFrame
 
 from puregrpc_etcd.grpc import Channel, RpcError, StatusCode
 from puregrpc_etcd.grpc.call_state import CallState
-from puregrpc_etcd.grpc.connection import Connection
 from puregrpc_etcd.grpc.framing import encode_message
 from puregrpc_etcd.grpc.http2 import HeaderDecoder, Headers
 from puregrpc_etcd.grpc.inbound import (
@@ -37,7 +37,6 @@ from puregrpc_etcd.grpc.inbound import (
     MAX_HEADER_LIST_SIZE,
     MAX_PENDING_ACKS,
 )
-from puregrpc_etcd.grpc.protocol import GrpcProtocol
 
 HEADERS, PING, CONTINUATION = 0x1, 0x6, 0x9
 END_HEADERS = 0x4
@@ -51,16 +50,6 @@ COSTLY_FIELDS = 1001
 @pytest.fixture
 def autojump_clock() -> trio.testing.MockClock:
     return trio.testing.MockClock(autojump_threshold=0)
-
-
-async def read_frames(
-    stream: trio.abc.Stream, peer: ServerPeer, until: type, chunk: int = 65536
-) -> None:
-    """Parse what the client sends until a frame of type ``until`` arrives."""
-    while not peer.of_type(until):
-        data = await stream.receive_some(chunk)
-        assert data, "the client closed first"
-        peer.parse(data)
 
 
 async def test_the_goaway_after_a_protocol_error_reaches_the_server() -> None:
@@ -96,26 +85,6 @@ async def test_the_goaway_after_a_protocol_error_reaches_the_server() -> None:
     assert "header block interrupted" in caught.value.details
     goaways = peer.of_type(GoAwayFrame)
     assert [frame.error_code for frame in goaways] == [PROTOCOL_ERROR]
-
-
-async def connected(
-    stream: trio.abc.Stream, server_end: trio.abc.Stream, peer: ServerPeer
-) -> tuple[Connection, GrpcProtocol]:
-    """A Connection over ``stream`` whose handshake the server end answered."""
-    protocol = GrpcProtocol(max_receive_message_size=1 << 20, stream_window=65536)
-    connection = Connection(stream, protocol, endpoint="test", headers=TEMPLATE)
-
-    async def serve_handshake() -> None:
-        # In this order, so that lockstep streams (a send waits for the reader) do not block.
-        await read_frames(server_end, peer, SettingsFrame)
-        await server_end.send_all(peer.settings())
-        while len(peer.of_type(SettingsFrame)) < 2:  # our settings acknowledged
-            peer.parse(await server_end.receive_some(65536))
-
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(serve_handshake)
-        await connection.handshake()
-    return connection, protocol
 
 
 async def test_the_goaway_waits_a_bounded_time_for_a_server_that_reads_nothing(
