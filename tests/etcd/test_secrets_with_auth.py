@@ -46,6 +46,13 @@ def _ours(code: type | types.FunctionType) -> bool:
     return str(getattr(code, "__module__", "")).split(".")[0] in ("puregrpc_etcd", "hpack")
 
 
+_TEST_HELPER_MODULES = {
+    "puregrpc_etcd.testing",
+    "puregrpc_etcd._etcd_server",
+    "puregrpc_etcd._etcd_binary",
+}
+
+
 def strings_reachable_from_package_globals(needle: str) -> list[str]:
     """Where ``needle`` is found (as or inside a str, or as bytes) among everything reachable
     from the globals of the package's modules, without going through other modules."""
@@ -54,10 +61,13 @@ def strings_reachable_from_package_globals(needle: str) -> list[str]:
     # A module's dunder names (__loader__, __spec__, __builtins__) lead to the import system, not
     # to what the package holds: puregrpc_etcd.testing, a pytest plugin, is loaded by pytest's
     # assertion rewriter, whose session reaches the running test and the client it holds.
+    # The test helper's modules (the pytest plugin and the etcd processes it runs) are left out
+    # too: pytest holds their fixtures, and through them its session and the running test.
     roots: list[object] = [
         [value for name, value in module.__dict__.items() if not name.startswith("__")]
         for module in modules
         if module.__name__.split(".")[0] in ("puregrpc_etcd", "hpack")
+        and module.__name__ not in _TEST_HELPER_MODULES
     ]
     # Functions lead to their modules' globals: other modules are not walked (trio's, say,
     # reach the running test and what it holds).
@@ -77,8 +87,10 @@ def strings_reachable_from_package_globals(needle: str) -> list[str]:
                 found.append(repr(item)[:80])
             continue
         for referent in gc.get_referents(item):
-            if type(referent) in weakref.ProxyTypes:
-                continue  # a proxy leads nowhere a strong reference does not (PyPy: may be dead)
+            if type(referent) in weakref.ProxyTypes or isinstance(referent, weakref.ref):
+                # A weak reference keeps nothing alive; PyPy's get_referents may hand out what
+                # it points to (or a dead proxy).
+                continue
             if isinstance(referent, types.ModuleType) or id(referent) in seen:
                 continue
             if isinstance(referent, (type, types.FunctionType)) and not _ours(referent):
