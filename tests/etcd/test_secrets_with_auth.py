@@ -72,6 +72,14 @@ def strings_reachable_from_package_globals(needle: str) -> list[str]:
     # Functions lead to their modules' globals: other modules are not walked (trio's, say,
     # reach the running test and what it holds).
     seen = {id(module.__dict__) for module in modules}
+    # Running frames are the program, not state the package keeps: on PyPy a thread-local's
+    # referents lead to its thread's frame stack, and from the running test to its client.
+    # (A frame kept by a stored traceback has returned, and is still walked.)
+    for frame in sys._current_frames().values():
+        running: types.FrameType | None = frame
+        while running is not None:
+            seen.add(id(running))
+            running = running.f_back
     stack: list[object] = roots
     found: list[str] = []
     for _ in range(2_000_000):  # bounded: the package's object graph is far smaller
