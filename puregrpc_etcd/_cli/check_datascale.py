@@ -13,9 +13,10 @@ the writers here share the client's one HTTP/2 connection.
 from __future__ import annotations
 
 import argparse
+import json
 import random
 import sys
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable, Sequence
 
 from puregrpc_etcd._cli.admin_commands import ProgressBar
 from puregrpc_etcd._cli.args import EXIT_BAD_FEATURE, EXIT_ERROR, EXIT_INVALID_INPUT, UsageError
@@ -160,15 +161,9 @@ async def check_datascale_command(ctx: Context, args: argparse.Namespace) -> int
             return EXIT_ERROR
         deleted = await client.delete(prefix, prefix=True)
         if args.auto_compact:
-            revision = deleted.header.revision
-            ctx.out.line(f"Compacting with revision {revision}")
-            await client.compact(revision, physical=True, timeout=_SLOW_CALL)
-            ctx.out.line(f"Compacted with revision {revision}")
+            await compact_saying(client, deleted.header.revision, ctx.out.line, _SLOW_CALL)
         if args.auto_defrag:
-            for member in ctx.settings.endpoints:
-                ctx.out.line(f'Defragmenting "{member}"')
-                await client.maintenance.defragment(member, timeout=_SLOW_CALL)
-                ctx.out.line(f'Defragmented "{member}"')
+            await defragment_saying(client, ctx.settings.endpoints, ctx.out.line, _SLOW_CALL)
     if errors:
         ctx.out.line("FAIL: too many errors")
         for message, times in errors.items():
@@ -213,3 +208,23 @@ def register(tree: CommandTree) -> None:
         default=None,
         help="ours: write this many key-value pairs instead of the load's count",
     )
+
+
+async def compact_saying(
+    client: Client, revision: int, say: Callable[[str], None], timeout: float
+) -> None:
+    """etcdctl's check commands' --auto-compact: physical compaction, with its two lines."""
+    say(f"Compacting with revision {revision}")
+    await client.compact(revision, physical=True, timeout=timeout)
+    say(f"Compacted with revision {revision}")
+
+
+async def defragment_saying(
+    client: Client, endpoints: Sequence[str], say: Callable[[str], None], timeout: float
+) -> None:
+    """etcdctl's check commands' --auto-defrag: each member in turn, with its two lines (the
+    endpoint quoted as Go's %q)."""
+    for endpoint in endpoints:
+        say(f"Defragmenting {json.dumps(endpoint)}")
+        await client.maintenance.defragment(endpoint, timeout=timeout)
+        say(f"Defragmented {json.dumps(endpoint)}")

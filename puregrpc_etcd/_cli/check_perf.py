@@ -22,6 +22,7 @@ from puregrpc_etcd._cli.args import (
     duration,
 )
 from puregrpc_etcd._cli.bench_commands import bench_settings, count
+from puregrpc_etcd._cli.check_datascale import compact_saying, defragment_saying
 from puregrpc_etcd.errors import EtcdError
 
 if TYPE_CHECKING:
@@ -142,19 +143,18 @@ async def _cleanup(settings: Settings, prefix: bytes, compact: bool) -> None:
                 deleted = await client.delete(prefix, prefix=True)
                 if compact:
                     revision = deleted.header.revision
-                    print(f"Compacting with revision {revision}", flush=True)
-                    await client.compact(revision, physical=True)
-                    print(f"Compacted with revision {revision}", flush=True)
+                    await compact_saying(client, revision, _say, _CLEANUP_TIMEOUT)
     except (EtcdError, OSError, trio.TooSlowError) as exc:
         print(f"FAIL: Cleanup failed during key deletion: ERROR({error_line(exc)})", flush=True)
 
 
 async def _defrag_all(settings: Settings) -> None:
     async with connect_with(settings) as client:
-        for endpoint in settings.endpoints:
-            print(f"Defragmenting {json.dumps(endpoint)}", flush=True)
-            await client.maintenance.defragment(endpoint, timeout=_CLEANUP_TIMEOUT)
-            print(f"Defragmented {json.dumps(endpoint)}", flush=True)
+        await defragment_saying(client, settings.endpoints, _say, _CLEANUP_TIMEOUT)
+
+
+def _say(line: str) -> None:
+    print(line, flush=True)
 
 
 def verdict(outcome: Outcome, model: Model) -> int:
