@@ -1,8 +1,9 @@
 """puregrpc_etcd: an etcd v3 client for trio that speaks gRPC over HTTP/2 itself.
 
-The public names of ../shared/design/API.md live here and nowhere else. They are imported on
-first use (PEP 562), so that ``import puregrpc_etcd`` and the command's ``--help`` cost almost
-nothing; ``from puregrpc_etcd import Client`` imports what ``Client`` needs.
+The public names of the package (README.md, "The API, area by area") live here and nowhere
+else. They are imported on first use (PEP 562), so that ``import puregrpc_etcd`` and the
+command's ``--help`` cost almost nothing; ``from puregrpc_etcd import Client`` imports what
+``Client`` needs.
 """
 
 from __future__ import annotations

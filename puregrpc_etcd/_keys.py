@@ -1,4 +1,5 @@
-"""Key and value coercion shared by every etcd call: the input rules of API.md in one place.
+"""Key and value coercion shared by every etcd call: the input rules in one place
+(README.md, "Keys and values").
 
 Keys and values accept ``str`` (UTF-8) or bytes-like objects and always come back as ``bytes``;
 anything else is a ``TypeError`` before any I/O.

@@ -154,7 +154,7 @@ async def connect(
 ) -> AsyncIterator[Client]:
     """Connect to etcd; an async context manager that gives a ``Client``.
 
-    ``endpoints`` takes every form of API.md (``host:port``, ``http(s)://``, lists,
+    ``endpoints`` takes every form (``host:port``, ``http(s)://``, lists,
     comma-separated, one ``etcd://user:pw@h1,h2/?dial_timeout=5&command_timeout=10`` URL);
     ``from_env=True`` reads etcdctl's ``ETCDCTL_*`` variables. Settings from the URL or the
     environment apply where the caller did not give the argument (None): an explicit

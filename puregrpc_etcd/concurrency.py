@@ -33,7 +33,7 @@ LeaseLike = Union[int, Lease]
 
 
 class ConcurrencyMixin(KVMixin, WatchMixin, LeaseMixin):
-    """Distributed locks and leader elections (API.md, "Locks and elections"), built as Go's
+    """Distributed locks and leader elections (README.md, "Locks" and "Elections"), built as Go's
     ``concurrency`` package is on the KV, watch and lease calls of the client."""
 
     @contextlib.asynccontextmanager
