@@ -3,12 +3,13 @@
 The blocking face (``sync``) and the asyncio face (``aio``) own one ``Portal`` each per
 client: a thread that runs ``trio.run``, opens the trio ``Client`` there and keeps it until
 closed. Everything the faces do is a call into that loop: ``submit`` starts a task for one
-coroutine and reports its outcome through a ``Pending``; ``hold`` enters an async context
-manager in a task of its own and keeps it entered until the other side leaves its block (so
-cancel scopes and nurseries inside the manager stay in one task, as trio requires). The other
-side waits on a ``Pending`` by blocking (``wait``) or by awaiting an asyncio future
-(``wait_async``); giving up the wait (Ctrl-C, a cancelled asyncio task) cancels the trio task,
-which resets its HTTP/2 stream and leaves the connection healthy.
+coroutine (a ``_tasks.Call``) and reports its outcome through a ``_pending.Pending``; ``hold``
+enters an async context manager in a task of its own (``_tasks.Holder.run``) and keeps it
+entered until the other side leaves its block (so cancel scopes and nurseries inside the manager
+stay in one task, as trio requires). The other side waits on a ``Pending`` by blocking
+(``wait``) or by awaiting an asyncio future (``Pending.wait_async``); giving up the wait
+(Ctrl-C, a cancelled asyncio task) cancels the trio task, which resets its HTTP/2 stream and
+leaves the connection healthy.
 
 No protocol or etcd logic lives here or in the faces: they only move calls across.
 """
@@ -16,43 +17,23 @@ No protocol or etcd logic lives here or in the faces: they only move calls acros
 from __future__ import annotations
 
 import atexit
-import inspect
 import os
-import socket
-import sys
 import threading
-import time
 import weakref
-from typing import TYPE_CHECKING, Any, Callable, Generic, Optional, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Callable
 
 import trio
 from outcome import Value
 
-from puregrpc_etcd.errors import EtcdError
-
-if sys.version_info >= (3, 10):
-    from typing import Concatenate, ParamSpec
-
-    P = ParamSpec("P")
-else:  # annotations are strings at run time: Generic only needs a type variable there
-    P = TypeVar("P")
+from puregrpc_etcd import _pending
+from puregrpc_etcd._pending import ClientClosedError, ForkedError, Pending, park_if_exiting
+from puregrpc_etcd._tasks import Call, Holder
 
 if TYPE_CHECKING:
-    import asyncio
     from collections.abc import Awaitable
-    from types import TracebackType
     from typing import AsyncContextManager
 
-__all__ = [
-    "ClientClosedError",
-    "Face",
-    "ForkedError",
-    "Forward",
-    "Holder",
-    "Pending",
-    "Portal",
-    "same",
-]
+__all__ = ["CANCEL_WAIT", "CLOSE_WAIT", "Portal", "wait"]
 
 #: How long leaving waits for a cancelled call to end on the trio side (Ctrl-C, task cancel).
 CANCEL_WAIT = 5.0
@@ -60,419 +41,19 @@ CANCEL_WAIT = 5.0
 #: (revoking leases, deleting lock keys) are bounded by the client's own 2 s per job.
 CLOSE_WAIT = 10.0
 
-R = TypeVar("R")
-T = TypeVar("T")
-W = TypeVar("W")
-ExcInfo = tuple[Optional[type[BaseException]], Optional[BaseException], Optional["TracebackType"]]
-_NO_EXC: ExcInfo = (None, None, None)
-
-
-class ClientClosedError(EtcdError):
-    """The client was closed before or while the call ran (``close()``, leaving its block)."""
-
-
-class ForkedError(ClientClosedError):
-    """A client (or a watcher, lock, lease... of one) opened before ``os.fork()`` was used in
-    the child. The child does not share the parent's loop, thread or sockets: connect anew
-    there (``sync.connect(...)`` / ``aio.connect(...)``)."""
-
-
-class Pending:
-    """One outcome crossing from the trio thread to whoever waits for it.
-
-    Set once on the trio side (``succeed``/``fail``); waited for by blocking (any thread, any
-    number of waiters) or by awaiting (one asyncio future per waiter).
-    """
-
-    __slots__ = ("_callbacks", "_error", "_lock", "_value", "done")
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._callbacks: list[Callable[[], object]] = []
-        self._value: Any = None
-        self._error: BaseException | None = None
-        self.done = False
-
-    def succeed(self, value: Any) -> None:
-        self._settle(value, None)
-
-    def fail(self, error: BaseException) -> None:
-        self._settle(None, error)
-
-    def _settle(self, value: Any, error: BaseException | None) -> None:
-        if _exiting and isinstance(error, ClientClosedError):
-            return  # see _close_at_exit
-        with self._lock:
-            if self.done:
-                return
-            self._value = value
-            self._error = error
-            self.done = True
-            callbacks, self._callbacks = self._callbacks, []
-        for callback in callbacks:
-            callback()
-
-    def result(self) -> Any:
-        """The value, or raise the error (only once ``done``)."""
-        error = self._error
-        if error is not None:
-            raise error
-        return self._value
-
-    def wait(self, timeout: float | None = None) -> bool:
-        """Block until done (True) or ``timeout`` (False); Ctrl-C interrupts it."""
-        if self.done:
-            return True
-        wakeup = _thread_wakeup()
-        with self._lock:
-            if self.done:
-                return True
-            self._callbacks.append(wakeup.wake)
-        return wakeup.wait_for(self, timeout)
-
-    def wait_async(self, loop: asyncio.AbstractEventLoop) -> asyncio.Future[Any]:
-        """An asyncio future of ``loop`` that completes with this outcome."""
-        future = loop.create_future()
-
-        def transfer() -> None:
-            if not future.done():
-                if self._error is not None:
-                    future.set_exception(self._error)
-                else:
-                    future.set_result(self._value)
-
-        with self._lock:
-            if not self.done:
-                self._callbacks.append(_mailbox(loop).poster(transfer))
-                return future
-        transfer()
-        return future
-
-
-class _Mailbox:
-    """Outcomes on their way to one asyncio loop: a batch of them costs one
-    ``call_soon_threadsafe`` (one write to the loop's self-pipe), not one each."""
-
-    __slots__ = ("__weakref__", "_items", "_lock", "_loop", "_scheduled")
-
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._loop = weakref.ref(loop)
-        self._lock = threading.Lock()
-        self._items: list[Callable[[], object]] = []
-        self._scheduled = False
-
-    def poster(self, transfer: Callable[[], object]) -> Callable[[], None]:
-        return lambda: self._post(transfer)
-
-    def _post(self, transfer: Callable[[], object]) -> None:
-        with self._lock:
-            self._items.append(transfer)
-            if self._scheduled:
-                return
-            self._scheduled = True
-        loop = self._loop()
-        try:
-            if loop is not None:
-                loop.call_soon_threadsafe(self._deliver)
-        except RuntimeError:
-            pass  # the loop closed meanwhile: nobody waits there any more
-
-    def _deliver(self) -> None:
-        with self._lock:
-            items, self._items = self._items, []
-            self._scheduled = False
-        for transfer in items:
-            transfer()
-
-
-_mailboxes: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Mailbox] = (
-    weakref.WeakKeyDictionary()
-)
-_mailboxes_lock = threading.Lock()
-
-
 #: This process's id, renewed in a forked child: os.getpid() is a system call per call.
 _pid = os.getpid()
 
 
 def _after_fork_in_child() -> None:
-    global _mailboxes_lock, _pid
+    global _pid
     _pid = os.getpid()
-    _mailboxes_lock = threading.Lock()  # another thread may have held it at the fork
-    _mailboxes.clear()
 
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
-def _mailbox(loop: asyncio.AbstractEventLoop) -> _Mailbox:
-    mailbox = _mailboxes.get(loop)
-    if mailbox is None:
-        with _mailboxes_lock:
-            mailbox = _mailboxes.setdefault(loop, _Mailbox(loop))
-    return mailbox
-
-
-class _Wakeup:
-    """How a thread sleeps until the trio thread wakes it: a socket pair, one per thread.
-
-    Not a lock: on PyPy a lock released in one thread for another costs ~140 µs (the GIL
-    hand-over), a byte through a socket ~3 µs (CPython: 4 and 3 µs). A wake-up meant for a wait
-    given up (Ctrl-C) may arrive later; waits therefore re-check what they wait for.
-    """
-
-    __slots__ = ("_receive", "_send", "pid")
-
-    def __init__(self) -> None:
-        self.pid = os.getpid()
-        self._receive, self._send = socket.socketpair()
-        self._send.setblocking(False)  # the trio thread must never block on a wake-up
-
-    def wake(self) -> None:
-        try:
-            self._send.send(b"\0")
-        except OSError:
-            pass  # full (wake-ups are pending anyway), or the thread has ended
-
-    def wait_for(self, pending: Pending, timeout: float | None) -> bool:
-        receive = self._receive
-        if timeout is None:
-            while not pending.done:
-                receive.recv(64)
-            return True
-        deadline = time.monotonic() + timeout
-        try:
-            while not pending.done:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return False
-                receive.settimeout(remaining)
-                try:
-                    receive.recv(64)
-                except socket.timeout:
-                    return pending.done
-            return True
-        finally:
-            receive.settimeout(None)
-
-    def __del__(self) -> None:
-        self._receive.close()
-        self._send.close()
-
-
-_wakeups = threading.local()
-
-
-def _thread_wakeup() -> _Wakeup:
-    wakeup: _Wakeup | None = getattr(_wakeups, "wakeup", None)
-    if wakeup is None or wakeup.pid != _pid:  # a forked child has sockets of its own
-        wakeup = _wakeups.wakeup = _Wakeup()
-    return wakeup
-
-
-class Call:
-    """One coroutine run as a trio task of the portal, cancellable from the other side."""
-
-    __slots__ = ("args", "cancelled", "fn", "kwargs", "outcome", "scope")
-
-    def __init__(
-        self, fn: Callable[..., Awaitable[Any]], args: tuple[Any, ...], kwargs: dict[str, Any]
-    ) -> None:
-        self.fn = fn
-        self.args = args
-        self.kwargs = kwargs
-        self.outcome = Pending()
-        self.scope: trio.CancelScope | None = None
-        self.cancelled = False
-
-
-class Holder:
-    """An async context manager entered by a task of the portal and held until ``exit``."""
-
-    __slots__ = ("_exc_info", "_exit", "_portal", "cancelled", "entered", "exited", "scope")
-
-    def __init__(self, portal: Portal) -> None:
-        self._portal = portal
-        self.cancelled = False
-        self.entered = Pending()
-        self.exited = Pending()
-        self.scope: trio.CancelScope | None = None
-        self._exit: trio.Event | None = None
-        self._exc_info: ExcInfo = _NO_EXC
-
-    def request_exit(self, exc_info: ExcInfo) -> None:
-        """Ask the holding task to leave the manager with ``exc_info`` (from any thread)."""
-        self._exc_info = exc_info
-        self._portal.run_sync_soon(self._set_exit)
-
-    def _set_exit(self) -> None:
-        if self._exit is not None:
-            self._exit.set()
-
-    def cancel(self) -> None:
-        self._portal.cancel(self)
-
-
-class Face:
-    """A trio object (``_target``) used through its client's portal: what both faces' classes
-    are made of."""
-
-    __slots__ = ("_portal", "_target")
-
-    def __init__(self, portal: Portal, target: Any) -> None:
-        self._portal = portal
-        self._target = target
-
-    def __repr__(self) -> str:
-        return f"<{type(self).__module__.rsplit('.', 1)[-1]} {self._target!r}>"
-
-
-class Forward:
-    """Base of the faces' descriptors: ``name = Kind(TrioClass.name[, wrap])`` in a face class
-    forwards to the trio method of that name on the face's target (a namespace view's own
-    methods included), through ``make(portal, bound_method, wrap)``; ``wrap(portal, result)``
-    turns trio results into faces. The trio method is kept (``_method``) for the test that
-    checks the faces against the trio classes."""
-
-    def __init__(self, method: Callable[..., Any], wrap: Callable[[Portal, Any], Any]) -> None:
-        self._method = method
-        self._wrap = wrap
-        self.__doc__ = method.__doc__
-
-    def _bind(
-        self, face: Face | None, make: Callable[[Portal, Callable[..., Any], Any], Any]
-    ) -> Any:
-        if face is None:
-            return self
-        method = getattr(face._target, self._method.__name__)
-        forwarding = make(face._portal, method, self._wrap)
-        forwarding.__doc__ = self.__doc__
-        forwarding.__wrapped__ = method  # inspect.signature shows the trio parameters
-        return forwarding
-
-
-def same(portal: Portal, value: T) -> T:
-    """The ``wrap`` of results that are plain data (no face needed)."""
-    return value
-
-
-def wait(portal: Portal, outcome: Pending, what: Call | Holder | None) -> Any:
-    """Block for an outcome; if the wait is interrupted (Ctrl-C), cancel ``what``'s task."""
-    try:
-        outcome.wait()
-    except BaseException:
-        if what is not None:
-            portal.cancel(what)
-        outcome.wait(CANCEL_WAIT)
-        raise
-    return outcome.result()
-
-
-class Made(Forward, Generic[P, T, W]):
-    """``name = Made(TrioClass.name, Face)``: a plain trio method whose result (a watch context,
-    an election...) is wrapped in its face. It runs on the loop thread, the caller waiting for
-    that one hop (no I/O), so that it never races the loop's tasks."""
-
-    def __init__(
-        self, method: Callable[Concatenate[Any, P], T], wrap: Callable[[Portal, T], W]
-    ) -> None:
-        super().__init__(method, wrap)
-
-    @overload
-    def __get__(self, face: None, owner: type) -> Made[P, T, W]: ...
-    @overload
-    def __get__(self, face: Face, owner: type) -> Callable[P, W]: ...
-    def __get__(self, face: Face | None, owner: type) -> Any:
-        return self._bind(face, _made)
-
-
-def _made(portal: Portal, method: Any, wrap: Any) -> Callable[..., Any]:
-    def make(*args: Any, **kwargs: Any) -> Any:
-        return wrap(portal, wait(portal, portal.call_sync(method, *args, **kwargs), None))
-
-    return make
-
-
-def like(fn: Callable[P, Any]) -> Callable[[Callable[..., R]], Callable[P, R]]:
-    """Give the decorated function ``fn``'s parameters (for mypy and ``inspect``)."""
-
-    def give(wrapper: Callable[..., R]) -> Callable[P, R]:
-        wrapper.__signature__ = inspect.signature(fn).replace(  # type: ignore[attr-defined]
-            return_annotation=inspect.signature(wrapper).return_annotation
-        )
-        return wrapper
-
-    return give
-
-
-async def await_it(awaitable: Awaitable[T]) -> T:
-    """``await awaitable`` as a coroutine function (to submit an awaitable object)."""
-    return await awaitable
-
-
-# Read-only views of trio objects, shared by both faces.
-
-
-class LockFields(Face):
-    """``name``, ``key``, ``lease_id``, ``revision`` (a fencing token) and ``lost`` (a
-    ``trio.Event``: read ``lost.is_set()``) of a held lock."""
-
-    __slots__ = ()
-
-    @property
-    def name(self) -> bytes:
-        return self._target.name  # type: ignore[no-any-return]
-
-    @property
-    def key(self) -> bytes:
-        return self._target.key  # type: ignore[no-any-return]
-
-    @property
-    def lease_id(self) -> int:
-        return self._target.lease_id  # type: ignore[no-any-return]
-
-    @property
-    def revision(self) -> int:
-        return self._target.revision  # type: ignore[no-any-return]
-
-    @property
-    def lost(self) -> trio.Event:
-        return self._target.lost  # type: ignore[no-any-return]
-
-    def __repr__(self) -> str:
-        return repr(self._target)
-
-
-class WatcherFields(Face):
-    """``revision`` (the last one the watcher has observed) and ``pending`` of a watcher."""
-
-    __slots__ = ()
-
-    @property
-    def revision(self) -> int:
-        return self._target.revision  # type: ignore[no-any-return]
-
-    @property
-    def pending(self) -> int:
-        return self._target.pending  # type: ignore[no-any-return]
-
-
-class MirrorFields(Face):
-    """``revision`` and ``resyncs`` of a mirror."""
-
-    __slots__ = ()
-
-    @property
-    def revision(self) -> int:
-        return self._target.revision  # type: ignore[no-any-return]
-
-    @property
-    def resyncs(self) -> int:
-        return self._target.resyncs  # type: ignore[no-any-return]
-
-
-_exiting = False
 _live_portals: weakref.WeakSet[Portal] = weakref.WeakSet()
 
 
@@ -591,47 +172,7 @@ class Portal:
                 outcome.fail(exc)
         finally:
             if not outcome.done:
-                outcome.fail(self._ended(call.cancelled))
-
-    async def _hold(self, holder: Holder, cm: AsyncContextManager[Any]) -> None:
-        exit_event = holder._exit = trio.Event()
-        try:
-            with trio.CancelScope() as scope:
-                holder.scope = scope
-                if holder.cancelled:
-                    scope.cancel()
-                try:
-                    holder.entered.succeed(await cm.__aenter__())
-                except trio.Cancelled:
-                    raise
-                except BaseException as exc:
-                    holder.entered.fail(exc)
-                    holder.exited.succeed(False)
-                    return
-                try:
-                    await exit_event.wait()
-                    exc_info = holder._exc_info
-                except trio.Cancelled as cancelled:
-                    # Cancelled inside the manager (cancel_on_loss) or by closing the client.
-                    exc_info = (type(cancelled), cancelled, cancelled.__traceback__)
-                try:
-                    suppressed = await cm.__aexit__(*exc_info)
-                except BaseException as exc:
-                    if isinstance(exc, trio.Cancelled):
-                        raise
-                    if exc is not exc_info[1]:
-                        holder.exited.fail(exc)
-                        return
-                    suppressed = False
-                # A body the manager ended by itself (cancel_on_loss) is not the other side's
-                # block: its exception, if any, is not to be swallowed.
-                ours = exc_info[1] is holder._exc_info[1]
-                holder.exited.succeed(bool(suppressed) and ours)
-        finally:
-            if not holder.entered.done:
-                holder.entered.fail(self._ended(holder.cancelled))
-            if not holder.exited.done:
-                holder.exited.fail(self._ended(holder.cancelled))
+                outcome.fail(self.ended(call.cancelled))
 
     # The other side.
 
@@ -646,12 +187,12 @@ class Portal:
                 "a blocking call on the client's own loop thread would wait for itself"
             )
         if self._closing:
-            _park_if_exiting()
+            park_if_exiting()
             raise self.closed_error()
         if self._failure is not None:
             raise self.closed_error()
 
-    def _ended(self, cancelled: bool) -> ClientClosedError:
+    def ended(self, cancelled: bool) -> ClientClosedError:
         if cancelled:
             return ClientClosedError("the call was cancelled")
         return self.closed_error("the client was closed while the call ran")
@@ -666,7 +207,7 @@ class Portal:
         try:
             token.run_sync_soon(fn, *args)
         except trio.RunFinishedError:
-            _park_if_exiting()
+            park_if_exiting()
             raise self.closed_error() from self._failure
 
     def submit(self, fn: Callable[..., Awaitable[Any]], *args: Any, **kwargs: Any) -> Call:
@@ -718,7 +259,7 @@ class Portal:
                 holder.entered.fail(self.closed_error())
                 holder.exited.succeed(False)
                 return
-            self._calls.start_soon(self._hold, holder, cm)
+            self._calls.start_soon(holder.run, cm)
 
         self.run_sync_soon(spawn)
         return holder
@@ -760,20 +301,25 @@ class Portal:
             self.finished.wait(timeout)
 
 
-def _park_if_exiting() -> None:
-    """At interpreter exit, a daemon thread that calls a closed client waits for the end."""
-    if _exiting and threading.current_thread().daemon:
-        threading.Event().wait()
+def wait(portal: Portal, outcome: Pending, what: Call | Holder | None) -> Any:
+    """Block for an outcome; if the wait is interrupted (Ctrl-C), cancel ``what``'s task."""
+    try:
+        outcome.wait()
+    except BaseException:
+        if what is not None:
+            portal.cancel(what)
+        outcome.wait(CANCEL_WAIT)
+        raise
+    return outcome.result()
 
 
 @atexit.register
 def _close_at_exit() -> None:
     """Close the clients left open, so that leases are revoked and nothing prints at exit."""
-    global _exiting
     # Threads still waiting for a call are daemon threads (the interpreter waited for the
     # others): they keep waiting, to end with the interpreter, rather than wake up with an
     # error that would print a traceback.
-    _exiting = True
+    _pending.exiting = True
     portals = [portal for portal in list(_live_portals) if portal.pid == os.getpid()]
     for portal in portals:
         portal.close_soon()

@@ -118,11 +118,11 @@ class AdminMethods:
         # The two Maintenance RPCs python-etcd3 has and the library's API does not (Hash, and
         # raising an alarm) go through the engine's own call path: same connection, token,
         # retries and deadline as every other call.
-        from puregrpc_etcd import sync
+        from puregrpc_etcd import _blocking
 
         native = self._native
         call = native._target._unary
-        return sync._run(native._portal, call, rpc, request, repeatable=repeatable)
+        return _blocking.run(native._portal, call, rpc, request, repeatable=repeatable)
 
     def _alarm_request(self, action: int, member_id: int, alarm_type: str) -> Any:
         if alarm_type not in _ALARM_TYPES:

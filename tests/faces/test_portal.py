@@ -12,6 +12,7 @@ import pytest
 import trio
 
 from puregrpc_etcd import _portal
+from puregrpc_etcd._pending import ClientClosedError
 
 
 @asynccontextmanager
@@ -60,7 +61,7 @@ def test_a_cancelled_call_leaves_the_runner_usable(portal: _portal.Portal) -> No
     doomed = portal.submit(slow, 60)
     portal.cancel(doomed)
     assert doomed.outcome.wait(10)
-    with pytest.raises(_portal.ClientClosedError, match="cancelled"):
+    with pytest.raises(ClientClosedError, match="cancelled"):
         doomed.outcome.result()
     assert [run(portal, noop) for _ in range(3)] == ["quick"] * 3
     assert run(portal, slow, 0.01) == "done"

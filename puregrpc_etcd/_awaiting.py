@@ -1,0 +1,140 @@
+"""How the asyncio face (``puregrpc_etcd.aio``) forwards: a call is awaited through an asyncio
+future (``wait_for``, ``run``), a trio context manager is held by a task of the portal while the
+asyncio task is in its ``async with`` block (``Held``), a trio async iterator is iterated with
+``async for`` (``iterate``). ``AwaitingFace`` is the base of the face's classes."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Any, Callable, Generic, TypeVar
+
+from puregrpc_etcd import _face
+from puregrpc_etcd._pending import ClientClosedError
+from puregrpc_etcd._portal import CANCEL_WAIT
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Awaitable
+    from types import TracebackType
+
+    from puregrpc_etcd._pending import Pending
+    from puregrpc_etcd._portal import Portal
+    from puregrpc_etcd._tasks import Call, Holder
+
+__all__ = ["AwaitingFace", "Held", "HeldFace", "IteratorFace", "iterate", "run", "wait_for"]
+
+T = TypeVar("T")
+Iter = TypeVar("Iter", bound="IteratorFace[Any]")
+W = TypeVar("W")
+
+
+async def wait_for(portal: Portal, outcome: Pending, what: Call | Holder | None) -> Any:
+    """Await an outcome; if the awaiting task is cancelled, cancel ``what``'s trio task."""
+    if not outcome.done:
+        loop = asyncio.get_running_loop()
+        try:
+            await outcome.wait_async(loop)
+        except asyncio.CancelledError:
+            if what is not None:
+                portal.cancel(what)
+                # Trio ends the call at once (its stream reset, a lock's waiting key deleted):
+                # let that finish, bounded, so that the task's cancellation is complete.
+                ending = outcome.wait_async(loop)
+                await asyncio.wait({ending}, timeout=CANCEL_WAIT)
+                if ending.done():
+                    ending.exception()  # seen: asyncio must not log it as never retrieved
+                else:
+                    ending.cancel()
+            raise
+    return outcome.result()
+
+
+async def run(portal: Portal, fn: Callable[..., Awaitable[Any]], *args: Any, **kw: Any) -> Any:
+    call = portal.submit(fn, *args, **kw)
+    return await wait_for(portal, call.outcome, call)
+
+
+def _awaiting(portal: Portal, method: Any, wrap: Any) -> Callable[..., Any]:
+    if wrap is _face.same:
+
+        async def awaiting(*args: Any, **kwargs: Any) -> Any:
+            call = portal.submit(method, *args, **kwargs)
+            return await wait_for(portal, call.outcome, call)
+
+        return awaiting
+
+    async def awaiting_wrapped(*args: Any, **kwargs: Any) -> Any:
+        return wrap(portal, await run(portal, method, *args, **kwargs))
+
+    return awaiting_wrapped
+
+
+class Held(_face.HeldBase[W]):
+    """A trio async context manager entered from asyncio: ``async with held as value:``."""
+
+    __slots__ = ()
+
+    async def __aenter__(self) -> W:
+        holder = self._hold()
+        return self._wrap(await wait_for(self._portal, holder.entered, holder))
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool:
+        holder = self._leave((exc_type, exc, tb))
+        if holder is None:
+            return False
+        return bool(await wait_for(self._portal, holder.exited, holder))
+
+
+async def iterate(portal: Portal, iterator: AsyncIterator[T]) -> AsyncIterator[T]:
+    """Iterate a trio async iterator from asyncio; closing this closes that (``aclose``)."""
+    try:
+        while True:
+            yield await run(portal, iterator.__anext__)
+    except StopAsyncIteration:
+        return
+    finally:
+        aclose = getattr(iterator, "aclose", None)
+        if aclose is not None:
+            try:
+                await run(portal, aclose)
+            except ClientClosedError:
+                pass
+
+
+class AwaitingFace(_face.Face):
+    """The base of the asyncio face's classes: its methods give awaitables."""
+
+    __slots__ = ()
+    _awaited = staticmethod(_awaiting)
+    _entered = staticmethod(_face.entering(Held))
+    _iterated = staticmethod(_face.iterating(iterate))
+
+
+class HeldFace(_face.Wrapping[W], AwaitingFace):
+    """The face of a trio async context manager: ``async with face as value:``."""
+
+    __slots__ = ()
+    _held: Held[W]
+
+    async def __aenter__(self) -> W:
+        self._held = Held(self._portal, self._target, self._wrap)
+        return await self._held.__aenter__()
+
+    async def __aexit__(self, *exc_info: Any) -> bool:
+        return await self._held.__aexit__(*exc_info)
+
+
+class IteratorFace(AwaitingFace, Generic[T]):
+    """The face of a trio async iterator (``_target``): ``async for item in face``."""
+
+    __slots__ = ()
+
+    def __aiter__(self: Iter) -> Iter:
+        return self
+
+    async def __anext__(self) -> T:
+        return await run(self._portal, self._target.__anext__)  # type: ignore[no-any-return]

@@ -1,0 +1,110 @@
+"""How the blocking face (``puregrpc_etcd.sync``) forwards: a call waits for its outcome in the
+calling thread (``run``), a trio context manager is held by a task of the portal while the
+thread is in its ``with`` block (``Held``), a trio async iterator is iterated with ``for``
+(``iterate``). ``BlockingFace`` is the base of the face's classes."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Callable, Generic, TypeVar
+
+from puregrpc_etcd import _face
+from puregrpc_etcd._pending import ClientClosedError
+from puregrpc_etcd._portal import CANCEL_WAIT, wait
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Awaitable, Iterator
+    from types import TracebackType
+
+    from puregrpc_etcd._portal import Portal
+
+__all__ = ["BlockingFace", "Held", "HeldFace", "IteratorFace", "iterate", "run"]
+
+T = TypeVar("T")
+W = TypeVar("W")
+
+
+def run(portal: Portal, fn: Callable[..., Awaitable[Any]], *args: Any, **kw: Any) -> Any:
+    call = portal.submit(fn, *args, **kw)
+    return wait(portal, call.outcome, call)
+
+
+def _blocking(portal: Portal, method: Any, wrap: Any) -> Callable[..., Any]:
+    def blocking(*args: Any, **kwargs: Any) -> Any:
+        return wrap(portal, run(portal, method, *args, **kwargs))
+
+    return blocking
+
+
+class Held(_face.HeldBase[W]):
+    """A trio async context manager entered from this thread: ``with held as value:``."""
+
+    __slots__ = ()
+
+    def __enter__(self) -> W:
+        holder = self._hold()
+        try:
+            value = wait(self._portal, holder.entered, holder)
+        except BaseException:
+            if not holder.exited.done:
+                holder.exited.wait(CANCEL_WAIT)
+            raise
+        return self._wrap(value)
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool:
+        holder = self._leave((exc_type, exc, tb))
+        if holder is None or self._portal.on_own_thread():  # collected there: no wait
+            return False
+        return bool(wait(self._portal, holder.exited, holder))
+
+
+def iterate(portal: Portal, iterator: AsyncIterator[T]) -> Iterator[T]:
+    """Iterate a trio async iterator from a thread; closing this closes that (``aclose``)."""
+    try:
+        while True:
+            yield run(portal, iterator.__anext__)
+    except StopAsyncIteration:
+        return
+    finally:
+        aclose = getattr(iterator, "aclose", None)
+        if aclose is not None and not portal.on_own_thread():
+            try:
+                run(portal, aclose)
+            except ClientClosedError:
+                pass
+
+
+class BlockingFace(_face.Face):
+    """The base of the blocking face's classes: its methods block for their results."""
+
+    __slots__ = ()
+    _awaited = staticmethod(_blocking)
+    _entered = staticmethod(_face.entering(Held))
+    _iterated = staticmethod(_face.iterating(iterate))
+
+
+class HeldFace(_face.Wrapping[W], BlockingFace):
+    """The face of a trio async context manager: ``with face as value:``."""
+
+    __slots__ = ()
+    _held: Held[W]
+
+    def __enter__(self) -> W:
+        self._held = Held(self._portal, self._target, self._wrap)
+        return self._held.__enter__()
+
+    def __exit__(self, *exc_info: Any) -> bool:
+        return self._held.__exit__(*exc_info)
+
+
+class IteratorFace(BlockingFace, Generic[T]):
+    """The face of a trio async iterator (``_target``): ``for item in face``."""
+
+    __slots__ = ()
+
+    def __iter__(self) -> Iterator[T]:
+        return iterate(self._portal, self._target)
