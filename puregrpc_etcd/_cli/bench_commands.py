@@ -235,11 +235,21 @@ def _writes(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def _consistency(args: argparse.Namespace) -> None:
+def _reads(args: argparse.Namespace) -> dict[str, Any]:
+    """The settings of the commands that read (checked, then announced as etcd's benchmark
+    does, before any I/O)."""
     if args.consistency not in ("l", "s"):
         raise UsageError(f"--consistency must be l or s, not {args.consistency!r}")
     kind = "linearizable" if args.consistency == "l" else "serializable"
     print(f"bench with {kind} range", flush=True)
+    return {"limit": args.limit, "consistency": args.consistency}
+
+
+async def _run_one(ctx: Context, args: argparse.Namespace, plan: Plan, end: str = "\n") -> int:
+    """Run a plan of one workload and print its report."""
+    outcome = await execute(ctx, args, plan)
+    print(render(ctx, args, outcome), end=end, flush=True)
+    return status(outcome)
 
 
 async def put_command(ctx: Context, args: argparse.Namespace) -> int:
@@ -286,21 +296,18 @@ async def _hashkv(settings: Settings) -> None:
 async def range_command(ctx: Context, args: argparse.Namespace) -> int:
     if args.count_only and args.keys_only:
         raise UsageError("`--keys-only` and `--count-only` cannot be set at the same time")
-    _consistency(args)
+    reads = _reads(args)
     plan = await _plan(
         ctx,
         args,
         "range",
         key=args.key,
         end=args.end,
-        limit=args.limit,
-        consistency=args.consistency,
         keys_only=args.keys_only,
         count_only=args.count_only,
+        **reads,
     )
-    outcome = await execute(ctx, args, plan)
-    print(render(ctx, args, outcome), end="", flush=True)
-    return status(outcome)
+    return await _run_one(ctx, args, plan, end="")
 
 
 async def txn_put_command(ctx: Context, args: argparse.Namespace) -> int:
@@ -311,23 +318,12 @@ async def txn_put_command(ctx: Context, args: argparse.Namespace) -> int:
             f"got txn-ops({args.txn_ops}) key-space-size({args.key_space_size})"
         )
     plan = await _plan(ctx, args, "txn-put", txn_ops=args.txn_ops, **writes)
-    outcome = await execute(ctx, args, plan)
-    print(render(ctx, args, outcome), flush=True)
-    return status(outcome)
+    return await _run_one(ctx, args, plan)
 
 
 async def txn_mixed_command(ctx: Context, args: argparse.Namespace) -> int:
     writes = _writes(args)
-    _consistency(args)
-    plan = await _plan(
-        ctx,
-        args,
-        "txn-mixed",
-        limit=args.limit,
-        consistency=args.consistency,
-        rw_ratio=args.rw_ratio,
-        **writes,
-    )
+    plan = await _plan(ctx, args, "txn-mixed", rw_ratio=args.rw_ratio, **_reads(args), **writes)
     outcome = await execute(ctx, args, plan)
     reads, written = outcome.reports
     print(f"Total Read Ops: {reads.count}\nDetails:", end="")
@@ -339,6 +335,4 @@ async def txn_mixed_command(ctx: Context, args: argparse.Namespace) -> int:
 
 async def lease_keepalive_command(ctx: Context, args: argparse.Namespace) -> int:
     plan = await _plan(ctx, args, "lease-keepalive")
-    outcome = await execute(ctx, args, plan)
-    print(render(ctx, args, outcome), end="", flush=True)
-    return status(outcome)
+    return await _run_one(ctx, args, plan, end="")
