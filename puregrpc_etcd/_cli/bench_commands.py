@@ -10,12 +10,19 @@ from __future__ import annotations
 
 import argparse
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from puregrpc_etcd._bench import watching
 from puregrpc_etcd._bench.keys import random_bytes, varint_size
 from puregrpc_etcd._bench.progress import Progress
-from puregrpc_etcd._cli.args import EXIT_ERROR, UsageError, add_global_flags, arg_bytes, duration
+from puregrpc_etcd._cli.args import (
+    EXIT_ERROR,
+    UsageError,
+    add_global_flags,
+    arg_bytes,
+    argument_type,
+    duration,
+)
 from puregrpc_etcd._cli.formats import go_duration, human_bytes
 
 if TYPE_CHECKING:
@@ -36,29 +43,23 @@ else:  # imported on first use: not for --help
 GROUP = "benchmark"
 
 
-def count(minimum: int) -> Any:
+def count(minimum: int) -> Callable[[str], int]:
     """An argparse type: an integer of at least ``minimum``."""
-
-    def parse(text: str) -> int:
-        try:
-            value = int(text, 10)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"invalid integer {text!r}") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"must be at least {minimum}, not {value}")
-        return value
-
-    return parse
+    return argument_type(
+        lambda text: int(text, 10),
+        lambda value: value >= minimum,
+        "invalid integer {text!r}",
+        f"must be at least {minimum}, not {{value}}",
+    )
 
 
-def rate(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid number {text!r}") from None
-    if not value >= 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, not {text!r}")
-    return value
+#: A finite number of at least 0 (a rate; 0 means no limit).
+rate = argument_type(
+    float,
+    lambda value: 0 <= value < float("inf"),
+    "invalid number {text!r}",
+    "must be a finite number >= 0, not {text!r}",
+)
 
 
 def add_bench_flags(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
