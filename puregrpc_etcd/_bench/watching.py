@@ -65,8 +65,18 @@ def register(command: Callable[..., argparse.ArgumentParser], count: Any, rate: 
     get.add_argument("--events", type=count(1), default=8, help="events per watcher (8)")
 
 
-def _render(report: Report, elapsed: float, args: argparse.Namespace) -> str:
-    return report.render(elapsed, precise=args.precise, sample=args.sample)
+def _summary(title: str, report: Report, begin: float, args: argparse.Namespace) -> None:
+    """Print ``report`` as etcd's benchmark does, over the time since ``begin``."""
+    elapsed = time.perf_counter() - begin
+    text = report.render(elapsed, precise=args.precise, sample=args.sample)
+    print(f"{title} summary:\n{text}", end="", flush=True)
+
+
+async def _drain(done: trio.Event, nursery: trio.Nursery) -> None:
+    """Wait (up to ``_DRAIN_TIMEOUT``) for the last event, then stop the receivers."""
+    with trio.move_on_after(_DRAIN_TIMEOUT):
+        await done.wait()
+    nursery.cancel_scope.cancel()
 
 
 async def _streams(stack: AsyncExitStack, settings: Settings, count: int) -> list[Client]:
@@ -114,8 +124,7 @@ async def watch_command(ctx: Context, args: argparse.Namespace) -> int:
             watchers_of[key] = watchers_of.get(key, 0) + 1
             progress(i + 1)
         progress.finish()
-        made = time.perf_counter() - begin
-        print(f"Watch creation summary:\n{_render(make, made, args)}", end="", flush=True)
+        _summary("Watch creation", make, begin, args)
 
         events_total = sum(watchers_of[watched[i % len(watched)]] for i in range(args.put_total))
         received = Report()
@@ -148,12 +157,9 @@ async def watch_command(ctx: Context, args: argparse.Namespace) -> int:
             async with trio.open_nursery() as putters:
                 for client in put_clients:
                     putters.start_soon(put, client)
-            with trio.move_on_after(_DRAIN_TIMEOUT):
-                await done.wait()
-            nursery.cancel_scope.cancel()
+            await _drain(done, nursery)
         progress.finish()
-        elapsed = time.perf_counter() - begin
-        print(f"Watch events received summary:\n{_render(received, elapsed, args)}", end="")
+        _summary("Watch events received", received, begin, args)
     return 0
 
 
@@ -203,20 +209,16 @@ async def watch_latency_command(ctx: Context, args: argparse.Namespace) -> int:
                 end = time.perf_counter()
                 put_report.add(wall0 + start - perf0, end - start)
                 put_times[i] = end
-            with trio.move_on_after(_DRAIN_TIMEOUT):
-                await all_seen.wait()
-            nursery.cancel_scope.cancel()
+            await _drain(all_seen, nursery)
         progress.finish()
-        elapsed = time.perf_counter() - begin
-        print(f"\nPut summary:\n{_render(put_report, elapsed, args)}", end="")
+        _summary("\nPut", put_report, begin, args)
         for times in event_times:
             for put_time, end in zip(put_times, times):
                 if end == 0.0:
                     continue  # never arrived (drain timeout)
                 start = min(put_time, end)
                 watch_report.add(wall0 + start - perf0, end - start)
-        watch_elapsed = time.perf_counter() - begin
-        print(f"\nWatch events summary:\n{_render(watch_report, watch_elapsed, args)}", end="")
+        _summary("\nWatch events", watch_report, begin, args)
     return 0
 
 
@@ -271,6 +273,5 @@ async def watch_get_command(ctx: Context, args: argparse.Namespace) -> int:
                         nursery.start_soon(watch_one, number)
             outer.cancel_scope.cancel()
         progress.finish()
-        elapsed = time.perf_counter() - begin
-        print(f"Get during watch summary:\n{_render(report, elapsed, args)}", end="")
+        _summary("Get during watch", report, begin, args)
     return 0

@@ -10,7 +10,7 @@ import argparse
 import os
 import re
 import sys
-from typing import TYPE_CHECKING, Any, Awaitable, Callable, NoReturn, Sequence
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, NoReturn, Sequence, TypeVar
 
 from puregrpc_etcd._endpoints import parse_duration
 
@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from puregrpc_etcd._cli.session import Context
 
 Handler = Callable[["Context", argparse.Namespace], Awaitable[int]]
+T = TypeVar("T")
 
 # etcdctl's exit codes (pkg/cobrautl), so that scripts written for it keep working.
 EXIT_ERROR = 1
@@ -132,25 +133,42 @@ def _first_unknown_flag(argv: Sequence[str], known: set[str]) -> str | None:
     return None
 
 
-def duration(text: str) -> float:
-    try:
-        seconds = parse_duration(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid duration {text!r} (e.g. 5s, 500ms)") from None
-    if seconds <= 0:
-        raise argparse.ArgumentTypeError(f"a duration must be positive, not {text!r}")
-    return seconds
+def argument_type(
+    parse: Callable[[str], T], valid: Callable[[T], bool], unparsed: str, refused: str
+) -> Callable[[str], T]:
+    """An argparse type: the value ``parse`` makes of the text, which ``valid`` must accept.
+
+    The messages of the errors are ``unparsed`` (``parse`` raised ValueError) and ``refused``,
+    formatted with ``text`` (and, in ``refused``, ``value``).
+    """
+
+    def convert(text: str) -> T:
+        try:
+            value = parse(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(unparsed.format(text=text)) from None
+        if not valid(value):
+            raise argparse.ArgumentTypeError(refused.format(text=text, value=value))
+        return value
+
+    return convert
 
 
-def hex_id(text: str) -> int:
-    """A lease or member id as etcdctl takes it: hexadecimal, no prefix needed."""
-    try:
-        value = int(text, 16)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"bad ID {text!r}, expecting an ID in hex") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"bad ID {text!r}, expecting an ID in hex")
-    return value
+#: A positive duration in Go's syntax (``5s``, ``500ms``), in seconds.
+duration = argument_type(
+    parse_duration,
+    lambda seconds: seconds > 0,
+    "invalid duration {text!r} (e.g. 5s, 500ms)",
+    "a duration must be positive, not {text!r}",
+)
+
+#: A lease or member id as etcdctl takes it: hexadecimal, no prefix needed.
+hex_id = argument_type(
+    lambda text: int(text, 16),
+    lambda value: value >= 0,
+    "bad ID {text!r}, expecting an ID in hex",
+    "bad ID {text!r}, expecting an ID in hex",
+)
 
 
 def arg_bytes(text: str) -> bytes:

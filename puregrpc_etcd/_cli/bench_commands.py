@@ -10,12 +10,19 @@ from __future__ import annotations
 
 import argparse
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from puregrpc_etcd._bench import watching
 from puregrpc_etcd._bench.keys import random_bytes, varint_size
 from puregrpc_etcd._bench.progress import Progress
-from puregrpc_etcd._cli.args import EXIT_ERROR, UsageError, add_global_flags, arg_bytes, duration
+from puregrpc_etcd._cli.args import (
+    EXIT_ERROR,
+    UsageError,
+    add_global_flags,
+    arg_bytes,
+    argument_type,
+    duration,
+)
 from puregrpc_etcd._cli.formats import go_duration, human_bytes
 
 if TYPE_CHECKING:
@@ -36,29 +43,23 @@ else:  # imported on first use: not for --help
 GROUP = "benchmark"
 
 
-def count(minimum: int) -> Any:
+def count(minimum: int) -> Callable[[str], int]:
     """An argparse type: an integer of at least ``minimum``."""
-
-    def parse(text: str) -> int:
-        try:
-            value = int(text, 10)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"invalid integer {text!r}") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"must be at least {minimum}, not {value}")
-        return value
-
-    return parse
+    return argument_type(
+        lambda text: int(text, 10),
+        lambda value: value >= minimum,
+        "invalid integer {text!r}",
+        f"must be at least {minimum}, not {{value}}",
+    )
 
 
-def rate(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid number {text!r}") from None
-    if not value >= 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, not {text!r}")
-    return value
+#: A finite number of at least 0 (a rate; 0 means no limit).
+rate = argument_type(
+    float,
+    lambda value: 0 <= value < float("inf"),
+    "invalid number {text!r}",
+    "must be a finite number >= 0, not {text!r}",
+)
 
 
 def add_bench_flags(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
@@ -235,11 +236,21 @@ def _writes(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def _consistency(args: argparse.Namespace) -> None:
+def _reads(args: argparse.Namespace) -> dict[str, Any]:
+    """The settings of the commands that read (checked, then announced as etcd's benchmark
+    does, before any I/O)."""
     if args.consistency not in ("l", "s"):
         raise UsageError(f"--consistency must be l or s, not {args.consistency!r}")
     kind = "linearizable" if args.consistency == "l" else "serializable"
     print(f"bench with {kind} range", flush=True)
+    return {"limit": args.limit, "consistency": args.consistency}
+
+
+async def _run_one(ctx: Context, args: argparse.Namespace, plan: Plan, end: str = "\n") -> int:
+    """Run a plan of one workload and print its report."""
+    outcome = await execute(ctx, args, plan)
+    print(render(ctx, args, outcome), end=end, flush=True)
+    return status(outcome)
 
 
 async def put_command(ctx: Context, args: argparse.Namespace) -> int:
@@ -286,21 +297,18 @@ async def _hashkv(settings: Settings) -> None:
 async def range_command(ctx: Context, args: argparse.Namespace) -> int:
     if args.count_only and args.keys_only:
         raise UsageError("`--keys-only` and `--count-only` cannot be set at the same time")
-    _consistency(args)
+    reads = _reads(args)
     plan = await _plan(
         ctx,
         args,
         "range",
         key=args.key,
         end=args.end,
-        limit=args.limit,
-        consistency=args.consistency,
         keys_only=args.keys_only,
         count_only=args.count_only,
+        **reads,
     )
-    outcome = await execute(ctx, args, plan)
-    print(render(ctx, args, outcome), end="", flush=True)
-    return status(outcome)
+    return await _run_one(ctx, args, plan, end="")
 
 
 async def txn_put_command(ctx: Context, args: argparse.Namespace) -> int:
@@ -311,23 +319,12 @@ async def txn_put_command(ctx: Context, args: argparse.Namespace) -> int:
             f"got txn-ops({args.txn_ops}) key-space-size({args.key_space_size})"
         )
     plan = await _plan(ctx, args, "txn-put", txn_ops=args.txn_ops, **writes)
-    outcome = await execute(ctx, args, plan)
-    print(render(ctx, args, outcome), flush=True)
-    return status(outcome)
+    return await _run_one(ctx, args, plan)
 
 
 async def txn_mixed_command(ctx: Context, args: argparse.Namespace) -> int:
     writes = _writes(args)
-    _consistency(args)
-    plan = await _plan(
-        ctx,
-        args,
-        "txn-mixed",
-        limit=args.limit,
-        consistency=args.consistency,
-        rw_ratio=args.rw_ratio,
-        **writes,
-    )
+    plan = await _plan(ctx, args, "txn-mixed", rw_ratio=args.rw_ratio, **_reads(args), **writes)
     outcome = await execute(ctx, args, plan)
     reads, written = outcome.reports
     print(f"Total Read Ops: {reads.count}\nDetails:", end="")
@@ -339,6 +336,4 @@ async def txn_mixed_command(ctx: Context, args: argparse.Namespace) -> int:
 
 async def lease_keepalive_command(ctx: Context, args: argparse.Namespace) -> int:
     plan = await _plan(ctx, args, "lease-keepalive")
-    outcome = await execute(ctx, args, plan)
-    print(render(ctx, args, outcome), end="", flush=True)
-    return status(outcome)
+    return await _run_one(ctx, args, plan, end="")

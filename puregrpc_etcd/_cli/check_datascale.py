@@ -18,6 +18,7 @@ import random
 import sys
 from typing import TYPE_CHECKING, Callable, Sequence
 
+from puregrpc_etcd._bench.keys import varint
 from puregrpc_etcd._cli.admin_commands import ProgressBar
 from puregrpc_etcd._cli.args import EXIT_BAD_FEATURE, EXIT_ERROR, EXIT_INVALID_INPUT, UsageError
 from puregrpc_etcd.errors import EtcdError
@@ -42,20 +43,9 @@ _MEMORY_METRIC = "process_resident_memory_bytes"
 _SLOW_CALL = 30.0  # etcdctl's timeout for the compaction and each defragmentation
 
 
-def go_varint(value: int) -> bytes:
-    """``binary.PutVarint``: zig-zag, then 7 bits a byte, low bits first."""
-    encoded = (value << 1) ^ (value >> 63)
-    out = bytearray()
-    while encoded >= 0x80:
-        out.append((encoded & 0x7F) | 0x80)
-        encoded >>= 7
-    out.append(encoded)
-    return bytes(out)
-
-
 def datascale_key(prefix: bytes, rng: random.Random) -> bytes:
     """etcdctl's key: the prefix, then 512 bytes holding a random varint."""
-    return prefix + go_varint(rng.getrandbits(63)).ljust(KEY_SIZE, b"\0")
+    return prefix + varint(rng.getrandbits(63)).ljust(KEY_SIZE, b"\0")
 
 
 def resident_memory(metrics: str) -> float | None:

@@ -246,26 +246,6 @@ class Etcd3Client(MultiEndpointEtcd3Client):
         super().__init__(endpoints=[endpoint], timeout=timeout, user=user, password=password)
 
 
-def client(  # noqa: PLR0917 - python-etcd3's signature
-    host: str = "localhost",
-    port: int = 2379,
-    ca_cert: Any = None,
-    cert_key: Any = None,
-    cert_cert: Any = None,
-    timeout: Optional[float] = None,
-    user: Optional[str] = None,
-    password: Optional[str] = None,
-    grpc_options: GrpcOptions = None,
-) -> Etcd3Client:
-    """An ``Etcd3Client`` (python-etcd3's entry point); it connects on first use."""
-    return Etcd3Client(
-        host=host,
-        port=port,
-        ca_cert=ca_cert,
-        cert_key=cert_key,
-        cert_cert=cert_cert,
-        timeout=timeout,
-        user=user,
-        password=password,
-        grpc_options=grpc_options,
-    )
+#: python-etcd3's entry point, ``etcd3.client(host, port, ...)``: a function there that passes
+#: every argument on to ``Etcd3Client``, which takes the same; it connects on first use.
+client = Etcd3Client

@@ -138,6 +138,7 @@ def test_varint_is_gos_putvarint() -> None:
     assert varint(-1) == b"\x01"
     assert varint(63) == b"\x7e"
     assert varint(64) == b"\x80\x01"
+    assert varint(300) == b"\xd8\x04"
     assert varint_size(63) == 1
     assert varint_size(64) == 2
 

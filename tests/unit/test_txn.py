@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import inspect
+from typing import Any, Callable
+
 import pytest
 
 from puregrpc_etcd import _kv_requests
 from puregrpc_etcd._keys import ROOT, KeySpace
 from puregrpc_etcd._proto import rpc_pb2
+from puregrpc_etcd.kv import KVMixin
 from puregrpc_etcd.txn import Compare, Op
 
 PLAIN = ROOT
@@ -179,3 +183,24 @@ def test_put_request_rules() -> None:
         _kv_requests.put_request(PLAIN, "k", None)
     assert _kv_requests.put_request(PLAIN, "k", bytearray(b"v")).value == b"v"
     assert _kv_requests.put_request(PLAIN, "k", "é").value == "é".encode()
+
+
+@pytest.mark.parametrize(
+    ("call", "builder"),
+    [
+        (KVMixin.get, _kv_requests.range_request),
+        (KVMixin.put, _kv_requests.put_request),
+        (KVMixin.delete, _kv_requests.delete_request),
+    ],
+)
+def test_request_builders_take_the_options_of_their_kv_call(
+    call: Callable[..., Any], builder: Callable[..., Any]
+) -> None:
+    # The public signature of a KV call names its options for users and their type checkers;
+    # its builder, which also serves Op.get/put/delete(**options), must take the same ones
+    # with the same defaults, and a test rather than care keeps the two in step.
+    def options(function: Callable[..., Any]) -> list[tuple[str, object]]:
+        parameters = inspect.signature(function).parameters.values()
+        return [(p.name, p.default) for p in parameters if p.kind is p.KEYWORD_ONLY]
+
+    assert [*options(builder), ("timeout", None)] == options(call)
