@@ -435,6 +435,13 @@ class Connection:
         if not self._defer_flush:
             await self.flush()
 
+    def take(self, call: CallState) -> bytes | None:
+        """The next message already received for a call, if any, without waiting."""
+        message = self.protocol.consume(call)
+        if self.protocol.has_output:
+            self.kick()
+        return message
+
     async def receive(self, call: CallState) -> bytes | None:
         """The next message of a call, or None once it has ended and nothing is left."""
         protocol = self.protocol
