@@ -18,6 +18,7 @@ from google.protobuf.message import Message
 from .call_state import CallState
 from .connection import Connection, ConnectionUnusable
 from .connector import Connector
+from .deadlines import deadline_error
 from .framing import encode_message
 from .status import RpcError, StatusCode
 
@@ -57,10 +58,6 @@ def _decode(reply_type: Type[ReplyT], data: bytes) -> ReplyT:
         ) from None
 
 
-def _deadline_error(timeout: float | None) -> RpcError:
-    return RpcError(StatusCode.DEADLINE_EXCEEDED, f"deadline exceeded after {timeout:g} s")
-
-
 def _final_error(call: CallState, deadline: float, timeout: float | None) -> RpcError:
     error = call.error
     assert error is not None
@@ -71,7 +68,7 @@ def _final_error(call: CallState, deadline: float, timeout: float | None) -> Rpc
         and timeout is not None
         and (trio.current_time() >= deadline)
     ):
-        return _deadline_error(timeout)
+        return deadline_error(timeout)
     return error
 
 
@@ -118,7 +115,7 @@ async def unary_unary(
             # Connecting, or waiting for a stream slot: the slow path, under a cancel scope.
             connection = await _open_call_within(connector, call, method, headers, deadline)
             if connection is None:
-                raise _deadline_error(timeout)
+                raise deadline_error(timeout)
         try:
             if timeout is not None:
                 connection.expire_at(call, deadline, timeout)
@@ -142,7 +139,7 @@ async def unary_unary(
             pause = min(_RETRY_PAUSE_MAX, _RETRY_PAUSE_FIRST * 2.0 ** (attempt - 1))
             await trio.sleep_until(min(deadline, trio.current_time() + pause * random.random()))
             if trio.current_time() >= deadline:
-                raise _deadline_error(timeout)
+                raise deadline_error(timeout)
     messages = call.messages
     if len(messages) != 1:
         raise RpcError(
@@ -285,7 +282,7 @@ class Stream(Generic[ReplyT]):
             )
 
     def _expire(self) -> RpcError:
-        error = _deadline_error(self._timeout)
+        error = deadline_error(self._timeout)
         call = self._call
         if call.code is None:
             self._connection.cancel(call, error)
@@ -324,7 +321,7 @@ class StreamContext(Generic[ReplyT]):
             # Shielded inside: a cancellation cannot land between the HEADERS and the flush.
             await connection.flush()
         if scope.cancelled_caught or connection is None:
-            raise _deadline_error(timeout)
+            raise deadline_error(timeout)
         self._stream = Stream(
             connection,
             call=call,

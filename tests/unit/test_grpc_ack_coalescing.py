@@ -20,8 +20,9 @@ from hyperframe.frame import DataFrame, Frame, HeadersFrame, PingFrame, WindowUp
 from puregrpc_etcd.grpc import http2 as h
 from puregrpc_etcd.grpc.books import ACKS_TO_HOLD
 from puregrpc_etcd.grpc.call_state import CallState
-from puregrpc_etcd.grpc.connection import ACK_DELAY, Connection
+from puregrpc_etcd.grpc.connection import Connection
 from puregrpc_etcd.grpc.framing import encode_message
+from puregrpc_etcd.grpc.writer import ACK_DELAY
 
 
 @pytest.fixture
