@@ -59,7 +59,7 @@ class Connector:
         self._tls = tls
         self._default_tls_context: Optional[ssl.SSLContext] = None
         self._open_stream: StreamOpener = open_stream or trio.open_tcp_stream
-        self.connect_timeout = connect_timeout
+        self._connect_timeout = connect_timeout
         self._keepalive = keepalive
         self._write_timeout = write_timeout
         self.max_receive_message_size = max_receive_message_size
@@ -163,7 +163,7 @@ class Connector:
                 endpoint = self._endpoints[index]
                 self._connect_phase = "tcp"
                 try:
-                    with trio.fail_after(self.connect_timeout):
+                    with trio.fail_after(self._connect_timeout):
                         connection = await self._open(endpoint)
                 except trio.TooSlowError:
                     failures.append(f"{endpoint.text}: {self._timeout_message()}")
@@ -195,7 +195,7 @@ class Connector:
         """What the connect timeout cut short: the TCP connect, the TLS handshake, or the wait
         for the server's first SETTINGS (a port that accepts and then says nothing, such as a
         stopped process whose kernel still completes TCP handshakes)."""
-        limit = f"{self.connect_timeout:g} s"
+        limit = f"{self._connect_timeout:g} s"
         if self._connect_phase == "tls":
             return f"TLS handshake not finished within {limit}"
         if self._connect_phase == "settings":
