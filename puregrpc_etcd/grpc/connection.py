@@ -66,8 +66,7 @@ class Connection:
         self._writer = writer = Writer(
             stream, protocol, write_timeout=write_timeout, fail=self._fail
         )
-        #: Write what the protocol has queued (``Writer.flush``); have the writer task do it
-        #: soon, for paths that must not await (``Writer.kick``).
+        #: ``Writer.flush`` and ``Writer.kick``, bound here: calling them costs no extra hop.
         self.flush = writer.flush
         self.kick = writer.kick
         self._slot_waiters = trio.lowlevel.ParkingLot()
@@ -353,9 +352,12 @@ class Connection:
 
     async def receive(self, call: CallState) -> bytes | None:
         """The next message of a call, or None once it has ended and nothing is left."""
+        protocol = self.protocol
         while True:
-            message = self.take(call)
+            message = protocol.consume(call)
             if message is not None:
+                if protocol.has_output:
+                    self.kick()
                 return message
             if call.code is not None:
                 return None
