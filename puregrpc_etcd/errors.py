@@ -245,7 +245,7 @@ _BY_CODE: dict[str, type[RpcError]] = {
 _PREFIXES = ("etcdserver: ", "auth: ")
 # How the transports (ours and grpc-go) word a request above the client's own send limit.
 _SEND_TOO_LARGE = "trying to send message larger than max"
-# How the transport words "no endpoint could be reached" (grpc/channel.py).
+# How the transport words "no endpoint could be reached" (grpc/connector.py).
 CONNECT_FAILURE = "cannot connect to any endpoint"
 
 

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .call import Stream, StreamContext
-    from .channel import Channel, connect_channel, open_channel
+    from .channel import Channel, connect_channel
     from .metadata import Metadata
     from .status import RpcError, StatusCode
 
@@ -24,7 +24,6 @@ __all__ = [
     "Stream",
     "StreamContext",
     "connect_channel",
-    "open_channel",
 ]
 
 _HOMES = {
@@ -32,7 +31,6 @@ _HOMES = {
     "StreamContext": "call",
     "Channel": "channel",
     "connect_channel": "channel",
-    "open_channel": "channel",
     "Metadata": "metadata",
     "RpcError": "status",
     "StatusCode": "status",

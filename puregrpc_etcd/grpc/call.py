@@ -1,27 +1,28 @@
 """Calls under trio: unary-unary without any task or lock of its own, and ``Stream`` for
 every other cardinality. Deadlines become grpc-timeout and DEADLINE_EXCEEDED; a call left
-early (cancelled, timed out, abandoned) resets its stream without awaiting anything."""
+early (cancelled, timed out, abandoned) resets its stream without awaiting anything.
+
+The channel hands each call its ``Connector`` (connector.py), which gives a live connection
+(connection.py); nothing here knows the channel, and nothing below calls back up."""
 
 from __future__ import annotations
 
 import math
 import random
 from types import TracebackType
-from typing import TYPE_CHECKING, AsyncIterator, Generic, Optional, Type, TypeVar
+from typing import AsyncIterator, Generic, Optional, Type, TypeVar
 
 import trio
 from google.protobuf.message import Message
 
 from .call_state import CallState
 from .connection import Connection, ConnectionUnusable
+from .connector import Connector
+from .deadlines import deadline_error
 from .framing import encode_message
-from .metadata import Metadata, metadata_block
 from .status import RpcError, StatusCode
 
-if TYPE_CHECKING:
-    from .channel import Channel
-
-__all__ = ["Stream", "StreamContext", "unary_unary"]
+__all__ = ["Stream", "StreamContext", "encode", "unary_unary"]
 
 ReplyT = TypeVar("ReplyT", bound=Message)
 
@@ -36,7 +37,8 @@ _RETRY_PAUSE_FIRST = 0.002
 _RETRY_PAUSE_MAX = 0.1
 
 
-def _encode(message: Message, limit: int) -> bytes:
+def encode(message: Message, limit: int) -> bytes:
+    """A request message with its gRPC prefix; RESOURCE_EXHAUSTED past ``limit``."""
     payload = message.SerializeToString()
     if len(payload) > limit:
         raise RpcError(
@@ -56,10 +58,6 @@ def _decode(reply_type: Type[ReplyT], data: bytes) -> ReplyT:
         ) from None
 
 
-def _deadline_error(timeout: float | None) -> RpcError:
-    return RpcError(StatusCode.DEADLINE_EXCEEDED, f"deadline exceeded after {timeout:g} s")
-
-
 def _final_error(call: CallState, deadline: float, timeout: float | None) -> RpcError:
     error = call.error
     assert error is not None
@@ -70,13 +68,15 @@ def _final_error(call: CallState, deadline: float, timeout: float | None) -> Rpc
         and timeout is not None
         and (trio.current_time() >= deadline)
     ):
-        return _deadline_error(timeout)
+        return deadline_error(timeout)
     return error
 
 
-async def _open_call(channel: Channel, call: CallState, method: str, metadata: bytes) -> Connection:
+async def _open_call(
+    connector: Connector, call: CallState, method: str, metadata: bytes
+) -> Connection:
     for _attempt in range(_MAX_OPEN_ATTEMPTS):
-        connection = await channel.get_connection()
+        connection = await connector.get_connection()
         try:
             await connection.start_call(call, method, trio.current_effective_deadline(), metadata)
         except ConnectionUnusable:
@@ -86,36 +86,36 @@ async def _open_call(channel: Channel, call: CallState, method: str, metadata: b
 
 
 async def _open_call_within(
-    channel: Channel, call: CallState, method: str, metadata: bytes, deadline: float
+    connector: Connector, call: CallState, method: str, metadata: bytes, deadline: float
 ) -> Connection | None:
     """``_open_call`` bounded by ``deadline``; None when it passed first."""
     with trio.CancelScope(deadline=deadline):
-        return await _open_call(channel, call, method, metadata)
+        return await _open_call(connector, call, method, metadata)
     return None
 
 
 async def unary_unary(
-    channel: Channel,
-    *,
+    connector: Connector,
     method: str,
-    request: Message,
+    payload: bytes,
+    headers: bytes,
     reply_type: Type[ReplyT],
+    *,
     timeout: float | None,
-    metadata: Metadata | None,
 ) -> ReplyT:
-    payload = _encode(request, channel.max_send_message_size)
-    headers = metadata_block(metadata, channel.metadata_blocks)
+    """One call: ``payload`` (from ``encode``) with the metadata block ``headers``
+    (``metadata.metadata_block``) out, one ``reply_type`` back."""
     deadline = math.inf if timeout is None else trio.current_time() + timeout
     for attempt in range(1 + _TRANSPARENT_RETRIES):
-        call = CallState(channel.max_receive_message_size)
-        connection = channel.ready_connection()
+        call = CallState(connector.max_receive_message_size)
+        connection = connector.ready_connection()
         if connection is None or not connection.try_start_call(
             call, method, min(deadline, trio.current_effective_deadline()), headers
         ):
             # Connecting, or waiting for a stream slot: the slow path, under a cancel scope.
-            connection = await _open_call_within(channel, call, method, headers, deadline)
+            connection = await _open_call_within(connector, call, method, headers, deadline)
             if connection is None:
-                raise _deadline_error(timeout)
+                raise deadline_error(timeout)
         try:
             if timeout is not None:
                 connection.expire_at(call, deadline, timeout)
@@ -139,7 +139,7 @@ async def unary_unary(
             pause = min(_RETRY_PAUSE_MAX, _RETRY_PAUSE_FIRST * 2.0 ** (attempt - 1))
             await trio.sleep_until(min(deadline, trio.current_time() + pause * random.random()))
             if trio.current_time() >= deadline:
-                raise _deadline_error(timeout)
+                raise deadline_error(timeout)
     messages = call.messages
     if len(messages) != 1:
         raise RpcError(
@@ -155,15 +155,15 @@ class Stream(Generic[ReplyT]):
 
     def __init__(
         self,
-        channel: Channel,
         connection: Connection,
         *,
         call: CallState,
         reply_type: Type[ReplyT],
         deadline: float,
         timeout: float | None,
+        max_send_message_size: int,
     ) -> None:
-        self._max_send_message_size = channel.max_send_message_size
+        self._max_send_message_size = max_send_message_size
         self._connection = connection
         self._call = call
         self._reply_type = reply_type
@@ -211,7 +211,7 @@ class Stream(Generic[ReplyT]):
         call's RpcError if it has already failed; after an OK end the message is dropped."""
         if self._done_writing:
             raise trio.ClosedResourceError("send_message after done_writing")
-        payload = _encode(message, self._max_send_message_size)
+        payload = encode(message, self._max_send_message_size)
         call = self._call
         if call.code is None:
             with trio.CancelScope(deadline=self._deadline) as scope:
@@ -239,9 +239,7 @@ class Stream(Generic[ReplyT]):
         if call.messages:
             # A message is at hand: honour a pending cancellation before taking it, never after.
             await trio.lowlevel.checkpoint_if_cancelled()
-            message = connection.protocol.consume(call)
-            if connection.protocol.has_output:
-                connection.kick()
+            message = connection.take(call)
             await trio.lowlevel.cancel_shielded_checkpoint()
         elif call.code is None:
             with trio.CancelScope(deadline=self._deadline) as scope:
@@ -284,7 +282,7 @@ class Stream(Generic[ReplyT]):
             )
 
     def _expire(self) -> RpcError:
-        error = _deadline_error(self._timeout)
+        error = deadline_error(self._timeout)
         call = self._call
         if call.code is None:
             self._connection.cancel(call, error)
@@ -297,38 +295,40 @@ class StreamContext(Generic[ReplyT]):
 
     def __init__(
         self,
-        channel: Channel,
+        connector: Connector,
         method: str,
+        headers: bytes,
         reply_type: Type[ReplyT],
+        *,
         timeout: float | None,
-        metadata: Metadata | None,
+        max_send_message_size: int,
     ) -> None:
-        self._channel = channel
+        self._connector = connector
         self._method = method
+        self._headers = headers
         self._reply_type = reply_type
         self._timeout = timeout
-        self._headers = metadata_block(metadata, channel.metadata_blocks)
+        self._max_send_message_size = max_send_message_size
         self._stream: Optional[Stream[ReplyT]] = None
 
     async def __aenter__(self) -> Stream[ReplyT]:
-        channel = self._channel
         timeout = self._timeout
         deadline = math.inf if timeout is None else trio.current_time() + timeout
-        call = CallState(channel.max_receive_message_size)
+        call = CallState(self._connector.max_receive_message_size)
         connection: Optional[Connection] = None
         with trio.CancelScope(deadline=deadline) as scope:
-            connection = await _open_call(channel, call, self._method, self._headers)
+            connection = await _open_call(self._connector, call, self._method, self._headers)
             # Shielded inside: a cancellation cannot land between the HEADERS and the flush.
             await connection.flush()
         if scope.cancelled_caught or connection is None:
-            raise _deadline_error(timeout)
+            raise deadline_error(timeout)
         self._stream = Stream(
-            channel,
             connection,
             call=call,
             reply_type=self._reply_type,
             deadline=deadline,
             timeout=timeout,
+            max_send_message_size=self._max_send_message_size,
         )
         return self._stream
 

@@ -1,6 +1,7 @@
-"""One HTTP/2 connection under trio: the socket, the single reader task, coalesced writes,
-PING keepalive, GOAWAY draining and stream-slot waiting. Calls use it through the small
-set of methods below; everything protocol-shaped happens in ``protocol.GrpcProtocol``."""
+"""One HTTP/2 connection under trio: the socket, the single reader task, PING keepalive,
+GOAWAY draining and stream-slot waiting. Calls use it through the small set of methods below;
+everything protocol-shaped happens in ``protocol.GrpcProtocol``, the writes in
+``writer.Writer``."""
 
 from __future__ import annotations
 
@@ -10,23 +11,16 @@ from typing import Any, Optional
 import trio
 
 from .call_state import CallState
-from .deadlines import DeadlineQueue
+from .deadlines import DeadlineQueue, deadline_error
 from .liveness import KeepalivePolicy, run_pinger
 from .metadata import RequestHeaderTemplate
 from .protocol import GrpcProtocol
 from .status import RpcError, StatusCode
+from .writer import Writer
 
-__all__ = ["Connection", "ConnectionUnusable", "KeepalivePolicy"]
+__all__ = ["Connection", "ConnectionUnusable"]
 
 _RECEIVE_SIZE = 256 * 1024
-# How long the GOAWAY that ends a connection after a protocol error may take to leave.
-_GOAWAY_TIMEOUT = 1.0
-#: How long acknowledgements with nothing else to send wait for a request to carry them. etcd
-#: (grpc-go) sends a BDP PING with each reply; a caller that is not a trio task of this loop
-#: (the asyncio and blocking faces, after a thread hop) sends its next request later than the
-#: writer's scheduling round, and the ACK alone would cost a write of its own per call. Far
-#: below the time a server gives a keepalive PING (etcd: --grpc-keepalive-timeout, 20 s).
-ACK_DELAY = 0.001
 
 
 class ConnectionUnusable(Exception):
@@ -68,16 +62,13 @@ class Connection:
         self.protocol = protocol
         self._stream = stream
         self._keepalive = keepalive
-        self._write_timeout = write_timeout
         self._closed = False
-        self._writing = False
-        self._write_failed = False
-        self._write_ended: Optional[trio.Event] = None  # set when a flush ends, if waited for
-        # Set while woken callers queue their requests; the writer task then sends them all.
-        self._defer_flush = False
-        self._write_requested = trio.Event()
-        # While only acks are queued: when the writer sends them alone (see ACK_DELAY).
-        self._acks_due: Optional[float] = None
+        self._writer = writer = Writer(
+            stream, protocol, write_timeout=write_timeout, fail=self._fail
+        )
+        #: ``Writer.flush`` and ``Writer.kick``, bound here: calling them costs no extra hop.
+        self.flush = writer.flush
+        self.kick = writer.kick
         self._slot_waiters = trio.lowlevel.ParkingLot()
         self._cancel_scope: Optional[trio.CancelScope] = None
         self._last_activity = 0.0
@@ -124,36 +115,18 @@ class Connection:
                 if self._closed:
                     nursery.cancel_scope.cancel()
                 nursery.start_soon(self._reader)
-                nursery.start_soon(self._writer)
+                nursery.start_soon(self._writer.run)
                 nursery.start_soon(self._expirer)
                 if self._keepalive is not None:
                     nursery.start_soon(run_pinger, self, self._keepalive)
         finally:
-            self._closed = True
+            self._closed = self._writer.closed = True
             if self.protocol.failure is None:
                 self.protocol.fail(RpcError(StatusCode.UNAVAILABLE, "connection closed"))
             self._dispatch()
             with trio.CancelScope(shield=True):
-                await self._send_goaway()
+                await self._writer.send_goaway()
                 await trio.aclose_forcefully(self._stream)
-
-    async def _send_goaway(self) -> None:
-        """After a protocol error by the server, tell it why (RFC 9113 5.4.1) before closing:
-        what is queued ends with our GOAWAY. Bounded: a server that reads nothing gets nothing."""
-        protocol = self.protocol
-        if protocol.goaway_error is None:
-            return
-        with trio.move_on_after(_GOAWAY_TIMEOUT):
-            if self._writing:
-                # A caller's flush, which sends the GOAWAY too once its own frames are out.
-                self._write_ended = trio.Event()
-                await self._write_ended.wait()
-            if self._write_failed or not protocol.has_output:
-                return
-            try:
-                await self._stream.send_all(protocol.data_to_send())
-            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
-                pass  # the connection is being closed anyway
 
     def close(self, error: RpcError | None = None) -> None:
         """Fail the calls still running here and stop the background tasks; no await."""
@@ -169,7 +142,7 @@ class Connection:
         self._dispatch()
 
     def _shutdown(self) -> None:
-        self._closed = True
+        self._closed = self._writer.closed = True
         if self._cancel_scope is not None:
             self._cancel_scope.cancel()
 
@@ -213,6 +186,7 @@ class Connection:
     async def _reader(self) -> None:
         stream = self._stream
         protocol = self.protocol
+        writer = self._writer
         track_activity = self._keepalive is not None
         try:
             while True:
@@ -235,49 +209,25 @@ class Connection:
                     # The woken callers will mostly start their next calls at once: let the
                     # writer send all of that (and any acks) in one write once they have run,
                     # rather than a write per caller.
-                    self._defer_flush = True
-                    self.kick()
+                    writer.defer_flush = True
+                    writer.kick()
                 elif protocol.has_output:
                     # PING and SETTINGS acks, WINDOW_UPDATEs.
                     if woken or protocol.only_acks:
-                        self.kick()
+                        writer.kick()
                     else:
-                        await self.flush()
+                        await writer.flush()
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
             self._fail(f"connection lost: {exc!r}")
         except Exception as exc:  # any failure here must reach the calls, not the nursery
             self._fail(f"connection reader failed: {exc!r}")
-
-    async def _writer(self) -> None:
-        protocol = self.protocol
-        while True:
-            await self._write_requested.wait()
-            self._write_requested = trio.Event()
-            # One scheduling round first, so the tasks woken with this kick add their frames.
-            await trio.lowlevel.cancel_shielded_checkpoint()
-            self._defer_flush = False
-            if protocol.only_acks:
-                # Nothing but acks: a request soon to follow takes them along (its flush ends
-                # the wait); else they leave alone once due. Another kick meanwhile (a reply
-                # that woke its caller) gets its round, then the queue is looked at again.
-                if self._acks_due is None:
-                    self._acks_due = trio.current_time() + ACK_DELAY
-                with trio.move_on_at(self._acks_due):
-                    await self._write_requested.wait()
-                    if protocol.only_acks:
-                        continue
-            self._acks_due = None
-            await self.flush()
 
     async def _expirer(self) -> None:
         """End the calls whose deadline (``expire_at``) has passed, as DEADLINE_EXCEEDED."""
         deadlines = self._deadlines
         while True:
             for call, timeout in deadlines.expired(trio.current_time()):
-                error = RpcError(
-                    StatusCode.DEADLINE_EXCEEDED, f"deadline exceeded after {timeout:g} s"
-                )
-                self.cancel(call, error)
+                self.cancel(call, deadline_error(timeout))
             self._deadlines_changed = trio.Event()
             with trio.move_on_at(deadlines.next):
                 await self._deadlines_changed.wait()
@@ -311,49 +261,6 @@ class Connection:
             self._slot_waiters.unpark_all()
             self._shutdown()
         return woken
-
-    # -- writing ------------------------------------------------------------------------------
-
-    async def flush(self) -> None:
-        """Write what h2 has queued. Concurrent flushes coalesce: while one task writes, the
-        others return at once and the writer loops until nothing is left. The write itself is
-        shielded (a half-written frame would corrupt the connection) but bounded in time."""
-        if self._writing or self._closed:
-            return
-        self._writing = True
-        protocol = self.protocol
-        stream = self._stream
-        try:
-            with trio.CancelScope(
-                shield=True, deadline=trio.current_time() + self._write_timeout
-            ) as scope:
-                while True:
-                    data = protocol.data_to_send()
-                    if not data:
-                        break
-                    await stream.send_all(data)
-                    if self._acks_due is not None:
-                        self._write_requested.set()  # the acks are out: the writer may stop
-                    if protocol.only_acks:
-                        # Acks that came in meanwhile (the PING an etcd sends when a request
-                        # arrives): the writer keeps them for the next request.
-                        self.kick()
-                        break
-        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
-            self._write_failed = True
-            self._fail(f"connection lost while writing: {exc!r}")
-            return
-        finally:
-            self._writing = False
-            if self._write_ended is not None:
-                self._write_ended.set()
-        if scope.cancelled_caught:
-            self._write_failed = True  # maybe in the middle of a frame: nothing more may follow
-            self._fail(f"server accepted no data for {self._write_timeout:g} s")
-
-    def kick(self) -> None:
-        """Have the writer task flush soon; for paths that must not await."""
-        self._write_requested.set()
 
     # -- calls --------------------------------------------------------------------------------
 
@@ -411,6 +318,7 @@ class Connection:
         """Send one encoded message (or none, to half-close), waiting for window as needed.
         Cancelled part-way, the call is reset: its framing would be broken otherwise."""
         protocol = self.protocol
+        writer = self._writer
         self._requests_sent += 1
         view = memoryview(data)
         started = False
@@ -422,18 +330,25 @@ class Connection:
                 view = view[sent:]
                 if sent:
                     started = True
-                    await self.flush()
+                    await writer.flush()
                     continue
-                if protocol.has_output and not self._writing:
-                    await self.flush()
+                if protocol.has_output and not writer.writing:
+                    await writer.flush()
                     continue
                 await self.wait(call, sending=True)
         except BaseException:
             if started and not call.released:
                 self.cancel(call, RpcError(StatusCode.CANCELLED, "cancelled while sending"))
             raise
-        if not self._defer_flush:
-            await self.flush()
+        if not writer.defer_flush:
+            await writer.flush()
+
+    def take(self, call: CallState) -> bytes | None:
+        """The next message already received for a call, if any, without waiting."""
+        message = self.protocol.consume(call)
+        if self.protocol.has_output:
+            self.kick()
+        return message
 
     async def receive(self, call: CallState) -> bytes | None:
         """The next message of a call, or None once it has ended and nothing is left."""

@@ -10,12 +10,18 @@ import math
 from typing import List, Tuple
 
 from .call_state import CallState
+from .status import RpcError, StatusCode
 
-__all__ = ["DeadlineQueue"]
+__all__ = ["DeadlineQueue", "deadline_error"]
 
 # Calls leave the heap only when their deadline passes; finished ones are pruned once they
 # outnumber the live ones, so the heap stays within about twice the calls in flight.
 _PRUNE_SLACK = 64
+
+
+def deadline_error(timeout: float | None) -> RpcError:
+    """What a call whose ``timeout`` passed ends with."""
+    return RpcError(StatusCode.DEADLINE_EXCEEDED, f"deadline exceeded after {timeout:g} s")
 
 
 class DeadlineQueue:

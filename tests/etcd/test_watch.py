@@ -197,7 +197,7 @@ async def test_hundred_watchers_share_one_stream(client: etcd.Client, prefix: st
         assert hub.streams_opened == 1
         assert hub.attached == 100
         # On the wire too: the connection carries one HTTP/2 stream (no other call is running).
-        connection = client._caller.channel._connection
+        connection = client._caller.channel._connector.connection
         assert connection is not None
         assert connection.protocol.open_streams == 1
         for round_ in ("x", "y"):

@@ -39,7 +39,7 @@ def run(request: pytest.FixtureRequest) -> Callable[[Coroutine[Any, Any, Any]], 
 
 def open_streams(client: aio.Client) -> int:
     """HTTP/2 streams open on the client's connection (read across threads: an int)."""
-    connection = client._target._caller.channel._connection
+    connection = client._target._caller.channel._connector.connection
     assert connection is not None
     return connection.protocol.open_streams  # type: ignore[no-any-return]
 
@@ -178,14 +178,14 @@ def test_cancelling_the_task_resets_the_stream(server: EtcdServer, run: Any) -> 
     async def main() -> None:
         async with aio.connect(server.endpoints) as client:
             baseline, blocked = await _blocked_lock_rpc(client, f"locks/cancel-{uuid.uuid4()}")
-            connection = client._target._caller.channel._connection
+            connection = client._target._caller.channel._connector.connection
             blocked.cancel()
             with pytest.raises(asyncio.CancelledError):
                 await blocked
             assert await settles(lambda: open_streams(client) == baseline)
             # The same connection carries the next call.
             assert await client.get_value("locks/nothing") is None
-            assert client._target._caller.channel._connection is connection
+            assert client._target._caller.channel._connector.connection is connection
 
     run(main())
 

@@ -257,7 +257,7 @@ async def test_many_connection_cuts_during_a_burst() -> None:
                 async def cut_repeatedly() -> None:
                     for _ in range(cuts):
                         await trio.sleep(0.05)
-                        connection = client._caller.channel._connection
+                        connection = client._caller.channel._connector.connection
                         if connection is not None:
                             connection.close()
 

@@ -28,7 +28,6 @@ from hyperframe.frame import (
 from puregrpc_etcd.grpc import Channel, StatusCode
 from puregrpc_etcd.grpc.call_state import CallState
 from puregrpc_etcd.grpc.connection import Connection
-from puregrpc_etcd.grpc.endpoints import Endpoint
 from puregrpc_etcd.grpc.framing import MessageDecoder, encode_message
 from puregrpc_etcd.grpc.metadata import RequestHeaderTemplate
 from puregrpc_etcd.grpc.protocol import GrpcProtocol
@@ -332,23 +331,28 @@ class ScriptedServer:
 
 
 class MemoryChannel(Channel):
-    """A Channel whose connections are memory streams to ScriptedServers."""
+    """A Channel whose connections (its ``open_stream``) are memory streams to
+    ScriptedServers."""
 
     def __init__(self, *servers: ScriptedServer, **options: Any) -> None:
         endpoints = [f"10.0.0.{n}:1" for n in range(1, len(servers) + 1)]
-        super().__init__(endpoints, **options)
+        super().__init__(endpoints, open_stream=self.open_memory_stream, **options)
         self.servers = dict(zip(endpoints, servers))
         self.down: set[str] = set()
         self.opened: list[str] = []
 
-    async def _open_stream(self, endpoint: Endpoint) -> tuple[trio.abc.Stream, str]:
-        if endpoint.text in self.down:
-            raise OSError(f"connection refused by {endpoint.text}")
+    async def open_memory_stream(self, host: str, port: int) -> trio.abc.Stream:
+        endpoint = f"{host}:{port}"
+        if endpoint in self.down:
+            raise OSError(f"connection refused by {endpoint}")
         client, server_end = trio.testing.memory_stream_pair()
-        self.opened.append(endpoint.text)
-        assert self._nursery is not None
-        self._nursery.start_soon(self.servers[endpoint.text].serve, server_end, self._nursery)
-        return client, "http"
+        self.opened.append(endpoint)
+        # The connect round calling this runs in the channel's nursery: the server runs there
+        # too, and ends with the channel.
+        nursery = trio.lowlevel.current_task().parent_nursery
+        assert nursery is not None
+        nursery.start_soon(self.servers[endpoint].serve, server_end, nursery)
+        return client
 
 
 def request(payload: bytes = b"ping") -> BytesValue:

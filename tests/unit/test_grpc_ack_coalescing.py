@@ -20,9 +20,9 @@ from hyperframe.frame import DataFrame, Frame, HeadersFrame, PingFrame, WindowUp
 from puregrpc_etcd.grpc import http2 as h
 from puregrpc_etcd.grpc.books import ACKS_TO_HOLD
 from puregrpc_etcd.grpc.call_state import CallState
-from puregrpc_etcd.grpc.connection import ACK_DELAY, Connection
-from puregrpc_etcd.grpc.endpoints import Endpoint
+from puregrpc_etcd.grpc.connection import Connection
 from puregrpc_etcd.grpc.framing import encode_message
+from puregrpc_etcd.grpc.writer import ACK_DELAY
 
 
 @pytest.fixture
@@ -166,10 +166,9 @@ class PingingServer(ScriptedServer):
 class RecordingChannel(MemoryChannel):
     recording: RecordingStream
 
-    async def _open_stream(self, endpoint: Endpoint) -> tuple[trio.abc.Stream, str]:
-        stream, scheme = await super()._open_stream(endpoint)
-        self.recording = RecordingStream(stream)
-        return self.recording, scheme
+    async def open_memory_stream(self, host: str, port: int) -> trio.abc.Stream:
+        self.recording = RecordingStream(await super().open_memory_stream(host, port))
+        return self.recording
 
 
 async def test_calls_a_hop_apart_make_one_write_each(
