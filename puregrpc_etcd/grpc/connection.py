@@ -69,6 +69,7 @@ class Connection:
         #: ``Writer.flush`` and ``Writer.kick``, bound here: calling them costs no extra hop.
         self.flush = writer.flush
         self.kick = writer.kick
+        self.send_soon = writer.send_soon
         self._slot_waiters = trio.lowlevel.ParkingLot()
         self._cancel_scope: Optional[trio.CancelScope] = None
         self._last_activity = 0.0
@@ -214,7 +215,7 @@ class Connection:
                 elif protocol.has_output:
                     # PING and SETTINGS acks, WINDOW_UPDATEs.
                     if woken or protocol.only_acks:
-                        writer.kick()
+                        writer.send_soon()
                     else:
                         await writer.flush()
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
@@ -347,7 +348,7 @@ class Connection:
         """The next message already received for a call, if any, without waiting."""
         message = self.protocol.consume(call)
         if self.protocol.has_output:
-            self.kick()
+            self.send_soon()
         return message
 
     async def receive(self, call: CallState) -> bytes | None:
@@ -357,7 +358,7 @@ class Connection:
             message = protocol.consume(call)
             if message is not None:
                 if protocol.has_output:
-                    self.kick()
+                    self.send_soon()
                 return message
             if call.code is not None:
                 return None

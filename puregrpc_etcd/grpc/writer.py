@@ -6,6 +6,7 @@ knows the protocol's output and the byte stream, never the calls."""
 
 from __future__ import annotations
 
+import math
 from typing import Callable, Optional
 
 import trio
@@ -48,8 +49,11 @@ class Writer:
         #: Set while woken callers queue their requests; the writer task then sends them all.
         self.defer_flush = False
         self._write_requested = trio.Event()
-        # While only acks are queued: when the writer sends them alone (see ACK_DELAY).
-        self._acks_due: Optional[float] = None
+        # While only acks are queued: when the writer sends them alone (see ACK_DELAY), else
+        # inf. Held acks never wake the writer: they move the deadline of its wait (``_wait``,
+        # while it waits), and a request that carries them moves it back.
+        self._acks_due = math.inf
+        self._wait: Optional[trio.CancelScope] = None
 
     async def flush(self) -> None:
         """Write what the protocol has queued. Concurrent flushes coalesce: while one task
@@ -70,12 +74,14 @@ class Writer:
                     if not data:
                         break
                     await stream.send_all(data)
-                    if self._acks_due is not None:
-                        self._write_requested.set()  # the acks are out: the writer may stop
+                    if self._acks_due != math.inf:  # the held acks are out
+                        self._acks_due = math.inf
+                        if self._wait is not None:
+                            self._wait.deadline = math.inf
                     if protocol.only_acks:
                         # Acks that came in meanwhile (the PING an etcd sends when a request
-                        # arrives): the writer keeps them for the next request.
-                        self.kick()
+                        # arrives): they wait for the next request.
+                        self.hold_acks()
                         break
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
             self._write_failed = True
@@ -93,26 +99,41 @@ class Writer:
         """Have the writer task flush soon; for paths that must not await."""
         self._write_requested.set()
 
+    def send_soon(self) -> None:
+        """Output is queued: the writer sends it soon, except acknowledgements alone, which
+        wait (``hold_acks``) for a request to carry them."""
+        if self._protocol.only_acks:
+            self.hold_acks()
+        else:
+            self._write_requested.set()
+
+    def hold_acks(self) -> None:
+        """Acknowledgements alone leave within ``ACK_DELAY`` unless a request's flush takes
+        them first; later ones do not extend the wait. The writer is not woken for this."""
+        if self._acks_due == math.inf:
+            self._acks_due = trio.current_time() + ACK_DELAY
+            if self._wait is not None:
+                self._wait.deadline = self._acks_due
+
     async def run(self) -> None:
-        """The writer task: flushes after each kick, once the tasks woken with it have run."""
+        """The writer task: flushes after each kick, once the tasks woken with it have run, and
+        sends held acknowledgements once due."""
         protocol = self._protocol
         while True:
-            await self._write_requested.wait()
-            self._write_requested = trio.Event()
-            # One scheduling round first, so the tasks woken with this kick add their frames.
-            await trio.lowlevel.cancel_shielded_checkpoint()
-            self.defer_flush = False
-            if protocol.only_acks:
-                # Nothing but acks: a request soon to follow takes them along (its flush ends
-                # the wait); else they leave alone once due. Another kick meanwhile (a reply
-                # that woke its caller) gets its round, then the queue is looked at again.
-                if self._acks_due is None:
-                    self._acks_due = trio.current_time() + ACK_DELAY
-                with trio.move_on_at(self._acks_due):
-                    await self._write_requested.wait()
-                    if protocol.only_acks:
-                        continue
-            self._acks_due = None
+            with trio.CancelScope(deadline=self._acks_due) as wait:
+                self._wait = wait
+                await self._write_requested.wait()
+            self._wait = None
+            if not wait.cancelled_caught:  # kicked
+                self._write_requested = trio.Event()
+                # One scheduling round first, so the tasks woken with this kick add their
+                # frames.
+                await trio.lowlevel.cancel_shielded_checkpoint()
+                self.defer_flush = False
+                if protocol.only_acks:
+                    self.hold_acks()  # a request soon to follow takes them along
+                    continue
+            self._acks_due = math.inf  # they leave now (or with a flush under way)
             await self.flush()
 
     async def send_goaway(self) -> None:

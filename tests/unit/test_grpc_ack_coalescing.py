@@ -190,3 +190,43 @@ async def test_calls_a_hop_apart_make_one_write_each(
         assert channel.recording.writes[-1][1] == ack(calls + 1)
     acked = [frame for frame in server.peer.of_type(PingFrame) if "ACK" in frame.flags]
     assert len(acked) == server.pings == calls + 1
+
+
+class WriterSteps(trio.abc.Instrument):
+    """Counts the steps of the connection's writer task (``Writer.run``)."""
+
+    def __init__(self) -> None:
+        self.steps = 0
+
+    def before_task_step(self, task: trio.lowlevel.Task) -> None:
+        if task.name.endswith("Writer.run"):
+            self.steps += 1
+
+
+async def test_held_acks_do_not_wake_the_writer(autojump_clock: trio.testing.MockClock) -> None:
+    """Holding acks moves the deadline of the writer's wait; neither the PING nor a reply
+    consumed meanwhile wakes it (each wake-up was a pass of trio's loop per call), and a
+    request that carries the acks leaves it asleep with nothing due."""
+    call = CallState(1 << 20)
+    counter = WriterSteps()
+    async with running() as (connection, recording, server_end, peer):
+        await connection.start_call(call, METHOD, math.inf, b"")
+        await connection.send(call, encode_message(b"r"), end_stream=True)
+        await trio.sleep(10 * ACK_DELAY)  # the writer is waiting again
+        recording.writes.clear()
+        trio.lowlevel.add_instrument(counter)
+        await server_end.send_all(
+            ping(5)
+            + peer.headers(1, [(":status", "200"), ("content-type", "application/grpc")])
+            + peer.data(1, encode_message(b"x"))
+        )
+        assert await connection.receive(call) == b"x"
+        await trio.sleep(ACK_DELAY / 2)
+        assert counter.steps == 0 and recording.writes == []
+        second = CallState(1 << 20)
+        await connection.start_call(second, METHOD, math.inf, b"")
+        await connection.send(second, encode_message(b"r"), end_stream=True)
+        await trio.sleep(10 * ACK_DELAY)  # past the ack's old deadline
+        trio.lowlevel.remove_instrument(counter)
+    assert counter.steps == 0
+    assert len(recording.writes) == 1 and recording.writes[0][1].startswith(ack(5))
