@@ -7,7 +7,6 @@ from __future__ import annotations
 import gc
 import http.client
 import platform
-from collections.abc import Iterator
 from typing import Callable
 
 import pytest
@@ -19,12 +18,6 @@ from puregrpc_etcd.testing import EtcdServer
 
 #: How long a dropped iterator may take to give its watch back (a round trip to etcd).
 RELEASE_BOUND = 5.0
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[EtcdServer]:
-    with EtcdServer() as started:
-        yield started
 
 
 def server_watchers(server: EtcdServer) -> int:
