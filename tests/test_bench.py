@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Iterator
 
 import pytest
 
@@ -18,12 +17,6 @@ if ROOT not in sys.path:
 
 from bench import __main__ as driver  # noqa: E402  (the bench lives beside the package)
 from bench import workloads as w  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[EtcdServer]:
-    with EtcdServer() as etcd_server:
-        yield etcd_server
 
 
 async def _store_prefix_keys(endpoint: str) -> None:

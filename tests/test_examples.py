@@ -6,7 +6,6 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
@@ -29,12 +28,6 @@ EVIDENCE = {
     "txn.py": "second lost; the owner is b'first'",
     "watch.py": "delete b'examples/watch/feature'",
 }
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[EtcdServer]:
-    with EtcdServer() as etcd_server:
-        yield etcd_server
 
 
 def test_every_example_is_checked() -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import socket
 import sys
-from collections.abc import Iterator
 
 import pytest
 import trio
@@ -19,12 +18,6 @@ if sys.version_info >= (3, 11):
     from builtins import BaseExceptionGroup
 else:
     from exceptiongroup import BaseExceptionGroup
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[EtcdServer]:
-    with EtcdServer() as started:
-        yield started
 
 
 @pytest.mark.parametrize(

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import signal
 import subprocess
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import pytest
@@ -15,12 +15,6 @@ from puregrpc_etcd.client import connect
 from puregrpc_etcd.election import LeaderObserver
 from puregrpc_etcd.errors import DeadlineExceededError, LockLostError
 from puregrpc_etcd.testing import EtcdServer, find_etcd_tool
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[EtcdServer]:
-    with EtcdServer() as started:
-        yield started
 
 
 class Etcdctl:

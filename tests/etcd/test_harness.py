@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import socket
 import subprocess
 import sys
@@ -186,9 +185,9 @@ def test_a_failing_test_names_the_etcd_it_ran_against(tmp_path: Path) -> None:
 
 
 def test_a_hung_trio_test_fails_alone_and_shows_where_it_waits(tmp_path: Path) -> None:
-    # tests/conftest.py's bound, in a pytest run of its own with a 1 s bound: the hung test
-    # fails naming the line it waits on, and the trio test after it still runs and passes.
-    shutil.copy(Path(__file__).parent.parent / "conftest.py", tmp_path / "conftest.py")
+    # tests/support/trio_time_bound.py, in a pytest run of its own with a 1 s bound: the hung
+    # test fails naming the line it waits on, and the trio test after it still runs and passes.
+    support = str(Path(__file__).parent.parent / "support")
     (tmp_path / "test_hangs.py").write_text(
         "import trio\n"
         "async def test_hangs():\n"
@@ -196,13 +195,14 @@ def test_a_hung_trio_test_fails_alone_and_shows_where_it_waits(tmp_path: Path) -
         "async def test_next():\n"
         "    await trio.sleep(0)\n"
     )
+    options = ["-p", "no:cacheprovider", "-p", "trio_time_bound", "-o", "trio_mode=true", "-rA"]
     result = subprocess.run(
-        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-o", "trio_mode=true", "-rA"],
+        [sys.executable, "-m", "pytest", *options],
         capture_output=True,
         text=True,
         timeout=120,
         cwd=tmp_path,
-        env={**os.environ, "PUREGRPC_TRIO_TEST_TIMEOUT": "1"},
+        env={**os.environ, "PYTHONPATH": support, "PUREGRPC_TRIO_TEST_TIMEOUT": "1"},
         check=False,
     )
     assert result.returncode == 1, result.stdout + result.stderr

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 
 import pytest
 
@@ -23,12 +23,6 @@ def server() -> Iterator[EtcdServer]:
     assert etcd_version(ETCD_34)[:2] == (3, 4)
     with EtcdServer(binary=ETCD_34) as started:
         yield started
-
-
-@pytest.fixture
-async def client(server: EtcdServer) -> AsyncIterator[etcd.Client]:
-    async with etcd.connect(server.endpoints) as connected:
-        yield connected
 
 
 async def test_put_get_delete(client: etcd.Client) -> None:

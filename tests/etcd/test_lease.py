@@ -5,8 +5,6 @@ A few tests wait out real TTLs (the server's shortest is about 2 s); they keep T
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 import trio
 
@@ -14,12 +12,6 @@ from puregrpc_etcd.client import connect
 from puregrpc_etcd.errors import LeaseExpiredError, LeaseNotFoundError
 from puregrpc_etcd.lease import Lease, LeaseGrantResponse
 from puregrpc_etcd.testing import EtcdServer
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[EtcdServer]:
-    with EtcdServer() as started:
-        yield started
 
 
 async def test_grant_time_to_live_leases_and_revoke(server: EtcdServer) -> None:

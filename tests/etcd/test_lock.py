@@ -4,7 +4,6 @@ lower-level form with a caller's lease and owner, and the server-side v3lock ser
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 
 import pytest
 import trio
@@ -13,12 +12,6 @@ from puregrpc_etcd.client import connect
 from puregrpc_etcd.errors import DeadlineExceededError, LockLostError
 from puregrpc_etcd.testing import EtcdServer, find_etcd_tool
 from puregrpc_etcd.txn import Compare, Op
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[EtcdServer]:
-    with EtcdServer() as started:
-        yield started
 
 
 def etcdctl(server: EtcdServer, *args: str) -> list[str]:

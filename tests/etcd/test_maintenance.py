@@ -20,12 +20,6 @@ from puregrpc_etcd.maintenance import Alarm, HashKVResponse, StatusResponse
 from puregrpc_etcd.testing import EtcdServer, find_etcd_tool
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[EtcdServer]:
-    with EtcdServer() as started:
-        yield started
-
-
 def etcdutl(*args: str) -> str:
     result = subprocess.run(
         [find_etcd_tool("etcdutl"), *args],

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import itertools
 import random
-from collections.abc import AsyncIterator, Iterator
 
 import pytest
 import trio
@@ -14,22 +13,9 @@ import trio
 import puregrpc_etcd as etcd
 from puregrpc_etcd.errors import DeadlineExceededError
 from puregrpc_etcd.mirror import Mirror, MirrorChange, MirrorChanges
-from puregrpc_etcd.testing import EtcdServer
 from puregrpc_etcd.txn import Op
 
 _prefixes = itertools.count()
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[EtcdServer]:
-    with EtcdServer() as started:
-        yield started
-
-
-@pytest.fixture
-async def client(server: EtcdServer) -> AsyncIterator[etcd.Client]:
-    async with etcd.connect(server.endpoints) as connected:
-        yield connected
 
 
 @pytest.fixture

@@ -94,6 +94,7 @@ async def test_stopped_single_member_fails_a_read_clearly_within_the_bound() -> 
     assert waited < CALL_BOUND + 2 * DEFAULT_CONNECT_TIMEOUT
 
 
+@pytest.mark.slow
 async def test_stopped_single_member_fails_a_write_as_maybe_applied() -> None:
     with EtcdServer() as server:
         async with etcd.connect(server.endpoints) as client:

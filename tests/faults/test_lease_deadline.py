@@ -9,7 +9,6 @@ from __future__ import annotations
 import math
 import os
 import signal
-from collections.abc import Iterator
 from functools import partial
 
 import pytest
@@ -19,12 +18,6 @@ from puregrpc_etcd.client import Client, connect
 from puregrpc_etcd.errors import LockLostError
 from puregrpc_etcd.lock import Lock
 from puregrpc_etcd.testing import EtcdServer
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[EtcdServer]:
-    with EtcdServer() as started:
-        yield started
 
 
 class SlowReplyProxy:

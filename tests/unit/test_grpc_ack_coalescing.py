@@ -25,11 +25,6 @@ from puregrpc_etcd.grpc.framing import encode_message
 from puregrpc_etcd.grpc.writer import ACK_DELAY
 
 
-@pytest.fixture
-def autojump_clock() -> trio.testing.MockClock:
-    return trio.testing.MockClock(autojump_threshold=0)
-
-
 class RecordingStream(trio.abc.Stream):
     """The client's end of the connection, recording each write (when, and what)."""
 

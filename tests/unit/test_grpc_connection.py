@@ -28,11 +28,6 @@ from puregrpc_etcd.grpc import RpcError, StatusCode
 from puregrpc_etcd.grpc.framing import MessageDecoder, encode_message
 
 
-@pytest.fixture
-def autojump_clock() -> trio.testing.MockClock:
-    return trio.testing.MockClock(autojump_threshold=0)
-
-
 async def test_unary_round_trip_and_request_headers() -> None:
     server = ScriptedServer()
     async with MemoryChannel(server, user_agent="ua/9") as channel:

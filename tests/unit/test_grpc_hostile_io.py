@@ -47,11 +47,6 @@ COSTLY_BLOCK = b"\x08" + hp_str(b"100") + b"\x81" * 1000
 COSTLY_FIELDS = 1001
 
 
-@pytest.fixture
-def autojump_clock() -> trio.testing.MockClock:
-    return trio.testing.MockClock(autojump_threshold=0)
-
-
 async def test_the_goaway_after_a_protocol_error_reaches_the_server() -> None:
     """Over a real loopback socket: the server breaks the protocol, the call fails with a
     typed error and the server reads our GOAWAY (PROTOCOL_ERROR) before the socket closes."""

@@ -15,11 +15,6 @@ from puregrpc_etcd.grpc import RpcError, StatusCode, Stream
 from puregrpc_etcd.grpc.liveness import MIN_PING_INTERVAL, KeepalivePolicy
 
 
-@pytest.fixture
-def autojump_clock() -> trio.testing.MockClock:
-    return trio.testing.MockClock(autojump_threshold=0)
-
-
 def mute_server() -> ScriptedServer:
     """A server that answers PINGs and nothing else (until a test sends replies itself)."""
     server = ScriptedServer()

@@ -1,6 +1,6 @@
 """Test modules share helpers through named support modules (``grpc_support.py``,
-``cli_support.py``, ...) and conftest fixtures, never by importing one another: a test module
-imported by another is collected twice and ties two files' changes together."""
+``cli_support.py``, ...) and fixtures of the one root conftest, never by importing one another: a
+test module imported by another is collected twice and ties two files' changes together."""
 
 from __future__ import annotations
 
@@ -42,3 +42,10 @@ def test_no_test_module_imports_another() -> None:
         if names
     }
     assert offenders == {}
+
+
+def test_one_conftest_at_the_root() -> None:
+    # Fixtures and hooks of every directory load from tests/support, named in tests/conftest.py:
+    # one place to find where a fixture comes from, and pytest_plugins only where pytest takes it.
+    conftests = sorted(str(path.relative_to(TESTS)) for path in TESTS.rglob("conftest.py"))
+    assert conftests == ["conftest.py"]

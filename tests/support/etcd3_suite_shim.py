@@ -1,5 +1,6 @@
-"""The shim that runs python-etcd3's own test suite (``test_etcd3.py``, vendored unchanged)
-against ``puregrpc_etcd.etcd3``.
+"""The shim that runs python-etcd3's own test suite (``tests/etcd3_suite/test_etcd3.py``, vendored
+unchanged) against ``puregrpc_etcd.etcd3``; a plugin the root ``tests/conftest.py`` loads, whose
+hooks act on that one module alone.
 
 What it does, and nothing else:
 
@@ -12,7 +13,9 @@ What it does, and nothing else:
   (the one next to the etcd binary) first on ``PATH``, ``TEST_ETCD_VERSION`` set to the
   server's release, and ``etcd3.client()`` without host and port reaching member 0 (pifpaf
   runs it on localhost:2379, which other processes on this machine may hold). The cluster
-  lives as long as the module's tests, the environment as long as each test.
+  lives as long as the module's tests, the environment as long as each test. These two fixtures
+  are set on the suite's module when it is imported, so that they reach its tests alone (a
+  plugin's own autouse fixtures would reach every test, and the suite stays unchanged).
 - ``_out_quorum()`` stops the other two members by the pids of this run's processes, where the
   suite looks them up with ``pgrep -f 'pifpaf[12]'`` (which would also stop any other
   pifpaf-named etcd on the machine).
@@ -43,7 +46,7 @@ from puregrpc_etcd import errors
 from puregrpc_etcd.grpc import StatusCode
 from puregrpc_etcd.testing import EtcdCluster, etcd_release, find_etcd, find_etcd_tool
 
-HERE = Path(__file__).resolve().parent
+HERE = Path(__file__).resolve().parent.parent / "etcd3_suite"
 SUITE = HERE / "test_etcd3.py"
 
 # Where the session's cluster is, for ``etcd3.client()`` without host and port.
@@ -141,11 +144,17 @@ def pytest_make_collect_report(collector: pytest.Collector) -> Iterator[Any]:
     # The suite registers and loads its own "default" profile on import: it stays its own.
     default = settings.get_profile("default")
     with _shimmed_imports():
+        try:
+            module = collector.obj  # imported now, so that its fixtures are there to be collected
+        except (Exception, pytest.skip.Exception):
+            module = None  # collecting imports it again, and reports why it fails
+        else:
+            vars(module).update(_suite_fixtures())
         outcome = yield
     settings.register_profile("default", default)
     settings.load_profile("default")
-    if outcome.get_result().passed:
-        _adapt(collector.obj)
+    if module is not None and outcome.get_result().passed:
+        _adapt(module)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -178,25 +187,35 @@ class _PifpafCluster(EtcdCluster):
             member.name = names[member.name]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _pifpaf_like_cluster() -> Iterator[EtcdCluster]:
-    with _PifpafCluster(3) as cluster:
-        _cluster[:] = [cluster]
-        host, port = cluster.members[0].endpoint.rsplit(":", 1)
-        _default_endpoint.update(host=host, port=int(port))
-        yield cluster
-        _default_endpoint.clear()
-        _cluster.clear()
+def _suite_fixtures() -> dict[str, Any]:
+    """The suite's own fixtures, for its module's namespace (here, a plugin's autouse fixtures
+    would reach every test of the run)."""
 
+    @pytest.fixture(scope="module", autouse=True)
+    def _pifpaf_like_cluster() -> Iterator[EtcdCluster]:
+        with _PifpafCluster(3) as cluster:
+            _cluster[:] = [cluster]
+            host, port = cluster.members[0].endpoint.rsplit(":", 1)
+            _default_endpoint.update(host=host, port=int(port))
+            yield cluster
+            _default_endpoint.clear()
+            _cluster.clear()
 
-@pytest.fixture(autouse=True)
-def _pifpaf_like_environment(
-    _pifpaf_like_cluster: EtcdCluster, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # Per test, so that nothing of it outlives the suite.
-    monkeypatch.setenv("PYTHON_ETCD_HTTP_URL", f"http://{_pifpaf_like_cluster.members[0].endpoint}")
-    monkeypatch.setenv("ETCDCTL_API", "3")
-    tools = os.path.dirname(find_etcd_tool("etcdctl"))
-    monkeypatch.setenv("PATH", tools + os.pathsep + os.environ.get("PATH", ""))
-    # The suite opens tests/ca.crt and friends relative to python-etcd3's checkout.
-    monkeypatch.chdir(HERE)
+    @pytest.fixture(autouse=True)
+    def _pifpaf_like_environment(
+        _pifpaf_like_cluster: EtcdCluster, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        # Per test, so that nothing of it outlives the suite.
+        monkeypatch.setenv(
+            "PYTHON_ETCD_HTTP_URL", f"http://{_pifpaf_like_cluster.members[0].endpoint}"
+        )
+        monkeypatch.setenv("ETCDCTL_API", "3")
+        tools = os.path.dirname(find_etcd_tool("etcdctl"))
+        monkeypatch.setenv("PATH", tools + os.pathsep + os.environ.get("PATH", ""))
+        # The suite opens tests/ca.crt and friends relative to python-etcd3's checkout.
+        monkeypatch.chdir(HERE)
+
+    return {
+        "_pifpaf_like_cluster": _pifpaf_like_cluster,
+        "_pifpaf_like_environment": _pifpaf_like_environment,
+    }
