@@ -217,11 +217,13 @@ async def test_held_acks_do_not_wake_the_writer(autojump_clock: trio.testing.Moc
         )
         assert await connection.receive(call) == b"x"
         await trio.sleep(ACK_DELAY / 2)
-        assert counter.steps == 0 and recording.writes == []
+        assert counter.steps == 0
+        assert recording.writes == []
         second = CallState(1 << 20)
         await connection.start_call(second, METHOD, math.inf, b"")
         await connection.send(second, encode_message(b"r"), end_stream=True)
         await trio.sleep(10 * ACK_DELAY)  # past the ack's old deadline
         trio.lowlevel.remove_instrument(counter)
     assert counter.steps == 0
-    assert len(recording.writes) == 1 and recording.writes[0][1].startswith(ack(5))
+    assert len(recording.writes) == 1
+    assert recording.writes[0][1].startswith(ack(5))
