@@ -68,7 +68,7 @@ def range_request(
     min_create_revision: int = 0,
     max_create_revision: int = 0,
 ) -> rpc_pb2.RangeRequest:
-    """The RangeRequest of ``get()`` (see API.md for the options)."""
+    """The RangeRequest of ``get()`` (its options are ``KVMixin.get``'s)."""
     if prefix or from_key or range_end is not None:
         start, end = keys.range(key, prefix=prefix, from_key=from_key, range_end=range_end)
         request = _RangeRequest(key=start, range_end=end)

@@ -1,7 +1,7 @@
 """The KV calls of a client: get, put, delete, txn, compact, and conveniences built on them.
 
 ``scan`` pages through any number of keys at one revision; the others map one to one onto
-etcd's KV service (API.md, section KV).
+etcd's KV service (README.md, "Keys and values").
 """
 
 from __future__ import annotations

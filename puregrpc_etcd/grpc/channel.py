@@ -26,8 +26,8 @@ _MIN_WRITE_TIMEOUT = 10.0
 
 
 class Channel:
-    """A gRPC channel over one HTTP/2 connection at a time. See API.md, "The generic gRPC
-    layer". Two ways to open one: ``async with Channel(...)``, or ``connect_channel`` for a
+    """A gRPC channel over one HTTP/2 connection at a time. See README.md, "The gRPC layer
+    on its own". Two ways to open one: ``async with Channel(...)``, or ``connect_channel`` for a
     channel whose tasks live in the caller's nursery.
 
     ``connect_timeout`` bounds each connection attempt as a whole: TCP connect, TLS handshake
