@@ -158,13 +158,14 @@ _mailboxes: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Mailbox] = (
 _mailboxes_lock = threading.Lock()
 
 
-#: This process's id, renewed in a forked child: os.getpid() is a system call per call.
-_pid = os.getpid()
+#: This process's id, renewed in a forked child (os.getpid() is a system call per call): what
+#: the portal's fork check and the thread wake-ups compare with.
+process_id = os.getpid()
 
 
 def _after_fork_in_child() -> None:
-    global _mailboxes_lock, _pid
-    _pid = os.getpid()
+    global _mailboxes_lock, process_id
+    process_id = os.getpid()
     _mailboxes_lock = threading.Lock()  # another thread may have held it at the fork
     _mailboxes.clear()
 
@@ -233,6 +234,6 @@ _wakeups = threading.local()
 
 def _thread_wakeup() -> _Wakeup:
     wakeup: _Wakeup | None = getattr(_wakeups, "wakeup", None)
-    if wakeup is None or wakeup.pid != _pid:  # a forked child has sockets of its own
+    if wakeup is None or wakeup.pid != process_id:  # a forked child has sockets of its own
         wakeup = _wakeups.wakeup = _Wakeup()
     return wakeup

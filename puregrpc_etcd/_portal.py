@@ -41,19 +41,6 @@ CANCEL_WAIT = 5.0
 #: (revoking leases, deleting lock keys) are bounded by the client's own 2 s per job.
 CLOSE_WAIT = 10.0
 
-#: This process's id, renewed in a forked child: os.getpid() is a system call per call.
-_pid = os.getpid()
-
-
-def _after_fork_in_child() -> None:
-    global _pid
-    _pid = os.getpid()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
-
-
 _live_portals: weakref.WeakSet[Portal] = weakref.WeakSet()
 
 
@@ -178,7 +165,7 @@ class Portal:
 
     def check(self) -> None:
         """Raise unless calls may go in: not closed, same process, not on the portal thread."""
-        if self.pid != _pid:
+        if self.pid != _pending.process_id:
             raise ForkedError(
                 "this client was opened before os.fork(); connect again in the child process"
             )

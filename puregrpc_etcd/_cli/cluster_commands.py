@@ -1,4 +1,4 @@
-"""``member``, ``endpoint``, ``snapshot save``, ``defrag``, ``alarm`` and ``move-leader``."""
+"""``member`` and ``endpoint`` (snapshot, defrag, alarm and move-leader: ``admin_commands.py``)."""
 
 from __future__ import annotations
 
