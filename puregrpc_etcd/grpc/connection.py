@@ -91,6 +91,10 @@ class Connection:
     def closed(self) -> bool:
         return self._closed
 
+    @property
+    def open_streams(self) -> int:
+        return self.protocol.open_streams
+
     # -- lifetime -----------------------------------------------------------------------------
 
     async def handshake(self) -> None:

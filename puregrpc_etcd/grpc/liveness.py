@@ -77,14 +77,13 @@ async def run_pinger(connection: Connection, policy: KeepalivePolicy) -> None:
     """A connection's keepalive task: wakes every ``stall_after``, pings when the peer has
     been silent too long for what is open, and closes the connection when a ping goes
     unanswered. No per-call timer: calls only bump a counter the task reads."""
-    protocol = connection.protocol
     last_ping = -math.inf
     # The inbound-activity time at the previous tick that found a call waiting: a second such
     # tick with no byte in between means a call waited at least one tick for nothing.
     waiting_mark: Optional[float] = None
     while True:
         await trio.sleep(policy.stall_after)
-        if protocol.open_streams == 0 and not policy.permit_without_calls:
+        if connection.open_streams == 0 and not policy.permit_without_calls:
             # Servers punish pings without calls (etcd, grpc-go); there is nothing to save.
             waiting_mark = None
             continue
