@@ -4,8 +4,9 @@ the host name check, a peer that ends or garbles the connection, and ``close_not
 
 from __future__ import annotations
 
+import os
 import ssl
-from collections.abc import AsyncIterator
+from collections.abc import Iterator
 
 import pytest
 import trio
@@ -38,13 +39,15 @@ _sockets: list[trio.socket.SocketType] = []
 
 
 @pytest.fixture(autouse=True)
-async def _close_sockets() -> AsyncIterator[None]:
+def _close_sockets() -> Iterator[None]:
     """Each test's socket pairs are closed after it, whatever state its streams were left in
-    (the suite turns ResourceWarnings into errors). Inside the trio run: closing a trio socket
-    tells trio's I/O manager."""
+    (the suite turns ResourceWarnings into errors). After the test's trio run has ended, so a
+    socket is detached from trio and its descriptor closed (trio's ``close`` needs a run)."""
     yield
     while _sockets:
-        _sockets.pop().close()
+        sock = _sockets.pop()
+        if sock.fileno() != -1:
+            os.close(sock.detach())
 
 
 def socket_pair() -> tuple[trio.socket.SocketType, trio.socket.SocketType]:
