@@ -18,7 +18,7 @@ COMPAT_TESTS ?= tests/etcd/test_kv.py tests/etcd/test_kv_scan.py tests/etcd/test
 	tests/faults/test_watch_faults.py tests/faults/test_lease_and_lock_faults.py
 # The other Pythons run the unit tests and these against etcd (test-py39, test-py313).
 SMOKE_TESTS ?= tests/unit tests/etcd/test_harness.py tests/etcd/test_kv.py \
-	tests/etcd/test_watch.py tests/etcd/test_lease.py tests/etcd/test_lock.py
+	tests/etcd/test_watch.py tests/etcd/test_lease.py tests/etcd/test_lock.py tests/faces
 # The oldest runtime dependencies pyproject.toml allows; test-py39 runs on exactly these.
 OLDEST_DEPS ?= protobuf==4.21.6 trio==0.25.0 h2==4.1.0
 
