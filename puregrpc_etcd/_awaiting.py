@@ -8,9 +8,8 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING, Any, Callable, Generic, TypeVar
 
-from puregrpc_etcd import _face
+from puregrpc_etcd import _face, _portal
 from puregrpc_etcd._pending import ClientClosedError
-from puregrpc_etcd._portal import CANCEL_WAIT
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Awaitable
@@ -39,7 +38,7 @@ async def wait_for(portal: Portal, outcome: Pending, what: Call | Holder | None)
                 # Trio ends the call at once (its stream reset, a lock's waiting key deleted):
                 # let that finish, bounded, so that the task's cancellation is complete.
                 ending = outcome.wait_async(loop)
-                await asyncio.wait({ending}, timeout=CANCEL_WAIT)
+                await asyncio.wait({ending}, timeout=_portal.CANCEL_WAIT)
                 if ending.done():
                     ending.exception()  # seen: asyncio must not log it as never retrieved
                 else:

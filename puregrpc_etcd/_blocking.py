@@ -7,9 +7,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Callable, Generic, TypeVar
 
-from puregrpc_etcd import _face
+from puregrpc_etcd import _face, _portal
 from puregrpc_etcd._pending import ClientClosedError
-from puregrpc_etcd._portal import CANCEL_WAIT, wait
+from puregrpc_etcd._portal import wait
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Awaitable, Iterator
@@ -46,7 +46,7 @@ class Held(_face.HeldBase[W]):
             value = wait(self._portal, holder.entered, holder)
         except BaseException:
             if not holder.exited.done:
-                holder.exited.wait(CANCEL_WAIT)
+                holder.exited.wait(_portal.CANCEL_WAIT)
             raise
         return self._wrap(value)
 

@@ -64,9 +64,10 @@ class Face:
     ``_iterated``: the makers of its ``Awaited``, ``Entered`` and ``Iterated`` methods)."""
 
     __slots__ = ("_portal", "_target")
-    _awaited: ClassVar[staticmethod[[Portal, Any, Any], Callable[..., Any]]]
-    _entered: ClassVar[staticmethod[[Portal, Any, Any], Callable[..., Any]]]
-    _iterated: ClassVar[staticmethod[[Portal, Any, Any], Callable[..., Any]]]
+    if TYPE_CHECKING:  # not at run time: typing.get_type_hints() must work on the faces
+        _awaited: ClassVar[staticmethod[[Portal, Any, Any], Callable[..., Any]]]
+        _entered: ClassVar[staticmethod[[Portal, Any, Any], Callable[..., Any]]]
+        _iterated: ClassVar[staticmethod[[Portal, Any, Any], Callable[..., Any]]]
 
     def __init__(self, portal: Portal, target: Any) -> None:
         self._portal = portal

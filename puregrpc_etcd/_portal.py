@@ -163,12 +163,21 @@ class Portal:
 
     # The other side.
 
+    def forked(self) -> bool:
+        """Whether this is a forked child of the process that opened the portal (which has
+        no loop thread here)."""
+        return self.pid != _pending.process_id
+
+    @staticmethod
+    def forked_error() -> ForkedError:
+        return ForkedError(
+            "this client was opened before os.fork(); connect again in the child process"
+        )
+
     def check(self) -> None:
         """Raise unless calls may go in: not closed, same process, not on the portal thread."""
         if self.pid != _pending.process_id:
-            raise ForkedError(
-                "this client was opened before os.fork(); connect again in the child process"
-            )
+            raise self.forked_error()
         if threading.current_thread() is self._thread:
             raise RuntimeError(
                 "a blocking call on the client's own loop thread would wait for itself"
@@ -191,6 +200,8 @@ class Portal:
         token = self._token
         if token is None:
             raise self.closed_error()
+        if self.pid != _pending.process_id:  # a forked child: no loop thread would run it
+            raise self.forked_error()
         try:
             token.run_sync_soon(fn, *args)
         except trio.RunFinishedError:
@@ -267,7 +278,7 @@ class Portal:
 
     def close_soon(self) -> None:
         """Start closing: end every call, run the client's close-time jobs, end the thread."""
-        if self._closing or self.pid != os.getpid():
+        if self._closing or self.forked():
             return
         self._closing = True
         try:
@@ -284,7 +295,7 @@ class Portal:
     def close(self, timeout: float = CLOSE_WAIT) -> None:
         """Close and wait (bounded) for the thread to end."""
         self.close_soon()
-        if threading.current_thread() is not self._thread and self.pid == os.getpid():
+        if threading.current_thread() is not self._thread and not self.forked():
             self.finished.wait(timeout)
 
 
@@ -307,7 +318,7 @@ def _close_at_exit() -> None:
     # others): they keep waiting, to end with the interpreter, rather than wake up with an
     # error that would print a traceback.
     _pending.exiting = True
-    portals = [portal for portal in list(_live_portals) if portal.pid == os.getpid()]
+    portals = [portal for portal in list(_live_portals) if not portal.forked()]
     for portal in portals:
         portal.close_soon()
     for portal in portals:

@@ -230,7 +230,7 @@ class Client(_forwards.ClientForwards, _Face):
         if self._owner:
             portal = self._portal
             portal.close_soon()
-            if not portal.finished.done:
+            if not portal.finished.done and not portal.forked():  # no thread to end in a child
                 await asyncio.shield(portal.finished.wait_async(asyncio.get_running_loop()))
 
     async def __aenter__(self) -> Client:

@@ -267,6 +267,43 @@ def test_closed_client_raises(server: EtcdServer) -> None:
     asyncio.run(main())
 
 
+def test_fork_child_leaves_blocks_and_closes_the_parents_client(server: EtcdServer) -> None:
+    """In the child (on an asyncio loop of its own), leaving a block entered before the fork
+    and closing the parent's client return at once: no loop thread to wait for there."""
+    child = start_script(
+        """
+        import asyncio, os, signal, sys, warnings
+        from puregrpc_etcd import aio
+        warnings.filterwarnings("ignore", "This process .* is multi-threaded", DeprecationWarning)
+
+        async def in_child(client, held):
+            await held.__aexit__(None, None, None)
+            await client.aclose()
+            return 0
+
+        async def main():
+            client = await aio.connect(sys.argv[1])
+            held = client.lease(30)
+            lease = await held.__aenter__()
+            pid = os.fork()
+            if pid == 0:
+                signal.alarm(20)  # a hang ends the child (exit code -14) rather than the test
+                os._exit(asyncio.run(in_child(client, held)))
+            _, status = os.waitpid(pid, 0)
+            alive = (await client.time_to_live(lease.id)).ttl > 0
+            print(os.waitstatus_to_exitcode(status), alive, flush=True)
+            await held.__aexit__(None, None, None)
+            await client.aclose()
+
+        asyncio.run(main())
+        """,
+        server.endpoints[0],
+    )
+    out, err = child.communicate(timeout=SCRIPT_TIMEOUT)
+    assert child.returncode == 0, err
+    assert out == "0 True\n"  # the child left at once; the parent's lease is still alive
+
+
 def test_exit_with_an_open_client_and_fork(server: EtcdServer) -> None:
     child = start_script(
         """

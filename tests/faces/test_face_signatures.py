@@ -5,6 +5,8 @@ same), and the few written out by hand take the same parameters. Sans-IO."""
 from __future__ import annotations
 
 import inspect
+import sys
+import typing
 from types import ModuleType
 from typing import Any
 
@@ -117,3 +119,18 @@ def test_aio_methods_are_coroutine_functions() -> None:
     for name in ("get", "put", "txn", "acquire_lock", "grant"):
         assert inspect.iscoroutinefunction(getattr(face, name)), name
     assert inspect.signature(face.get) == inspect.signature(face._target.get)
+
+
+@pytest.mark.skipif(
+    sys.version_info < (3, 10), reason="annotations use X | Y, evaluable from Python 3.10"
+)
+@pytest.mark.parametrize("face", [sync, aio], ids=["sync", "aio"])
+def test_type_hints_resolve_at_run_time(face: ModuleType) -> None:
+    """Tools that read class annotations at run time (typeguard, beartype, dataclass-like
+    introspection) can: ``typing.get_type_hints`` works on every class of each face (the
+    names methods' annotations import only for type checkers are another matter)."""
+    classes = [getattr(face, name) for name in face.__all__]
+    classes = [value for value in classes if isinstance(value, type)]
+    assert len(classes) > 10
+    for cls in classes:
+        typing.get_type_hints(cls)  # the class and its bases (Face, the forwarding tables)

@@ -234,6 +234,35 @@ def test_fork_child_gets_a_typed_error_and_can_connect(server: EtcdServer) -> No
     assert out == "0 child\n"
 
 
+def test_fork_child_leaves_blocks_entered_before_the_fork(server: EtcdServer) -> None:
+    """In the child, leaving a block of the parent's client (and closing that client) returns
+    at once: there is no loop thread to wait for there. The parent's lock is untouched."""
+    child = start_script(
+        """
+        import os, signal, sys, warnings
+        from puregrpc_etcd import sync
+        warnings.filterwarnings("ignore", "This process .* is multi-threaded", DeprecationWarning)
+        client = sync.connect(sys.argv[1])
+        with client.lock("fork/lock") as lock:
+            pid = os.fork()
+            if pid == 0:
+                signal.alarm(20)  # a hang ends the child (exit code -14) rather than the test
+            else:
+                _, status = os.waitpid(pid, 0)
+                print(os.waitstatus_to_exitcode(status), lock.lost.is_set(), flush=True)
+        if pid == 0:
+            client.close()
+            os._exit(0)
+        print(client.get("fork/lock", prefix=True).count, flush=True)
+        client.close()
+        """,
+        server.endpoints[0],
+    )
+    out, err = child.communicate(timeout=SCRIPT_TIMEOUT)
+    assert child.returncode == 0, err
+    assert out == "0 False\n0\n"  # the child left at once; the parent released its lock
+
+
 def test_exit_with_an_open_client(server: EtcdServer) -> None:
     child = start_script(
         """
