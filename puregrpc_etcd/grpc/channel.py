@@ -76,13 +76,21 @@ class Channel:
             backoff=backoff,
             open_stream=open_stream,
         )
-        self.connect_timeout = connect_timeout
         self.max_send_message_size = max_send_message_size
-        self.max_receive_message_size = max_receive_message_size
         self._own_nursery: Any = None
         self._closed = False
         #: HPACK blocks of the metadata tuples sent lately (``metadata.metadata_block``).
         self.metadata_blocks: dict[object, bytes] = {}
+
+    @property
+    def connect_timeout(self) -> float:
+        """The bound of one connection attempt (read-only: fixed when the channel is made)."""
+        return self._connector.connect_timeout
+
+    @property
+    def max_receive_message_size(self) -> int:
+        """The largest reply message accepted (read-only: fixed when the channel is made)."""
+        return self._connector.max_receive_message_size
 
     # -- lifetime -----------------------------------------------------------------------------
 

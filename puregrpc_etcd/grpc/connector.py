@@ -59,7 +59,7 @@ class Connector:
         self._tls = tls
         self._default_tls_context: Optional[ssl.SSLContext] = None
         self._open_stream: StreamOpener = open_stream or trio.open_tcp_stream
-        self._connect_timeout = connect_timeout
+        self.connect_timeout = connect_timeout
         self._keepalive = keepalive
         self._write_timeout = write_timeout
         self.max_receive_message_size = max_receive_message_size
@@ -157,23 +157,30 @@ class Connector:
         try:
             await trio.sleep_until(self._retry_at)
             failures: list[str] = []
-            count = len(self._endpoints)
+            # The list as the round began: set_endpoints (auto-sync) may replace it meanwhile.
+            endpoints, start = self._endpoints, self._next_index
+            count = len(endpoints)
             for offset in range(count):
-                index = (self._next_index + offset) % count
-                endpoint = self._endpoints[index]
+                endpoint = endpoints[(start + offset) % count]
                 self._connect_phase = "tcp"
                 try:
-                    with trio.fail_after(self._connect_timeout):
+                    with trio.fail_after(self.connect_timeout):
                         connection = await self._open(endpoint)
                 except trio.TooSlowError:
                     failures.append(f"{endpoint.text}: {self._timeout_message()}")
-                except (OSError, trio.BrokenResourceError, RpcError) as exc:
+                except (OSError, trio.BrokenResourceError, RpcError, ValueError) as exc:
+                    # ValueError: a host name the ssl module refuses for TLS.
                     failures.append(f"{endpoint.text}: {_describe(exc)}")
                 else:
-                    self._next_index = index
                     self._failed_rounds = 0
                     self._retry_at = -math.inf
                     self.connection = attempt.connection = connection
+                    listed = self.endpoints
+                    if endpoint.text in listed:
+                        self._next_index = listed.index(endpoint.text)
+                    else:  # the list changed during the round and left this endpoint out
+                        self._next_index = 0
+                        self._drop_connection()  # its callers move to a listed endpoint
                     return
             self._failed_rounds += 1
             delay = min(self._backoff_max, self._backoff_initial * 2 ** (self._failed_rounds - 1))
@@ -195,7 +202,7 @@ class Connector:
         """What the connect timeout cut short: the TCP connect, the TLS handshake, or the wait
         for the server's first SETTINGS (a port that accepts and then says nothing, such as a
         stopped process whose kernel still completes TCP handshakes)."""
-        limit = f"{self._connect_timeout:g} s"
+        limit = f"{self.connect_timeout:g} s"
         if self._connect_phase == "tls":
             return f"TLS handshake not finished within {limit}"
         if self._connect_phase == "settings":

@@ -137,8 +137,12 @@ async def open_tls(
     """A ``TlsStream`` over ``transport`` whose handshake is done: certificate and host name
     checked as ``context`` says, ALPN ``h2`` offered and selected by the server.
     Closes ``transport`` on failure."""
-    with offering_h2(context):
-        stream = TlsStream(transport, context, server_hostname)
+    try:
+        with offering_h2(context):
+            stream = TlsStream(transport, context, server_hostname)
+    except BaseException:  # a host name the ssl module refuses (ValueError), say
+        await trio.aclose_forcefully(transport)
+        raise
     try:
         await stream.do_handshake()
         _check_alpn(stream.selected_alpn_protocol())

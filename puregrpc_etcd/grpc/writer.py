@@ -122,8 +122,10 @@ class Writer:
         while True:
             with trio.CancelScope(deadline=self._acks_due) as wait:
                 self._wait = wait
-                await self._write_requested.wait()
-            self._wait = None
+                try:
+                    await self._write_requested.wait()
+                finally:
+                    self._wait = None
             if not wait.cancelled_caught:  # kicked
                 self._write_requested = trio.Event()
                 # One scheduling round first, so the tasks woken with this kick add their

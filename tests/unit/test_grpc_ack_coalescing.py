@@ -1,8 +1,9 @@
 """PING acknowledgements with nothing else to send wait (at most ``ACK_DELAY``) for a request
 to carry them: etcd sends a PING with each reply, and a caller across a thread hop (the
 asyncio and blocking faces) sends its next request after the writer's scheduling round, so the
-ACK alone would cost a write per call. They are never held longer, never lost when no request
-follows, and other frames are not held. Memory streams, trio's MockClock; writes are counted."""
+ACK alone would cost a write per call. They are never held longer than that (an ack that
+arrives during another write waits for that write too), never lost when no request follows,
+and other frames are not held. Memory streams, trio's MockClock; writes are counted."""
 
 from __future__ import annotations
 

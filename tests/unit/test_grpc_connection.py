@@ -319,6 +319,50 @@ async def test_failover_rotate_and_set_endpoints() -> None:
         assert channel.current_endpoint == "10.0.0.2:1"
 
 
+class SlowToRefuse(MemoryChannel):
+    """Endpoints in ``slow`` take a second to refuse a connection."""
+
+    def __init__(self, *servers: ScriptedServer, **options: Any) -> None:
+        super().__init__(*servers, **options)
+        self.slow: set[str] = set()
+
+    async def open_memory_stream(self, host: str, port: int) -> trio.abc.Stream:
+        if f"{host}:{port}" in self.slow:
+            await trio.sleep(1)
+            raise OSError(f"connection refused by {host}:{port}")
+        return await super().open_memory_stream(host, port)
+
+
+@pytest.mark.parametrize(
+    ("new_list", "connected_to"),
+    [
+        (["10.0.0.2:1"], "10.0.0.2:1"),  # the endpoint the round reaches is listed
+        (["10.0.0.3:1"], "10.0.0.3:1"),  # it is not: the call moves to a listed one
+    ],
+)
+async def test_endpoints_replaced_during_a_connect_round(
+    autojump_clock: trio.testing.MockClock, new_list: list[str], connected_to: str
+) -> None:
+    """``set_endpoints`` (auto-sync) with a shorter list while a round walks the old one: the
+    round finishes on the list it began with, and the call ends on an endpoint of the new
+    list (the round used to index the new list and fail the whole channel with IndexError)."""
+    servers = [ScriptedServer() for _ in range(3)]
+    async with SlowToRefuse(*servers, connect_timeout=5) as channel:
+        channel.slow.add("10.0.0.1:1")
+        reply: list[BytesValue] = []
+
+        async def call() -> None:
+            reply.append(await channel.unary_unary(METHOD, request(), BytesValue))
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(call)
+            await trio.sleep(0.5)  # the round waits on 10.0.0.1
+            channel.set_endpoints(new_list)
+        assert reply == [request()]
+        assert channel.endpoints == new_list
+        assert channel.current_endpoint == connected_to
+
+
 async def test_every_endpoint_down_is_unavailable_not_processed_then_backs_off(
     autojump_clock: trio.testing.MockClock,
 ) -> None:

@@ -154,6 +154,16 @@ async def test_the_host_name_is_checked() -> None:
             nursery.cancel_scope.cancel()
 
 
+async def test_a_host_name_ssl_refuses_closes_the_transport() -> None:
+    """A name the ssl module will not put in SNI (an empty label) fails as ValueError before
+    any byte is sent, and the transport is closed rather than leaked."""
+    left, _ = socket_pair()
+    transport = trio.SocketStream(left)
+    with pytest.raises(ValueError, match="label empty"):
+        await open_tls(transport, client_context("h2"), ".example")
+    assert transport.socket.fileno() == -1
+
+
 async def test_an_end_in_the_handshake_is_a_broken_stream() -> None:
     left, right = socket_pair()
     peer = trio.SocketStream(right)
