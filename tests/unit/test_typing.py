@@ -1,5 +1,7 @@
 """A user's ``mypy --strict`` sees the types of keys and values (``_keys.KeyLike``): a key or
-value that is not str or bytes-like is a type error before it is a ``TypeError`` at run time."""
+value that is not str or bytes-like is a type error before it is a ``TypeError`` at run time.
+And it sees each face's own types: values from the blocking face, awaitables from the asyncio
+face, each face's own lock, the trio results and events through both."""
 
 from __future__ import annotations
 
@@ -20,7 +22,13 @@ pytestmark = pytest.mark.skipif(
 
 # Each line ending in "# error" must be reported, and no other line.
 SNIPPET = """\
+from collections.abc import Awaitable
+from typing import Optional
+
+from typing_extensions import assert_type
+
 import puregrpc_etcd as etcd
+from puregrpc_etcd import aio, sync
 
 
 async def main(client: etcd.Client) -> None:
@@ -39,6 +47,33 @@ async def main(client: etcd.Client) -> None:
     etcd.Op.delete("k")
     async with client.lock("name"):
         pass
+
+
+def blocking(client: sync.Client) -> None:
+    assert_type(client.get("k"), etcd.GetResponse)
+    assert_type(client.get_value("k"), Optional[bytes])
+    client.put(42, "v")  # error
+    with client.lock("n") as lock:
+        assert_type(lock, sync.Lock)
+    with client.lease(10) as lease:
+        assert_type(lease, etcd.Lease)
+    assert_type(client.try_lock("n"), sync.TryLock)
+    with client.watch("k") as watcher:
+        for event in watcher:
+            assert_type(event, etcd.Event)
+
+
+async def awaiting(client: aio.Client) -> None:
+    assert_type(client.get("k"), Awaitable[etcd.GetResponse])
+    assert_type(await client.get_value("k"), Optional[bytes])
+    client.get("k").kvs  # error
+    async with client.lock("n") as lock:
+        assert_type(lock, aio.Lock)
+    async with client.lease(10) as lease:
+        assert_type(lease, etcd.Lease)
+    async with client.watch("k") as watcher:
+        async for event in watcher:
+            assert_type(event, etcd.Event)
 """
 
 
