@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 import puregrpc_etcd as etcd
-from puregrpc_etcd import aio, sync
+from puregrpc_etcd import _face, aio, sync
 from puregrpc_etcd import watch as trio_watch
 
 #: Trio names that have no face, each with its reason.
@@ -103,6 +103,33 @@ def test_every_public_name_is_on_the_face(face_name: str, class_name: str) -> No
             )
         else:  # a property, a slot or a dataclass field: a property on the face
             assert isinstance(face_attr, property), f"{face_name}.{class_name}.{name}"
+
+
+def kind_of(method: Any) -> type:
+    """The descriptor kind a trio method needs on a face."""
+    if inspect.iscoroutinefunction(method):
+        return _face.Awaited
+    if inspect.isasyncgenfunction(method):
+        return _face.Iterated
+    if inspect.isasyncgenfunction(getattr(method, "__wrapped__", None)):
+        return _face.Entered  # an @asynccontextmanager
+    return _face.Made
+
+
+@pytest.mark.parametrize("face_name", sorted(FACES))
+def test_each_forwarded_method_is_forwarded_as_its_kind(face_name: str) -> None:
+    """An awaited call for a coroutine, a held block for an async context manager, iteration
+    for an async generator, one hop for a plain method: a descriptor of the wrong kind would
+    still have the right name and parameters."""
+    checked = 0
+    for class_name in CLASSES:
+        face_cls = getattr(FACES[face_name], class_name)
+        for name in dir(face_cls):
+            descriptor = inspect.getattr_static(face_cls, name, None)
+            if isinstance(descriptor, _face.Forward):
+                assert type(descriptor) is kind_of(descriptor._method), f"{class_name}.{name}"
+                checked += 1
+    assert checked > 60
 
 
 @pytest.mark.parametrize("face_name", sorted(FACES))
