@@ -263,10 +263,11 @@ async def tour(*, pause: float = 0.3, binary: str | None = None) -> None:
     from puregrpc_etcd.testing import EtcdServer
 
     server = EtcdServer(binary=binary)
-    say("Starting a throwaway etcd ...")
-    await trio.to_thread.run_sync(server.start)
     workdir = server.workdir
+    say("Starting a throwaway etcd ...")
     try:
+        # Inside the try: an etcd that fails to start is stopped and its directory removed too.
+        await trio.to_thread.run_sync(server.start)
         step(f"etcd serving at {server.endpoint} (data in {workdir})")
         async with etcd.connect(server.endpoints) as client:
             await config_management(client)

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 
+from puregrpc_etcd import _etcd_server
 from puregrpc_etcd.cli import run
 
 
@@ -37,3 +39,20 @@ def test_demo_tours_every_feature_and_cleans_up(capsys: pytest.CaptureFixture[st
     # The three workers held the lock one after another, never two at once.
     holders = re.findall(r"worker (\d) (holds|releases)", out)
     assert [verb for _, verb in holders] == ["holds", "releases"] * 3
+
+
+def test_a_demo_whose_etcd_cannot_start_leaves_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An etcd that cannot start (here a binary the kernel will not run) is cleaned up like
+    one that ran: its directory is removed (the demo started it outside its clean-up, and left
+    one behind per failed start)."""
+    corrupt = tmp_path / "etcd"
+    corrupt.write_bytes(b"not a program")
+    corrupt.chmod(0o755)
+    root = tmp_path / "root"
+    root.mkdir()
+    monkeypatch.setattr(_etcd_server, "temp_root", lambda: str(root))
+    assert run(["demo", "--pause", "0", f"--binary={corrupt}"]) == 1
+    assert "Exec format error" in capsys.readouterr().err
+    assert list(root.iterdir()) == []
