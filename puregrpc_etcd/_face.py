@@ -63,7 +63,7 @@ class Face:
     are made of. Each face's base class says how it forwards (``_awaited``, ``_entered``,
     ``_iterated``: the makers of its ``Awaited``, ``Entered`` and ``Iterated`` methods)."""
 
-    __slots__ = ("_portal", "_target")
+    __slots__ = ("_bound", "_portal", "_target")
     if TYPE_CHECKING:  # not at run time: typing.get_type_hints() must work on the faces
         _awaited: ClassVar[staticmethod[[Portal, Any, Any], Callable[..., Any]]]
         _entered: ClassVar[staticmethod[[Portal, Any, Any], Callable[..., Any]]]
@@ -72,6 +72,9 @@ class Face:
     def __init__(self, portal: Portal, target: Any) -> None:
         self._portal = portal
         self._target = target
+        #: The forwarding callables made so far, by descriptor (``Forward._bind``): a face's
+        #: method is made once, not at each attribute access.
+        self._bound: dict[Forward, Callable[..., Any]] = {}
 
     def __repr__(self) -> str:
         return f"<{type(self).__module__.rsplit('.', 1)[-1]} {self._target!r}>"
@@ -89,10 +92,13 @@ class Forward:
         self.__doc__ = method.__doc__
 
     def _bind(self, face: Face, make: Maker) -> Any:
-        method = getattr(face._target, self._method.__name__)
-        forwarding: Any = make(face._portal, method, self._wrap)
-        forwarding.__doc__ = self.__doc__
-        forwarding.__wrapped__ = method  # inspect.signature shows the trio parameters
+        forwarding: Any = face._bound.get(self)
+        if forwarding is None:
+            method = getattr(face._target, self._method.__name__)
+            forwarding = make(face._portal, method, self._wrap)
+            forwarding.__doc__ = self.__doc__
+            forwarding.__wrapped__ = method  # inspect.signature shows the trio parameters
+            face._bound[self] = forwarding
         return forwarding
 
 

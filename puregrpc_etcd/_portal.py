@@ -141,7 +141,10 @@ class Portal:
                     if call.cancelled:
                         scope.cancel()
                     await self._run_call(call)
-                    if scope.cancel_called:
+                    # Only ``cancel`` cancels this scope, and only while the call runs, after
+                    # marking the call: the flag is the cheaper test (a cancel that came too
+                    # late for the call costs a new scope, nothing else).
+                    if call.cancelled:
                         break
                     idle.append(task)
                     call = await trio.lowlevel.wait_task_rescheduled(abort)

@@ -143,9 +143,24 @@ def test_aio_methods_are_coroutine_functions() -> None:
     face = aio.Client.__new__(aio.Client)
     face._portal = None  # type: ignore[assignment]
     face._target = etcd.Client.__new__(etcd.Client)
+    face._bound = {}
     for name in ("get", "put", "txn", "acquire_lock", "grant"):
         assert inspect.iscoroutinefunction(getattr(face, name)), name
     assert inspect.signature(face.get) == inspect.signature(face._target.get)
+
+
+def test_forwarding_methods_are_made_once_per_face() -> None:
+    # Made at the first access and kept: a call through a face does not build a closure.
+    face = aio.Client.__new__(aio.Client)
+    face._portal = None  # type: ignore[assignment]
+    face._target = etcd.Client.__new__(etcd.Client)
+    face._bound = {}
+    assert face.get is face.get
+    other = aio.Client.__new__(aio.Client)
+    other._portal = None  # type: ignore[assignment]
+    other._target = etcd.Client.__new__(etcd.Client)
+    other._bound = {}
+    assert other.get is not face.get  # each face forwards to its own trio client
 
 
 @pytest.mark.skipif(
