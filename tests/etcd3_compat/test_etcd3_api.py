@@ -286,3 +286,17 @@ def test_lock_waits_across_a_compaction(server):
         finally:
             release.join()
         assert waiter.acquire(timeout=0) is True
+
+
+def test_positional_arguments_as_python_etcd3_takes_them(server):
+    """``get_all_response(sort_order, sort_target, keys_only)`` takes them positionally in
+    python-etcd3 (master and 0.12.0), and 0.12.0's ``get_response(key, serializable)``."""
+    with _client(server) as client:
+        client.put("/p/a", "1")
+        client.put("/p/b", "2")
+        reply = client.get_all_response("descend", "key", True)
+        assert [kv.key for kv in reply.kvs] == [b"/p/b", b"/p/a"]
+        assert [kv.value for kv in reply.kvs] == [b"", b""]  # keys_only
+        assert client.get_response("/p/a", True).kvs[0].value == b"1"
+    assert etcd3.utils.increment_last_byte(byte_string=b"ab") == b"ac"  # 0.12.0's name
+
