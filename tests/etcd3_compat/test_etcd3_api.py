@@ -300,3 +300,28 @@ def test_positional_arguments_as_python_etcd3_takes_them(server):
         assert client.get_response("/p/a", True).kvs[0].value == b"1"
     assert etcd3.utils.increment_last_byte(byte_string=b"ab") == b"ac"  # 0.12.0's name
 
+
+def _closed_port() -> int:
+    probe = socket.socket()
+    probe.bind(("127.0.0.1", 0))
+    port = probe.getsockname()[1]
+    probe.close()  # nothing listens there now: connections are refused
+    return port
+
+
+@pytest.mark.parametrize("method", ["add_watch_callback", "watch", "watch_once"])
+def test_watch_when_etcd_is_down_raises_connection_failed(method):
+    """python-etcd3 raises ``ConnectionFailedError`` at once when no member can be reached for
+    a new watch (as for any other call), not ``WatchTimedOut`` after the client's timeout (or,
+    without one, never)."""
+    calls = {
+        "add_watch_callback": lambda c: c.add_watch_callback("/k", lambda response: None),
+        "watch": lambda c: c.watch("/k"),
+        "watch_once": lambda c: c.watch_once("/k", timeout=30),
+    }
+    with etcd3.client(host="127.0.0.1", port=_closed_port(), timeout=10) as client:
+        started = time.monotonic()
+        with pytest.raises(exceptions.ConnectionFailedError) as failed:
+            calls[method](client)
+        assert time.monotonic() - started < 8
+        assert isinstance(failed.value.__cause__, errors.ConnectionFailedError)
