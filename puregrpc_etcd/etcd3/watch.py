@@ -17,6 +17,7 @@ from puregrpc_etcd import errors
 from puregrpc_etcd._proto import rpc_pb2
 
 from . import events, exceptions
+from ._native import python_etcd3_error
 from ._results import event_pb
 
 __all__ = ["Watch", "WatchResponse", "Watcher"]
@@ -180,7 +181,7 @@ class Watcher:
         try:
             native.get(key, serializable=True, count_only=True)
         except errors.UnavailableError as exc:
-            raise exceptions.translate(exc) from exc
+            raise python_etcd3_error(exc, self._client) from exc
         except errors.DeadlineExceededError as exc:
             raise exceptions.WatchTimedOut() from exc
         except errors.EtcdError:

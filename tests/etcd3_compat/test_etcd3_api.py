@@ -325,3 +325,20 @@ def test_watch_when_etcd_is_down_raises_connection_failed(method):
             calls[method](client)
         assert time.monotonic() - started < 8
         assert isinstance(failed.value.__cause__, errors.ConnectionFailedError)
+
+
+def test_every_endpoint_down_with_failover_is_no_server_available():
+    """With ``failover=True`` python-etcd3 raises ``NoServerAvailableError`` once every endpoint
+    has failed; here one call tries them all, so that call says it. Without failover each call
+    raises ``ConnectionFailedError`` (python-etcd3's master raises ``ValueError("Trying to use
+    a failed node")`` for 300 s after the first; this client tries again every time)."""
+    endpoints = [etcd3.Endpoint("127.0.0.1", _closed_port(), secure=False) for _ in range(2)]
+    with etcd3.MultiEndpointEtcd3Client(endpoints, timeout=10, failover=True) as client:
+        for call in (lambda: client.get("/k"), lambda: client.watch("/k")):
+            with pytest.raises(exceptions.NoServerAvailableError) as failed:
+                call()
+            assert isinstance(failed.value.__cause__, errors.ConnectionFailedError)
+    with etcd3.MultiEndpointEtcd3Client(endpoints[:1], timeout=10) as client:
+        for _ in range(2):
+            with pytest.raises(exceptions.ConnectionFailedError):
+                client.put("/k", "v")
