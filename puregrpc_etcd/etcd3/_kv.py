@@ -104,9 +104,12 @@ class KVMethods:
         start, options = self._range_options(key, **kwargs)
         return self._native.get(start, **options)  # type: ignore[no-any-return]
 
-    def get_response(self, key: Any, **kwargs: Any) -> rpc_pb2.RangeResponse:
-        """The ``RangeResponse`` for one key (python-etcd3's range options as keywords)."""
-        return range_pb(self._range(key, **kwargs))
+    def get_response(
+        self, key: Any, serializable: bool = False, **kwargs: Any
+    ) -> rpc_pb2.RangeResponse:
+        """The ``RangeResponse`` for one key (python-etcd3's range options as keywords;
+        ``serializable`` also second positionally, as python-etcd3 0.12.0 takes it)."""
+        return range_pb(self._range(key, serializable=serializable, **kwargs))
 
     def get(self, key: Any, **kwargs: Any) -> tuple[Optional[bytes], Optional[KVMetadata]]:
         """``(value, KVMetadata)`` of one key, or ``(None, None)`` if it does not exist."""
@@ -164,9 +167,14 @@ class KVMethods:
         options = {"sort_order": sort_order, "sort_target": sort_target, "keys_only": keys_only}
         return self._range(b"\0", range_end=b"\0", **options)
 
-    def get_all_response(self, **kwargs: Any) -> rpc_pb2.RangeResponse:
-        """The ``RangeResponse`` for every key (``sort_order``, ``sort_target``, ``keys_only``)."""
-        return range_pb(self._all(**kwargs))
+    def get_all_response(
+        self,
+        sort_order: Optional[str] = None,
+        sort_target: Optional[str] = "key",
+        keys_only: bool = False,
+    ) -> rpc_pb2.RangeResponse:
+        """The ``RangeResponse`` for every key."""
+        return range_pb(self._all(sort_order, sort_target, keys_only))
 
     def get_all(self, **kwargs: Any) -> Iterator[tuple[bytes, KVMetadata]]:
         """``(value, KVMetadata)`` of every key."""

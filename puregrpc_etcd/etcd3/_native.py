@@ -10,9 +10,15 @@ from typing import Any, Callable, Iterator, Mapping, NoReturn, Optional, Sequenc
 from puregrpc_etcd import errors
 from puregrpc_etcd._endpoints import make_tls_context
 
-from .exceptions import translate
+from .exceptions import NoServerAvailableError, translate
 
-__all__ = ["connect_options", "handle_errors", "handle_generator_errors", "tls_context"]
+__all__ = [
+    "connect_options",
+    "handle_errors",
+    "handle_generator_errors",
+    "python_etcd3_error",
+    "tls_context",
+]
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 
@@ -62,7 +68,7 @@ def handle_errors(method: _F) -> _F:
         try:
             return method(*args, **kwargs)
         except errors.EtcdError as exc:
-            _reraise(exc)
+            _reraise(exc, args[0] if args else None)
 
     return handler  # type: ignore[return-value]
 
@@ -75,13 +81,25 @@ def handle_generator_errors(method: _F) -> _F:
         try:
             yield from method(*args, **kwargs)
         except errors.EtcdError as exc:
-            _reraise(exc)
+            _reraise(exc, args[0] if args else None)
 
     return handler  # type: ignore[return-value]
 
 
-def _reraise(error: errors.EtcdError) -> NoReturn:
-    python_etcd3_error = translate(error)
-    if python_etcd3_error is error:
+def python_etcd3_error(error: errors.EtcdError, client: object) -> BaseException:
+    """What python-etcd3 raises for the library's ``error`` on ``client``: ``translate``, and
+    ``NoServerAvailableError`` when no endpoint could be reached on a client with
+    ``failover=True`` (python-etcd3 raises it once every endpoint has failed; one call of this
+    client tries them all)."""
+    if isinstance(error, errors.ConnectionFailedError) and getattr(client, "failover", False):
+        unavailable = NoServerAvailableError("No endpoint available and not failed")
+        unavailable.__cause__ = error
+        return unavailable
+    return translate(error)
+
+
+def _reraise(error: errors.EtcdError, client: object) -> NoReturn:
+    translated = python_etcd3_error(error, client)
+    if translated is error:
         raise error
-    raise python_etcd3_error from error
+    raise translated from error

@@ -54,7 +54,8 @@ class WatchMethods:
         """Watch a key (``key, callback, range_end=None, start_revision=None,
         progress_notify=False, filters=None, prev_kv=False``) and call ``callback`` with each
         ``WatchResponse`` (or once with the exception that ended the watch); returns the watch
-        id. ``WatchTimedOut`` if the watch is not created within the client's timeout."""
+        id. ``ConnectionFailedError`` if no member can be reached, ``WatchTimedOut`` if the
+        watch is not created within the client's timeout."""
         return self.watcher.add_callback(*args, **kwargs)
 
     def add_watch_prefix_callback(

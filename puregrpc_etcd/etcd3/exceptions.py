@@ -65,7 +65,8 @@ class RevisionCompactedError(Etcd3Exception):
 
 
 class NoServerAvailableError(Etcd3Exception):
-    """Kept for imports; this client fails over by itself and raises ConnectionFailedError."""
+    """No endpoint could be reached, on a client with ``failover=True`` (without failover:
+    ``ConnectionFailedError``)."""
 
 
 _BY_CODE: dict[StatusCode, type[Etcd3Exception]] = {

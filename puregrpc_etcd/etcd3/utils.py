@@ -24,7 +24,10 @@ def prefix_range_end(prefix: bytes) -> bytes:
     return bytes(s)
 
 
-increment_last_byte = prefix_range_end  # its name in python-etcd3 0.12.0
+def increment_last_byte(byte_string: bytes) -> bytes:
+    """python-etcd3 0.12.0's name for ``prefix_range_end`` (and its argument's name); unlike
+    0.12.0's, it does not fail on a last byte of 0xff."""
+    return prefix_range_end(byte_string)
 
 
 def to_bytes(maybe_bytestring: str | bytes) -> bytes:

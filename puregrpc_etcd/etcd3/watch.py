@@ -17,6 +17,7 @@ from puregrpc_etcd import errors
 from puregrpc_etcd._proto import rpc_pb2
 
 from . import events, exceptions
+from ._native import python_etcd3_error
 from ._results import event_pb
 
 __all__ = ["Watch", "WatchResponse", "Watcher"]
@@ -138,8 +139,10 @@ class Watcher:
     ) -> int:
         """Watch ``key`` (or ``[key, range_end)``) and call ``callback(WatchResponse)`` from a
         thread for each batch of events, or ``callback(exception)`` once if the watch fails.
-        Returns the watch id for ``cancel``. Raises ``WatchTimedOut`` when the watch is not
-        created within the client's timeout."""
+        Returns the watch id for ``cancel``. Raises ``ConnectionFailedError`` when no member
+        can be reached, ``WatchTimedOut`` when the watch is not created within the client's
+        timeout."""
+        self._check_reachable(key)
         filters = set(filters or ())
         context = self._client._native.watch(
             key,
@@ -164,6 +167,25 @@ class Watcher:
             self._watches[watch_id] = watch
         watch.thread.start()
         return watch_id
+
+    def _check_reachable(self, key: Any) -> None:
+        """Fail as python-etcd3 does when no member can be reached: ``ConnectionFailedError``
+        at once. The engine's watch would wait for a connection instead (it is built to resume
+        watches after an outage), until the timeout or, without one, for ever. So while the
+        client has no Watch stream open, one serializable read of ``key`` (answered by the
+        member itself, no raft round) tells first; other failures are the watch's to report."""
+        native = self._client._native
+        hub = native._target._caller.watch_hub
+        if hub is not None and hub.attached:
+            return  # a stream is open: the member is reachable
+        try:
+            native.get(key, serializable=True, count_only=True)
+        except errors.UnavailableError as exc:
+            raise python_etcd3_error(exc, self._client) from exc
+        except errors.DeadlineExceededError as exc:
+            raise exceptions.WatchTimedOut() from exc
+        except errors.EtcdError:
+            pass
 
     def cancel(self, watch_id: int) -> None:
         """Stop the watch ``watch_id``; its callback is not called after this returns."""

@@ -113,8 +113,10 @@ class WatchHub:
 
     @property
     def attached(self) -> int:
-        """How many watchers the current stream carries."""
-        return self._router.attached if self._router is not None else 0
+        """How many watchers the current stream carries (0: no stream is open). One read of
+        the router, so other threads may look too (the python-etcd3 face does)."""
+        router = self._router
+        return router.attached if router is not None else 0
 
     # Called by watchers (synchronously: nothing here waits, so it is safe under cancellation).
 

@@ -5,6 +5,7 @@ does better (watches that resume after a restart, tokens that are renewed)."""
 from __future__ import annotations
 
 import importlib
+import inspect
 import json
 import os
 import platform
@@ -106,6 +107,104 @@ def test_surface_of_python_etcd3_0_12_is_all_here():
         else:
             target = etcd3
         assert [n for n in names if not hasattr(target, n)] == [], module
+
+
+_SIGNATURES_OF_INSTALLED = r"""
+import importlib, inspect, json
+out = {}
+def params(fn):
+    try:
+        sig = inspect.signature(fn)
+    except (TypeError, ValueError):
+        return None
+    return [[p.name, p.kind.name, None if p.default is p.empty else repr(p.default)]
+            for p in sig.parameters.values()]
+for sub in ["client", "exceptions", "utils", "events", "members", "leases", "locks",
+            "transactions", "watch"]:
+    m = importlib.import_module("etcd3." + sub)
+    for n, v in vars(m).items():
+        if n.startswith("_") or getattr(v, "__module__", "") != m.__name__:
+            continue
+        if inspect.isclass(v):
+            for a in ["__init__"] + [a for a in dir(v) if not a.startswith("_")]:
+                f = inspect.getattr_static(v, a)
+                if isinstance(f, (staticmethod, classmethod)):
+                    f = f.__func__
+                if inspect.isfunction(f):
+                    out[sub + ":" + n + "." + a] = params(f)
+        elif inspect.isfunction(v):
+            out[sub + ":" + n] = params(v)
+print(json.dumps(out))
+"""
+
+
+def _accepts_every_call_of(ours: list, theirs: list) -> str:
+    """'' if a callable with parameters ``ours`` accepts every call that one with ``theirs``
+    accepts (same positions, names and defaults; extra parameters optional), else why not."""
+    by_name = {p[0]: p for p in ours}
+    var_kw = any(p[1] == "VAR_KEYWORD" for p in ours)
+    positional = [p for p in ours if p[1] in ("POSITIONAL_ONLY", "POSITIONAL_OR_KEYWORD")]
+    for index, (name, kind, default) in enumerate(theirs):
+        if kind in ("VAR_POSITIONAL", "VAR_KEYWORD"):
+            if not any(p[1] == kind for p in ours):
+                return f"no {kind} for {name}"
+            continue
+        in_place = index < len(positional) and positional[index][0] == name
+        if kind == "POSITIONAL_OR_KEYWORD" and not in_place:
+            return f"{name} is not positional argument {index}"
+        mine = by_name.get(name)
+        if mine is None:
+            if not var_kw:
+                return f"no {name}"
+        elif mine[2] != default:
+            return f"{name}: default {mine[2]} instead of {default}"
+    named = {p[0] for p in theirs}
+    for name, kind, default in ours:
+        if name not in named and kind not in ("VAR_POSITIONAL", "VAR_KEYWORD") and default is None:
+            return f"extra required {name}"
+    return ""
+
+
+# python-etcd3 builds its watcher on a grpcio stub (here the client makes it); its
+# ``Watch.iterator`` method is shadowed on every instance by the attribute of that name.
+_SIGNATURES_NOT_KEPT = {"watch:Watcher.__init__", "watch:Watch.iterator"}
+
+
+@pytest.mark.skipif(
+    platform.python_implementation() != "CPython",
+    reason="python-etcd3 needs grpcio, which has no PyPy wheel",
+)
+def test_signatures_of_python_etcd3_0_12_are_kept():
+    """Every public function and method of the python-etcd3 release on PyPI takes here the
+    arguments it takes there: same positions, names and defaults."""
+    env = dict(os.environ, PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION="python")
+    out = subprocess.run(
+        [sys.executable, "-c", _SIGNATURES_OF_INSTALLED],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=True,
+    ).stdout
+    theirs = json.loads(out)
+    assert len(theirs) > 90
+    problems = {}
+    for path, params in theirs.items():
+        if path in _SIGNATURES_NOT_KEPT or params is None:
+            continue
+        module, _, dotted = path.partition(":")
+        target: object = sys.modules[f"puregrpc_etcd.etcd3.{module}"]
+        for part in dotted.split("."):
+            target = getattr(target, part)
+        signature = inspect.signature(target)
+        ours = [
+            [p.name, p.kind.name, None if p.default is p.empty else repr(p.default)]
+            for p in signature.parameters.values()
+        ]
+        why = _accepts_every_call_of(ours, params)
+        if why:
+            problems[path] = why
+    assert problems == {}
 
 
 @pytest.mark.parametrize(
@@ -286,3 +385,59 @@ def test_lock_waits_across_a_compaction(server):
         finally:
             release.join()
         assert waiter.acquire(timeout=0) is True
+
+
+def test_positional_arguments_as_python_etcd3_takes_them(server):
+    """``get_all_response(sort_order, sort_target, keys_only)`` takes them positionally in
+    python-etcd3 (master and 0.12.0), and 0.12.0's ``get_response(key, serializable)``."""
+    with _client(server) as client:
+        client.put("/p/a", "1")
+        client.put("/p/b", "2")
+        reply = client.get_all_response("descend", "key", True)
+        assert [kv.key for kv in reply.kvs] == [b"/p/b", b"/p/a"]
+        assert [kv.value for kv in reply.kvs] == [b"", b""]  # keys_only
+        assert client.get_response("/p/a", True).kvs[0].value == b"1"
+    assert etcd3.utils.increment_last_byte(byte_string=b"ab") == b"ac"  # 0.12.0's name
+
+
+def _closed_port() -> int:
+    probe = socket.socket()
+    probe.bind(("127.0.0.1", 0))
+    port = probe.getsockname()[1]
+    probe.close()  # nothing listens there now: connections are refused
+    return port
+
+
+@pytest.mark.parametrize("method", ["add_watch_callback", "watch", "watch_once"])
+def test_watch_when_etcd_is_down_raises_connection_failed(method):
+    """python-etcd3 raises ``ConnectionFailedError`` at once when no member can be reached for
+    a new watch (as for any other call), not ``WatchTimedOut`` after the client's timeout (or,
+    without one, never)."""
+    calls = {
+        "add_watch_callback": lambda c: c.add_watch_callback("/k", lambda response: None),
+        "watch": lambda c: c.watch("/k"),
+        "watch_once": lambda c: c.watch_once("/k", timeout=30),
+    }
+    with etcd3.client(host="127.0.0.1", port=_closed_port(), timeout=10) as client:
+        started = time.monotonic()
+        with pytest.raises(exceptions.ConnectionFailedError) as failed:
+            calls[method](client)
+        assert time.monotonic() - started < 8
+        assert isinstance(failed.value.__cause__, errors.ConnectionFailedError)
+
+
+def test_every_endpoint_down_with_failover_is_no_server_available():
+    """With ``failover=True`` python-etcd3 raises ``NoServerAvailableError`` once every endpoint
+    has failed; here one call tries them all, so that call says it. Without failover each call
+    raises ``ConnectionFailedError`` (python-etcd3's master raises ``ValueError("Trying to use
+    a failed node")`` for 300 s after the first; this client tries again every time)."""
+    endpoints = [etcd3.Endpoint("127.0.0.1", _closed_port(), secure=False) for _ in range(2)]
+    with etcd3.MultiEndpointEtcd3Client(endpoints, timeout=10, failover=True) as client:
+        for call in (lambda: client.get("/k"), lambda: client.watch("/k")):
+            with pytest.raises(exceptions.NoServerAvailableError) as failed:
+                call()
+            assert isinstance(failed.value.__cause__, errors.ConnectionFailedError)
+    with etcd3.MultiEndpointEtcd3Client(endpoints[:1], timeout=10) as client:
+        for _ in range(2):
+            with pytest.raises(exceptions.ConnectionFailedError):
+                client.put("/k", "v")
