@@ -4,6 +4,7 @@ Ctrl-C, fork and interpreter exit (the last three in subprocesses)."""
 from __future__ import annotations
 
 import gc
+import os
 import signal
 import threading
 import time
@@ -284,3 +285,41 @@ def test_exit_with_an_open_client(server: EtcdServer) -> None:
     with sync.connect(server.endpoints) as check:
         # Closing at exit revoked the lease, so its key is gone at once.
         assert check.get_value("exit/registered") is None
+
+
+def open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def test_threads_that_called_hold_no_socket_each(client: sync.Client) -> None:
+    """A thread waits on a socket pair lent for the wait: 64 threads that each made a call hold
+    no sockets of their own, alive (a thread pool) or ended (PyPy closed a thread's own pair only
+    when the collector ran: a thread per job ran out of file descriptors)."""
+    client.get("k")
+    before = open_fds()
+    turn = threading.Lock()
+    release = threading.Event()
+
+    def call(number: int) -> None:
+        with turn:  # one call at a time: one pair serves them all
+            client.put(f"pool/{number}", "v")
+        release.wait(SCRIPT_TIMEOUT)
+
+    threads = [threading.Thread(target=call, args=(n,)) for n in range(64)]
+    for thread in threads:
+        thread.start()
+    for _ in range(int(SCRIPT_TIMEOUT / 0.01)):
+        if client.get("pool/", prefix=True, count_only=True).count == 64:
+            break
+        time.sleep(0.01)
+    alive = open_fds() - before
+    release.set()
+    for thread in threads:
+        thread.join(SCRIPT_TIMEOUT)
+    for number in range(64):  # ended threads, one after the other (no collection forced)
+        thread = threading.Thread(target=client.get, args=(f"pool/{number}",))
+        thread.start()
+        thread.join(SCRIPT_TIMEOUT)
+    ended = open_fds() - before
+    assert max(alive, ended) < 8, (alive, ended)
+
