@@ -232,6 +232,7 @@ class Client(_forwards.ClientForwards, _Face):
             portal.close_soon()
             if not portal.finished.done and not portal.forked():  # no thread to end in a child
                 await asyncio.shield(portal.finished.wait_async(asyncio.get_running_loop()))
+            portal.close()  # closed by now: only joins the thread, past its last await
 
     async def __aenter__(self) -> Client:
         return self

@@ -8,6 +8,7 @@ import asyncio
 import gc
 import signal
 import sys
+import threading
 import uuid
 from collections.abc import Coroutine
 from typing import Any, Callable
@@ -255,6 +256,17 @@ def test_ctrl_c_cancels_a_waiting_call(server: EtcdServer) -> None:
             assert out == "interrupted 1\n"  # only our key: the child's waiter was removed
 
     asyncio.run(hold())
+
+
+def test_closing_ends_the_thread(server: EtcdServer, run: Any) -> None:
+    async def main() -> None:
+        for _ in range(10):
+            async with aio.connect(server.endpoints) as client:
+                await client.get("k")
+            # Not only told to end: ended (a thread-leak check right after aclose sees nothing).
+            assert [t for t in threading.enumerate() if t.name.startswith("puregrpc-etcd")] == []
+
+    run(main())
 
 
 def test_closed_client_raises(server: EtcdServer) -> None:
