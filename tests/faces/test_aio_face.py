@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import platform
 import signal
 import sys
 import threading
@@ -27,6 +28,15 @@ except ImportError:  # optional: the loops the tests run on are the ones install
     uvloop = None
 
 LOOPS = ["asyncio"] + (["uvloop"] if uvloop is not None else [])
+
+
+def test_uvloop_is_among_the_loops() -> None:
+    """uvloop is a test dependency where it exists (CPython, not Windows): without it the tests
+    above silently ran on asyncio's own loop alone."""
+    if platform.python_implementation() == "CPython" and sys.platform != "win32":
+        assert LOOPS == ["asyncio", "uvloop"]
+    else:
+        assert LOOPS[0] == "asyncio"
 
 
 @pytest.fixture(params=LOOPS)
