@@ -22,8 +22,11 @@ are the trio client's by construction. Works with any asyncio loop (uvloop too) 
 
 - Cancelling the awaiting task (``task.cancel()``, ``asyncio.wait_for``, ``asyncio.timeout``)
   cancels the call at once: its HTTP/2 stream is reset and the connection stays usable. asyncio
-  gives no way to read an enclosing deadline, so it does not travel to the server; pass
-  ``timeout=`` (every call takes it) for a deadline that etcd sees as ``grpc-timeout``.
+  gives a call no way to read an enclosing deadline (an ``asyncio.timeout()``'s ``Timeout`` is
+  known only to the code that opened it, ``asyncio.wait_for``'s to nobody), so it does not
+  travel to the server; pass ``timeout=`` (every call takes it; inside ``async with
+  asyncio.timeout(...) as scope``, ``timeout=scope.when() - loop.time()``) for a deadline that
+  etcd sees as ``grpc-timeout``.
 - A block (``async with client.lock(...)``) whose lease is lost is not interrupted while it runs:
   check ``lease.lost.is_set()``; with ``cancel_on_loss=True`` leaving the block raises the error.
 - Any number of tasks (and loops in other threads) may share one client. After ``os.fork()``

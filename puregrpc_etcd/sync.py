@@ -25,7 +25,9 @@ same name (``puregrpc_etcd._face``), so their signatures are the trio client's b
 - After ``os.fork()`` the child cannot use a client (or anything opened from it) made before
   the fork: it raises ``ForkedError``; connect again in the child.
 - A client left open is closed at interpreter exit (leases revoked, bounded, silently), or by
-  ``client.close()``.
+  ``client.close()``; calls on a closed client, and calls it ended, raise ``ClientClosedError``.
+  Python waits for non-daemon threads before that exit: one blocked in a call (an endless
+  watch) keeps the interpreter alive until the client is closed; use a daemon thread for it.
 - ``for event in client.watch(...)`` closes the watcher when the loop is left on CPython at
   once; on PyPy only when the iterator is collected, so prefer ``with client.watch(...) as w``.
 - ``try_lock(name)`` gives a ``TryLock``: ``with client.try_lock(name) as lock:`` (``lock`` is
