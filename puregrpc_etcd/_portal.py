@@ -144,8 +144,10 @@ class Portal:
                     if scope.cancel_called:
                         break
                     idle.append(task)
+                    del call  # parked, it must not keep its last call's objects alive
                     call = await trio.lowlevel.wait_task_rescheduled(abort)
             idle.append(task)
+            del call
             call = await trio.lowlevel.wait_task_rescheduled(abort)
 
     async def _run_call(self, call: Call) -> None:

@@ -11,6 +11,7 @@ import signal
 import sys
 import threading
 import uuid
+import weakref
 from collections.abc import Coroutine
 from typing import Any, Callable
 
@@ -266,6 +267,26 @@ def test_ctrl_c_cancels_a_waiting_call(server: EtcdServer) -> None:
             assert out == "interrupted 1\n"  # only our key: the child's waiter was removed
 
     asyncio.run(hold())
+
+
+def test_an_observer_left_with_break_ends(server: EtcdServer, run: Any) -> None:
+    """A bare ``async for`` over ``observe()`` left with ``break`` drops the trio observer,
+    whose finaliser ends it, as on trio (the portal's idle runner kept its last call, and so the
+    observer, until it ran another call: its Observe stream stayed open)."""
+
+    async def main() -> None:
+        async with aio.connect(server.endpoints) as client:
+            election = client.election(f"elections/{uuid.uuid4()}")
+            async with election.campaign("v1"):
+                observer = election.observe()
+                trio_observer = weakref.ref(observer._target)
+                async for leader in observer:
+                    assert leader.value == b"v1"
+                    break
+                del observer
+                assert await settles(lambda: (gc.collect(), trio_observer())[1] is None)
+
+    run(main())
 
 
 def test_closing_ends_the_thread(server: EtcdServer, run: Any) -> None:
