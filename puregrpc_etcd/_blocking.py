@@ -62,15 +62,16 @@ class Held(_face.HeldBase[W]):
         return bool(wait(self._portal, holder.exited, holder))
 
 
-def iterate(portal: Portal, iterator: AsyncIterator[T]) -> Iterator[T]:
-    """Iterate a trio async iterator from a thread; closing this closes that (``aclose``)."""
+def iterate(portal: Portal, iterator: AsyncIterator[T], owned: bool = True) -> Iterator[T]:
+    """Iterate a trio async iterator from a thread; closing this closes that (``aclose``) when
+    the iteration ``owned`` it (an ``Iterated`` method's result, made for this loop)."""
     try:
         while True:
             yield run(portal, iterator.__anext__)
     except StopAsyncIteration:
         return
     finally:
-        aclose = getattr(iterator, "aclose", None)
+        aclose = getattr(iterator, "aclose", None) if owned else None
         if aclose is not None and not portal.on_own_thread():
             try:
                 run(portal, aclose)
@@ -102,9 +103,11 @@ class HeldFace(_face.Wrapping[W], BlockingFace):
 
 
 class IteratorFace(BlockingFace, Generic[T]):
-    """The face of a trio async iterator (``_target``): ``for item in face``."""
+    """The face of a trio async iterator (``_target``): ``for item in face``. Each ``for`` is a
+    loop over it, not its owner: leaving one leaves the iterator open for the next (as ``async
+    for`` on trio); it ends with its ``with`` block, its ``close()``, or once dropped."""
 
     __slots__ = ()
 
     def __iter__(self) -> Iterator[T]:
-        return iterate(self._portal, self._target)
+        return iterate(self._portal, self._target, owned=False)

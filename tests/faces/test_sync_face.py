@@ -8,6 +8,7 @@ import os
 import signal
 import threading
 import time
+import weakref
 from typing import Callable, Iterator
 
 import pytest
@@ -336,3 +337,38 @@ def test_closing_ends_the_thread(server: EtcdServer) -> None:
             client.get("k")
         # Not only told to end: ended (a thread-leak check right after close sees nothing).
         assert set(threading.enumerate()) <= before
+
+
+def test_an_observer_outlives_a_loop_left_with_break(client: sync.Client) -> None:
+    """As on trio and asyncio: leaving ``for`` over an observer kept in ``with`` does not end
+    it (it ended, and the next loop over it stopped at once, without the new leader)."""
+    election = client.election("elections/loops")
+    with election.campaign("v1"), election.observe() as leaders:
+        for leader in leaders:
+            assert leader.value == b"v1"
+            break
+        election.proclaim("v2")
+        for leader in leaders:
+            assert leader.value == b"v2"
+            break
+        else:
+            raise AssertionError("the observer ended with the first loop")
+
+
+def test_an_observer_left_with_break_ends(client: sync.Client) -> None:
+    """A bare ``for`` over ``observe()`` left with ``break`` drops the trio observer, whose
+    finaliser ends it (as a bare ``async for`` on trio)."""
+    election = client.election("elections/bare")
+    with election.campaign("v1"):
+        observer = election.observe()
+        trio_observer = weakref.ref(observer._target)
+        for leader in observer:
+            assert leader.value == b"v1"
+            break
+        del observer
+        for _ in range(int(SCRIPT_TIMEOUT / 0.02)):
+            gc.collect()  # PyPy drops it when collected, CPython at once
+            if trio_observer() is None:
+                break
+            time.sleep(0.02)
+        assert trio_observer() is None
