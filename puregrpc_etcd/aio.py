@@ -295,5 +295,7 @@ class Connecting:
 def connect(*args: Any, **kwargs: Any) -> Connecting:
     """Connect to etcd: ``async with aio.connect(...) as client:`` (or ``client = await
     aio.connect(...)``, then ``await client.aclose()``); the arguments of
-    ``puregrpc_etcd.connect()``."""
+    ``puregrpc_etcd.connect()``. As there, it does not wait for a connection: the first call
+    raises ``ConnectionFailedError`` when no endpoint answers within ``connect_timeout``; with
+    ``username`` the client authenticates on connecting, so that raises it."""
     return Connecting(lambda: _client.connect(*args, **kwargs))

@@ -246,7 +246,9 @@ class Client(_forwards.ClientForwards, _Face):
 @like(_client.connect)
 def connect(*args: Any, **kwargs: Any) -> Client:
     """Connect to etcd and give a blocking ``Client``; the arguments of
-    ``puregrpc_etcd.connect()``. Blocks until connected (or raises its error)."""
+    ``puregrpc_etcd.connect()``. As there, it does not wait for a connection: the first call
+    raises ``ConnectionFailedError`` when no endpoint answers within ``connect_timeout``; with
+    ``username`` the client authenticates here, so this raises it."""
     portal = _portal.Portal(lambda: _client.connect(*args, **kwargs), "puregrpc-etcd sync")
     try:
         portal.opened.wait()
