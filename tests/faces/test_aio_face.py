@@ -10,6 +10,7 @@ import platform
 import signal
 import sys
 import threading
+import time
 import uuid
 import weakref
 from collections.abc import Coroutine
@@ -226,6 +227,32 @@ def test_wait_for_and_timeout_are_deadlines(server: EtcdServer, run: Any) -> Non
                 error.details == "context deadline exceeded"
             )
             assert await client.get_value("locks/nothing") is None
+
+    run(main())
+
+
+def test_a_lock_taken_as_its_task_is_cancelled_is_released_first(
+    server: EtcdServer, run: Any
+) -> None:
+    """The trio side takes the lock while the loop is busy, then the task is cancelled: once
+    the task has ended the lock is released (as on the blocking face), not some time later."""
+
+    async def main() -> None:
+        async with aio.connect(server.endpoints) as client:
+            for _ in range(5):
+                name = f"locks/taken-{uuid.uuid4()}"
+
+                async def hold(name: str = name) -> None:
+                    async with client.lock(name, ttl=10):
+                        await asyncio.sleep(SCRIPT_TIMEOUT)
+
+                task = asyncio.ensure_future(hold())
+                await asyncio.sleep(0)  # it asks for the lock
+                time.sleep(0.3)  # noqa: ASYNC251  # the loop is busy: the lock is taken meanwhile
+                task.cancel()
+                with pytest.raises(asyncio.CancelledError):
+                    await task
+                assert (await client.get(name + "/", prefix=True)).count == 0
 
     run(main())
 
