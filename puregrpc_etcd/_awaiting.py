@@ -19,7 +19,16 @@ if TYPE_CHECKING:
     from puregrpc_etcd._portal import Portal
     from puregrpc_etcd._tasks import Call, Holder
 
-__all__ = ["AwaitingFace", "Held", "HeldFace", "IteratorFace", "iterate", "run", "wait_for"]
+__all__ = [
+    "AwaitingFace",
+    "Held",
+    "HeldFace",
+    "IteratorFace",
+    "iterate",
+    "run",
+    "run_taking",
+    "wait_for",
+]
 
 T = TypeVar("T")
 Iter = TypeVar("Iter", bound="IteratorFace[Any]")
@@ -57,6 +66,27 @@ async def run(portal: Portal, fn: Callable[..., Awaitable[Any]], *args: Any, **k
     return await wait_for(portal, call.outcome, call)
 
 
+async def run_taking(
+    portal: Portal, fn: Callable[..., Awaitable[Any]], *args: Any, **kw: Any
+) -> Any:
+    """``run`` for a call that takes a lock: if the task is cancelled when the trio side has
+    taken it already, nobody could release it (a ``try_lock`` session would keep it until
+    the client closed); it is released (bounded) before the cancellation ends the task."""
+    call = portal.submit(fn, *args, **kw)
+    try:
+        return await wait_for(portal, call.outcome, call)
+    except BaseException:
+        release = _face.release_of(call.outcome)
+        if release is not None:
+            try:
+                releasing = portal.submit(release)
+            except ClientClosedError:
+                pass
+            else:
+                await _ended(releasing.outcome)
+        raise
+
+
 def _awaiting(portal: Portal, method: Any, wrap: Any) -> Callable[..., Any]:
     if wrap is _face.same:
 
@@ -67,7 +97,8 @@ def _awaiting(portal: Portal, method: Any, wrap: Any) -> Callable[..., Any]:
         return awaiting
 
     async def awaiting_wrapped(*args: Any, **kwargs: Any) -> Any:
-        return wrap(portal, await run(portal, method, *args, **kwargs))
+        # Wrapped results are objects of the client's (a lock): see run_taking.
+        return wrap(portal, await run_taking(portal, method, *args, **kwargs))
 
     return awaiting_wrapped
 

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 
     from puregrpc_etcd._portal import Portal
 
-__all__ = ["BlockingFace", "Held", "HeldFace", "IteratorFace", "iterate", "run"]
+__all__ = ["BlockingFace", "Held", "HeldFace", "IteratorFace", "iterate", "run", "run_taking"]
 
 T = TypeVar("T")
 W = TypeVar("W")
@@ -28,11 +28,38 @@ def run(portal: Portal, fn: Callable[..., Awaitable[Any]], *args: Any, **kw: Any
     return wait(portal, call.outcome, call)
 
 
-def _blocking(portal: Portal, method: Any, wrap: Any) -> Callable[..., Any]:
-    def blocking(*args: Any, **kwargs: Any) -> Any:
-        return wrap(portal, run(portal, method, *args, **kwargs))
+def run_taking(portal: Portal, fn: Callable[..., Awaitable[Any]], *args: Any, **kw: Any) -> Any:
+    """``run`` for a call that takes a lock: if the wait is interrupted (Ctrl-C) when the trio
+    side has taken it already, nobody could release it (a ``try_lock`` session would keep it
+    until the client closed); it is released (bounded) before the interruption goes on."""
+    call = portal.submit(fn, *args, **kw)
+    try:
+        return wait(portal, call.outcome, call)
+    except BaseException:
+        release = _face.release_of(call.outcome)
+        if release is not None:
+            try:
+                releasing = portal.submit(release)
+            except ClientClosedError:
+                pass
+            else:
+                releasing.outcome.wait(_portal.CANCEL_WAIT)
+        raise
 
-    return blocking
+
+def _blocking(portal: Portal, method: Any, wrap: Any) -> Callable[..., Any]:
+    if wrap is _face.same:
+
+        def blocking(*args: Any, **kwargs: Any) -> Any:
+            return run(portal, method, *args, **kwargs)
+
+        return blocking
+
+    def blocking_wrapped(*args: Any, **kwargs: Any) -> Any:
+        # Wrapped results are objects of the client's (a lock): see run_taking.
+        return wrap(portal, run_taking(portal, method, *args, **kwargs))
+
+    return blocking_wrapped
 
 
 class Held(_face.HeldBase[W]):

@@ -54,7 +54,7 @@ from puregrpc_etcd._awaiting import AwaitingFace as _Face
 
 # Held: what ``async with client.lease(...)`` gives, kept importable from here for annotations.
 from puregrpc_etcd._awaiting import Held as Held  # noqa: PLC0414
-from puregrpc_etcd._awaiting import HeldFace, IteratorFace, iterate, run, wait_for
+from puregrpc_etcd._awaiting import HeldFace, IteratorFace, iterate, run, run_taking, wait_for
 from puregrpc_etcd._face import Awaited, Entered, Made, await_it, like
 from puregrpc_etcd._pending import ClientClosedError, ForkedError
 from puregrpc_etcd.types import KeyValue
@@ -127,7 +127,8 @@ class TryLock(HeldFace["Lock | None"]):
         return self._acquire().__await__()
 
     async def _acquire(self) -> Lock | None:
-        return _lock_or_none(self._portal, await run(self._portal, await_it, self._target))
+        lock = await run_taking(self._portal, await_it, self._target)
+        return _lock_or_none(self._portal, lock)
 
     def _wrap(self, lock: _lock.Lock | None) -> Lock | None:
         return _lock_or_none(self._portal, lock)

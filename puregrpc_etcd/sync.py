@@ -50,7 +50,7 @@ from puregrpc_etcd._blocking import BlockingFace as _Face
 
 # Held: what ``with client.lease(...)`` gives, kept importable from here for annotations.
 from puregrpc_etcd._blocking import Held as Held  # noqa: PLC0414
-from puregrpc_etcd._blocking import HeldFace, IteratorFace, iterate, run
+from puregrpc_etcd._blocking import HeldFace, IteratorFace, iterate, run, run_taking
 from puregrpc_etcd._face import Awaited, Entered, Made, await_it, like
 from puregrpc_etcd._pending import ClientClosedError, ForkedError
 from puregrpc_etcd.types import KeyValue
@@ -120,7 +120,7 @@ class TryLock(HeldFace["Lock | None"]):
 
     def acquire(self) -> Lock | None:
         """Try once, never waiting: the ``Lock``, or None when another holds it."""
-        return _lock_or_none(self._portal, run(self._portal, await_it, self._target))
+        return _lock_or_none(self._portal, run_taking(self._portal, await_it, self._target))
 
     def _wrap(self, lock: _lock.Lock | None) -> Lock | None:
         return _lock_or_none(self._portal, lock)

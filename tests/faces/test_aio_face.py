@@ -257,6 +257,29 @@ def test_a_lock_taken_as_its_task_is_cancelled_is_released_first(
     run(main())
 
 
+def test_a_lock_taken_for_a_cancelled_await_is_released(server: EtcdServer, run: Any) -> None:
+    """``await client.try_lock(name)`` and ``acquire_lock`` cancelled after the trio side took
+    the lock: the lock nobody can release any more is released (it stayed taken, with its
+    session lease kept alive, until the client closed)."""
+
+    async def main() -> None:
+        async with aio.connect(server.endpoints) as client, client.lease(30) as lease:
+            for take in (
+                client.try_lock,
+                lambda name: client.acquire_lock(name, lease),
+            ):
+                name = f"locks/discarded-{uuid.uuid4()}"
+                task = asyncio.ensure_future(take(name))
+                await asyncio.sleep(0)  # it asks for the lock
+                time.sleep(0.3)  # noqa: ASYNC251  # the loop is busy: the lock is taken meanwhile
+                task.cancel()
+                with pytest.raises(asyncio.CancelledError):
+                    await task
+                assert (await client.get(name + "/", prefix=True)).count == 0
+
+    run(main())
+
+
 async def _lock_within(client: aio.Client, name: str, seconds: float) -> None:
     async with asyncio.timeout(seconds), client.lock(name, ttl=10):  # type: ignore[attr-defined]
         raise AssertionError("the lock is held elsewhere")

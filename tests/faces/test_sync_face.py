@@ -214,6 +214,40 @@ def test_ctrl_c_cancels_a_blocked_call(server: EtcdServer, client: sync.Client) 
     assert out == "interrupted 1\n"  # only our own key: the child's waiter was removed
 
 
+def test_a_lock_taken_as_ctrl_c_comes_is_released(server: EtcdServer) -> None:
+    """Ctrl-C while ``acquire_lock`` waits, handled (slowly) once the trio side has taken the
+    lock: the lock nobody can release any more is released (it stayed taken)."""
+    child = start_script(
+        """
+        import signal, sys, threading, time
+        from puregrpc_etcd import sync
+        NAME = "locks/ctrl-c-taken"
+        with sync.connect(sys.argv[1]) as client, sync.connect(sys.argv[1]) as other:
+            held = other.lock(NAME)
+            held.__enter__()
+
+            def slow_interrupt(signum, frame):
+                held.__exit__(None, None, None)  # the other holder leaves: ours is taken...
+                time.sleep(0.5)
+                raise KeyboardInterrupt  # ... and only then does Ctrl-C come through
+
+            signal.signal(signal.SIGINT, slow_interrupt)
+            main = threading.main_thread().ident
+            with client.lease(30) as lease:
+                threading.Timer(0.5, signal.pthread_kill, (main, signal.SIGINT)).start()
+                try:
+                    client.acquire_lock(NAME, lease)
+                    print("not interrupted", flush=True)
+                except KeyboardInterrupt:
+                    print(client.get(NAME + "/", prefix=True).count, flush=True)
+        """,
+        server.endpoints[0],
+    )
+    out, err = child.communicate(timeout=SCRIPT_TIMEOUT)
+    assert child.returncode == 0, err
+    assert out == "0\n"
+
+
 def test_fork_child_gets_a_typed_error_and_can_connect(server: EtcdServer) -> None:
     child = start_script(
         """
