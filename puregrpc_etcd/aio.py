@@ -21,7 +21,8 @@ forwards to the trio method of the same name (``puregrpc_etcd._face``), so their
 are the trio client's by construction. Works with any asyncio loop (uvloop too) on CPython and PyPy.
 
 - Cancelling the awaiting task (``task.cancel()``, ``asyncio.wait_for``, ``asyncio.timeout``)
-  cancels the call at once: its HTTP/2 stream is reset and the connection stays usable. asyncio
+  cancels the call at once: its HTTP/2 stream is reset and the connection stays usable; a lock
+  (or lease) it took just before is released before the task's cancellation ends. asyncio
   gives a call no way to read an enclosing deadline (an ``asyncio.timeout()``'s ``Timeout`` is
   known only to the code that opened it, ``asyncio.wait_for``'s to nobody), so it does not
   travel to the server; pass ``timeout=`` (every call takes it; inside ``async with

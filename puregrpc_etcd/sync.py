@@ -19,9 +19,11 @@ same name (``puregrpc_etcd._face``), so their signatures are the trio client's b
 
 - Any number of threads may share one client.
 - Ctrl-C (or any exception raised while a call waits) cancels the call: its stream is reset
-  and the connection stays usable. A block (``with client.lock(...)``) whose lease is lost is
-  not interrupted while it runs (there is no trio cancellation in a thread): check
-  ``lease.lost.is_set()``; with ``cancel_on_loss=True`` leaving the block raises the error.
+  and the connection stays usable; a lock the call took just before (``acquire_lock``,
+  ``try_lock``, ``with client.lock(...)``) is released before the interruption goes on. A
+  block (``with client.lock(...)``) whose lease is lost is not interrupted while it runs
+  (there is no trio cancellation in a thread): check ``lease.lost.is_set()``; with
+  ``cancel_on_loss=True`` leaving the block raises the error.
 - After ``os.fork()`` the child cannot use a client (or anything opened from it) made before
   the fork: it raises ``ForkedError``; connect again in the child.
 - A client left open is closed at interpreter exit (leases revoked, bounded, silently), or by
