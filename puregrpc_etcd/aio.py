@@ -166,11 +166,18 @@ class LeaderObserver(IteratorFace[KeyValue]):
     _target: _election.LeaderObserver
 
     async def aclose(self) -> None:
-        await run(self._portal, self._target.aclose)
+        """End it (nothing to end once the client is closed)."""
+        try:
+            await run(self._portal, self._target.aclose)
+        except ClientClosedError:
+            pass
 
     def close(self) -> None:
         """End it without waiting (from plain code)."""
-        self._portal.submit(self._target.aclose)
+        try:
+            self._portal.submit(self._target.aclose)
+        except ClientClosedError:
+            pass
 
     async def __aenter__(self) -> LeaderObserver:
         return self

@@ -157,7 +157,11 @@ class LeaderObserver(IteratorFace[KeyValue]):
     _target: _election.LeaderObserver
 
     def close(self) -> None:
-        run(self._portal, self._target.aclose)
+        """End it (nothing to end once the client is closed)."""
+        try:
+            run(self._portal, self._target.aclose)
+        except ClientClosedError:
+            pass
 
     def __enter__(self) -> LeaderObserver:
         return self

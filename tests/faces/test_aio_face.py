@@ -351,6 +351,22 @@ def test_closing_ends_the_thread(server: EtcdServer, run: Any) -> None:
     run(main())
 
 
+def test_closing_an_observer_of_a_closed_client_does_nothing(server: EtcdServer) -> None:
+    """As on trio: ``close()``, ``aclose()`` (and leaving ``async with``) end an observer, and
+    there is nothing to end once its client is closed (they raised ClientClosedError)."""
+
+    async def main() -> None:
+        client = await aio.connect(server.endpoints)
+        observer = client.election("elections/closed").observe()
+        await client.aclose()
+        observer.close()
+        await observer.aclose()
+        async with observer:
+            pass
+
+    asyncio.run(main())
+
+
 def test_closed_client_raises(server: EtcdServer) -> None:
     async def main() -> None:
         client = await aio.connect(server.endpoints)

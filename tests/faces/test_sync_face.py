@@ -406,3 +406,14 @@ def test_an_observer_left_with_break_ends(client: sync.Client) -> None:
                 break
             time.sleep(0.02)
         assert trio_observer() is None
+
+
+def test_closing_an_observer_of_a_closed_client_does_nothing(server: EtcdServer) -> None:
+    """As on trio: ``close()`` (and leaving ``with``) ends an observer, and there is nothing
+    to end once its client is closed (it raised ClientClosedError)."""
+    client = sync.connect(server.endpoints)
+    observer = client.election("elections/closed").observe()
+    client.close()
+    observer.close()
+    with observer:
+        pass
