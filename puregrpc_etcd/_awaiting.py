@@ -19,7 +19,16 @@ if TYPE_CHECKING:
     from puregrpc_etcd._portal import Portal
     from puregrpc_etcd._tasks import Call, Holder
 
-__all__ = ["AwaitingFace", "Held", "HeldFace", "IteratorFace", "iterate", "run", "wait_for"]
+__all__ = [
+    "AwaitingFace",
+    "Held",
+    "HeldFace",
+    "IteratorFace",
+    "iterate",
+    "run",
+    "run_taking",
+    "wait_for",
+]
 
 T = TypeVar("T")
 Iter = TypeVar("Iter", bound="IteratorFace[Any]")
@@ -29,27 +38,53 @@ W = TypeVar("W")
 async def wait_for(portal: Portal, outcome: Pending, what: Call | Holder | None) -> Any:
     """Await an outcome; if the awaiting task is cancelled, cancel ``what``'s trio task."""
     if not outcome.done:
-        loop = asyncio.get_running_loop()
         try:
-            await outcome.wait_async(loop)
+            await outcome.wait_async(asyncio.get_running_loop())
         except asyncio.CancelledError:
             if what is not None:
                 portal.cancel(what)
                 # Trio ends the call at once (its stream reset, a lock's waiting key deleted):
                 # let that finish, bounded, so that the task's cancellation is complete.
-                ending = outcome.wait_async(loop)
-                await asyncio.wait({ending}, timeout=_portal.CANCEL_WAIT)
-                if ending.done():
-                    ending.exception()  # seen: asyncio must not log it as never retrieved
-                else:
-                    ending.cancel()
+                await _ended(outcome)
             raise
     return outcome.result()
+
+
+async def _ended(outcome: Pending) -> None:
+    """Wait for an outcome of a cancelled trio task, bounded by ``CANCEL_WAIT``; its error is
+    not raised (asyncio must not log it as never retrieved either)."""
+    ending = outcome.wait_async(asyncio.get_running_loop())
+    await asyncio.wait({ending}, timeout=_portal.CANCEL_WAIT)
+    if ending.done():
+        ending.exception()
+    else:
+        ending.cancel()
 
 
 async def run(portal: Portal, fn: Callable[..., Awaitable[Any]], *args: Any, **kw: Any) -> Any:
     call = portal.submit(fn, *args, **kw)
     return await wait_for(portal, call.outcome, call)
+
+
+async def run_taking(
+    portal: Portal, fn: Callable[..., Awaitable[Any]], *args: Any, **kw: Any
+) -> Any:
+    """``run`` for a call that takes a lock: if the task is cancelled when the trio side has
+    taken it already, nobody could release it (a ``try_lock`` session would keep it until
+    the client closed); it is released (bounded) before the cancellation ends the task."""
+    call = portal.submit(fn, *args, **kw)
+    try:
+        return await wait_for(portal, call.outcome, call)
+    except BaseException:
+        release = _face.release_of(call.outcome)
+        if release is not None:
+            try:
+                releasing = portal.submit(release)
+            except ClientClosedError:
+                pass
+            else:
+                await _ended(releasing.outcome)
+        raise
 
 
 def _awaiting(portal: Portal, method: Any, wrap: Any) -> Callable[..., Any]:
@@ -62,7 +97,8 @@ def _awaiting(portal: Portal, method: Any, wrap: Any) -> Callable[..., Any]:
         return awaiting
 
     async def awaiting_wrapped(*args: Any, **kwargs: Any) -> Any:
-        return wrap(portal, await run(portal, method, *args, **kwargs))
+        # Wrapped results are objects of the client's (a lock): see run_taking.
+        return wrap(portal, await run_taking(portal, method, *args, **kwargs))
 
     return awaiting_wrapped
 
@@ -74,7 +110,15 @@ class Held(_face.HeldBase[W]):
 
     async def __aenter__(self) -> W:
         holder = self._hold()
-        return self._wrap(await wait_for(self._portal, holder.entered, holder))
+        try:
+            value = await wait_for(self._portal, holder.entered, holder)
+        except BaseException:
+            # Entered on the trio side as the task was cancelled: the holder leaves the manager
+            # (a lock released, a lease revoked) before the cancellation ends the task.
+            if not holder.exited.done:
+                await _ended(holder.exited)
+            raise
+        return self._wrap(value)
 
     async def __aexit__(
         self,

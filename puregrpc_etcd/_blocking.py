@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 
     from puregrpc_etcd._portal import Portal
 
-__all__ = ["BlockingFace", "Held", "HeldFace", "IteratorFace", "iterate", "run"]
+__all__ = ["BlockingFace", "Held", "HeldFace", "IteratorFace", "iterate", "run", "run_taking"]
 
 T = TypeVar("T")
 W = TypeVar("W")
@@ -28,11 +28,38 @@ def run(portal: Portal, fn: Callable[..., Awaitable[Any]], *args: Any, **kw: Any
     return wait(portal, call.outcome, call)
 
 
-def _blocking(portal: Portal, method: Any, wrap: Any) -> Callable[..., Any]:
-    def blocking(*args: Any, **kwargs: Any) -> Any:
-        return wrap(portal, run(portal, method, *args, **kwargs))
+def run_taking(portal: Portal, fn: Callable[..., Awaitable[Any]], *args: Any, **kw: Any) -> Any:
+    """``run`` for a call that takes a lock: if the wait is interrupted (Ctrl-C) when the trio
+    side has taken it already, nobody could release it (a ``try_lock`` session would keep it
+    until the client closed); it is released (bounded) before the interruption goes on."""
+    call = portal.submit(fn, *args, **kw)
+    try:
+        return wait(portal, call.outcome, call)
+    except BaseException:
+        release = _face.release_of(call.outcome)
+        if release is not None:
+            try:
+                releasing = portal.submit(release)
+            except ClientClosedError:
+                pass
+            else:
+                releasing.outcome.wait(_portal.CANCEL_WAIT)
+        raise
 
-    return blocking
+
+def _blocking(portal: Portal, method: Any, wrap: Any) -> Callable[..., Any]:
+    if wrap is _face.same:
+
+        def blocking(*args: Any, **kwargs: Any) -> Any:
+            return run(portal, method, *args, **kwargs)
+
+        return blocking
+
+    def blocking_wrapped(*args: Any, **kwargs: Any) -> Any:
+        # Wrapped results are objects of the client's (a lock): see run_taking.
+        return wrap(portal, run_taking(portal, method, *args, **kwargs))
+
+    return blocking_wrapped
 
 
 class Held(_face.HeldBase[W]):
@@ -62,15 +89,16 @@ class Held(_face.HeldBase[W]):
         return bool(wait(self._portal, holder.exited, holder))
 
 
-def iterate(portal: Portal, iterator: AsyncIterator[T]) -> Iterator[T]:
-    """Iterate a trio async iterator from a thread; closing this closes that (``aclose``)."""
+def iterate(portal: Portal, iterator: AsyncIterator[T], owned: bool = True) -> Iterator[T]:
+    """Iterate a trio async iterator from a thread; closing this closes that (``aclose``) when
+    the iteration ``owned`` it (an ``Iterated`` method's result, made for this loop)."""
     try:
         while True:
             yield run(portal, iterator.__anext__)
     except StopAsyncIteration:
         return
     finally:
-        aclose = getattr(iterator, "aclose", None)
+        aclose = getattr(iterator, "aclose", None) if owned else None
         if aclose is not None and not portal.on_own_thread():
             try:
                 run(portal, aclose)
@@ -102,9 +130,11 @@ class HeldFace(_face.Wrapping[W], BlockingFace):
 
 
 class IteratorFace(BlockingFace, Generic[T]):
-    """The face of a trio async iterator (``_target``): ``for item in face``."""
+    """The face of a trio async iterator (``_target``): ``for item in face``. Each ``for`` is a
+    loop over it, not its owner: leaving one leaves the iterator open for the next (as ``async
+    for`` on trio); it ends with its ``with`` block, its ``close()``, or once dropped."""
 
     __slots__ = ()
 
     def __iter__(self) -> Iterator[T]:
-        return iterate(self._portal, self._target)
+        return iterate(self._portal, self._target, owned=False)

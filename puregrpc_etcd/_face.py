@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from typing import AsyncContextManager
 
     from puregrpc_etcd import _awaiting, _blocking
+    from puregrpc_etcd._pending import Pending
     from puregrpc_etcd._portal import Portal
     from puregrpc_etcd._tasks import ExcInfo, Holder
 
@@ -47,6 +48,7 @@ __all__ = [
     "entering",
     "iterating",
     "like",
+    "release_of",
     "same",
 ]
 
@@ -295,3 +297,15 @@ def like(fn: Callable[P, Any]) -> Callable[[Callable[..., R]], Callable[P, R]]:
 async def await_it(awaitable: Awaitable[T]) -> T:
     """``await awaitable`` as a coroutine function (to submit an awaitable object)."""
     return await awaitable
+
+
+def release_of(outcome: Pending) -> Callable[[], Awaitable[Any]] | None:
+    """The ``release`` of what a call took (a lock) that its caller gave up waiting for, if it
+    did take it: nobody else can release it."""
+    if not outcome.done:
+        return None
+    try:
+        value = outcome.result()
+    except BaseException:
+        return None
+    return getattr(value, "release", None)

@@ -1,10 +1,11 @@
 """Outcomes crossing from the portal's trio thread to the threads and asyncio loops that wait.
 
 ``Pending`` is one outcome, set once on the trio side and waited for by blocking (``wait``: a
-socket pair per waiting thread, ``_Wakeup``) or by awaiting an asyncio future (``wait_async``:
-a batch of outcomes for one loop costs one ``call_soon_threadsafe``, ``_Mailbox``). Also here:
-the errors of a closed (or forked) client, and the at-exit flag that keeps waiting daemon
-threads quiet while the interpreter ends (``_portal._close_at_exit`` sets it).
+socket pair lent to the waiting thread, ``_Wakeup``) or by awaiting an asyncio future
+(``wait_async``: a batch of outcomes for one loop costs one ``call_soon_threadsafe``,
+``_Mailbox``). Also here: the errors of a closed (or forked) client, and the at-exit flag that
+keeps waiting daemon threads quiet while the interpreter ends (``_portal._close_at_exit`` sets
+it).
 """
 
 from __future__ import annotations
@@ -90,12 +91,15 @@ class Pending:
         """Block until done (True) or ``timeout`` (False); Ctrl-C interrupts it."""
         if self.done:
             return True
-        wakeup = _thread_wakeup()
-        with self._lock:
-            if self.done:
-                return True
-            self._callbacks.append(wakeup.wake)
-        return wakeup.wait_for(self, timeout)
+        wakeup = _take_wakeup()
+        try:
+            with self._lock:
+                if self.done:
+                    return True
+                self._callbacks.append(wakeup.wake)
+            return wakeup.wait_for(self, timeout)
+        finally:
+            _idle_wakeups.append(wakeup)
 
     def wait_async(self, loop: asyncio.AbstractEventLoop) -> asyncio.Future[Any]:
         """An asyncio future of ``loop`` that completes with this outcome."""
@@ -166,6 +170,7 @@ process_id = os.getpid()
 def _after_fork_in_child() -> None:
     global _mailboxes_lock, process_id
     process_id = os.getpid()
+    _idle_wakeups.clear()  # the parent's: their bytes could go to either process
     _mailboxes_lock = threading.Lock()  # another thread may have held it at the fork
     _mailboxes.clear()
 
@@ -183,11 +188,16 @@ def _mailbox(loop: asyncio.AbstractEventLoop) -> _Mailbox:
 
 
 class _Wakeup:
-    """How a thread sleeps until the trio thread wakes it: a socket pair, one per thread.
+    """How a thread sleeps until the trio thread wakes it: a socket pair, lent for one wait.
 
     Not a lock: on PyPy a lock released in one thread for another costs ~140 µs (the GIL
     hand-over), a byte through a socket ~3 µs (CPython: 4 and 3 µs). A wake-up meant for a wait
-    given up (Ctrl-C) may arrive later; waits therefore re-check what they wait for.
+    given up (Ctrl-C, a timeout) may arrive later, in the wait of another thread the pair is lent
+    to then; waits therefore re-check what they wait for.
+
+    Lent from a pool (``_take_wakeup``), not kept per thread: there are as many pairs as
+    threads ever waited at once, not one per thread that ever waited (PyPy closed an ended
+    thread's pair only when its collector ran: a thread per job ran out of file descriptors).
     """
 
     __slots__ = ("_receive", "_send", "pid")
@@ -229,11 +239,15 @@ class _Wakeup:
         self._send.close()
 
 
-_wakeups = threading.local()
+#: The pairs no thread waits on; ``list.pop``/``append`` are atomic (no lock needed).
+_idle_wakeups: list[_Wakeup] = []
 
 
-def _thread_wakeup() -> _Wakeup:
-    wakeup: _Wakeup | None = getattr(_wakeups, "wakeup", None)
-    if wakeup is None or wakeup.pid != process_id:  # a forked child has sockets of its own
-        wakeup = _wakeups.wakeup = _Wakeup()
+def _take_wakeup() -> _Wakeup:
+    try:
+        wakeup = _idle_wakeups.pop()
+    except IndexError:
+        return _Wakeup()
+    if wakeup.pid != process_id:  # a forked child has sockets of its own
+        return _Wakeup()
     return wakeup

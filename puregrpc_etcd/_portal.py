@@ -147,8 +147,10 @@ class Portal:
                     if call.cancelled:
                         break
                     idle.append(task)
+                    del call  # parked, it must not keep its last call's objects alive
                     call = await trio.lowlevel.wait_task_rescheduled(abort)
             idle.append(task)
+            del call
             call = await trio.lowlevel.wait_task_rescheduled(abort)
 
     async def _run_call(self, call: Call) -> None:
@@ -298,8 +300,9 @@ class Portal:
     def close(self, timeout: float = CLOSE_WAIT) -> None:
         """Close and wait (bounded) for the thread to end."""
         self.close_soon()
-        if threading.current_thread() is not self._thread and not self.forked():
-            self.finished.wait(timeout)
+        can_wait = threading.current_thread() is not self._thread and not self.forked()
+        if can_wait and self.finished.wait(timeout):
+            self._thread.join(timeout)  # its last steps: then no thread is left behind
 
 
 def wait(portal: Portal, outcome: Pending, what: Call | Holder | None) -> Any:

@@ -21,9 +21,13 @@ forwards to the trio method of the same name (``puregrpc_etcd._face``), so their
 are the trio client's by construction. Works with any asyncio loop (uvloop too) on CPython and PyPy.
 
 - Cancelling the awaiting task (``task.cancel()``, ``asyncio.wait_for``, ``asyncio.timeout``)
-  cancels the call at once: its HTTP/2 stream is reset and the connection stays usable. asyncio
-  gives no way to read an enclosing deadline, so it does not travel to the server; pass
-  ``timeout=`` (every call takes it) for a deadline that etcd sees as ``grpc-timeout``.
+  cancels the call at once: its HTTP/2 stream is reset and the connection stays usable; a lock
+  (or lease) it took just before is released before the task's cancellation ends. asyncio
+  gives a call no way to read an enclosing deadline (an ``asyncio.timeout()``'s ``Timeout`` is
+  known only to the code that opened it, ``asyncio.wait_for``'s to nobody), so it does not
+  travel to the server; pass ``timeout=`` (every call takes it; inside ``async with
+  asyncio.timeout(...) as scope``, ``timeout=scope.when() - loop.time()``) for a deadline that
+  etcd sees as ``grpc-timeout``.
 - A block (``async with client.lock(...)``) whose lease is lost is not interrupted while it runs:
   check ``lease.lost.is_set()``; with ``cancel_on_loss=True`` leaving the block raises the error.
 - Any number of tasks (and loops in other threads) may share one client. After ``os.fork()``
@@ -51,7 +55,7 @@ from puregrpc_etcd._awaiting import AwaitingFace as _Face
 
 # Held: what ``async with client.lease(...)`` gives, kept importable from here for annotations.
 from puregrpc_etcd._awaiting import Held as Held  # noqa: PLC0414
-from puregrpc_etcd._awaiting import HeldFace, IteratorFace, iterate, run, wait_for
+from puregrpc_etcd._awaiting import HeldFace, IteratorFace, iterate, run, run_taking, wait_for
 from puregrpc_etcd._face import Awaited, Entered, Made, await_it, like
 from puregrpc_etcd._pending import ClientClosedError, ForkedError
 from puregrpc_etcd.types import KeyValue
@@ -124,7 +128,8 @@ class TryLock(HeldFace["Lock | None"]):
         return self._acquire().__await__()
 
     async def _acquire(self) -> Lock | None:
-        return _lock_or_none(self._portal, await run(self._portal, await_it, self._target))
+        lock = await run_taking(self._portal, await_it, self._target)
+        return _lock_or_none(self._portal, lock)
 
     def _wrap(self, lock: _lock.Lock | None) -> Lock | None:
         return _lock_or_none(self._portal, lock)
@@ -161,11 +166,18 @@ class LeaderObserver(IteratorFace[KeyValue]):
     _target: _election.LeaderObserver
 
     async def aclose(self) -> None:
-        await run(self._portal, self._target.aclose)
+        """End it (nothing to end once the client is closed)."""
+        try:
+            await run(self._portal, self._target.aclose)
+        except ClientClosedError:
+            pass
 
     def close(self) -> None:
         """End it without waiting (from plain code)."""
-        self._portal.submit(self._target.aclose)
+        try:
+            self._portal.submit(self._target.aclose)
+        except ClientClosedError:
+            pass
 
     async def __aenter__(self) -> LeaderObserver:
         return self
@@ -232,6 +244,7 @@ class Client(_forwards.ClientForwards, _Face):
             portal.close_soon()
             if not portal.finished.done and not portal.forked():  # no thread to end in a child
                 await asyncio.shield(portal.finished.wait_async(asyncio.get_running_loop()))
+            portal.close()  # closed by now: only joins the thread, past its last await
 
     async def __aenter__(self) -> Client:
         return self
@@ -291,5 +304,7 @@ class Connecting:
 def connect(*args: Any, **kwargs: Any) -> Connecting:
     """Connect to etcd: ``async with aio.connect(...) as client:`` (or ``client = await
     aio.connect(...)``, then ``await client.aclose()``); the arguments of
-    ``puregrpc_etcd.connect()``."""
+    ``puregrpc_etcd.connect()``. As there, it does not wait for a connection: the first call
+    raises ``ConnectionFailedError`` when no endpoint answers within ``connect_timeout``; with
+    ``username`` the client authenticates on connecting, so that raises it."""
     return Connecting(lambda: _client.connect(*args, **kwargs))

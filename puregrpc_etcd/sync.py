@@ -19,13 +19,17 @@ same name (``puregrpc_etcd._face``), so their signatures are the trio client's b
 
 - Any number of threads may share one client.
 - Ctrl-C (or any exception raised while a call waits) cancels the call: its stream is reset
-  and the connection stays usable. A block (``with client.lock(...)``) whose lease is lost is
-  not interrupted while it runs (there is no trio cancellation in a thread): check
-  ``lease.lost.is_set()``; with ``cancel_on_loss=True`` leaving the block raises the error.
+  and the connection stays usable; a lock the call took just before (``acquire_lock``,
+  ``try_lock``, ``with client.lock(...)``) is released before the interruption goes on. A
+  block (``with client.lock(...)``) whose lease is lost is not interrupted while it runs
+  (there is no trio cancellation in a thread): check ``lease.lost.is_set()``; with
+  ``cancel_on_loss=True`` leaving the block raises the error.
 - After ``os.fork()`` the child cannot use a client (or anything opened from it) made before
   the fork: it raises ``ForkedError``; connect again in the child.
 - A client left open is closed at interpreter exit (leases revoked, bounded, silently), or by
-  ``client.close()``.
+  ``client.close()``; calls on a closed client, and calls it ended, raise ``ClientClosedError``.
+  Python waits for non-daemon threads before that exit: one blocked in a call (an endless
+  watch) keeps the interpreter alive until the client is closed; use a daemon thread for it.
 - ``for event in client.watch(...)`` closes the watcher when the loop is left on CPython at
   once; on PyPy only when the iterator is collected, so prefer ``with client.watch(...) as w``.
 - ``try_lock(name)`` gives a ``TryLock``: ``with client.try_lock(name) as lock:`` (``lock`` is
@@ -48,7 +52,7 @@ from puregrpc_etcd._blocking import BlockingFace as _Face
 
 # Held: what ``with client.lease(...)`` gives, kept importable from here for annotations.
 from puregrpc_etcd._blocking import Held as Held  # noqa: PLC0414
-from puregrpc_etcd._blocking import HeldFace, IteratorFace, iterate, run
+from puregrpc_etcd._blocking import HeldFace, IteratorFace, iterate, run, run_taking
 from puregrpc_etcd._face import Awaited, Entered, Made, await_it, like
 from puregrpc_etcd._pending import ClientClosedError, ForkedError
 from puregrpc_etcd.types import KeyValue
@@ -118,7 +122,7 @@ class TryLock(HeldFace["Lock | None"]):
 
     def acquire(self) -> Lock | None:
         """Try once, never waiting: the ``Lock``, or None when another holds it."""
-        return _lock_or_none(self._portal, run(self._portal, await_it, self._target))
+        return _lock_or_none(self._portal, run_taking(self._portal, await_it, self._target))
 
     def _wrap(self, lock: _lock.Lock | None) -> Lock | None:
         return _lock_or_none(self._portal, lock)
@@ -153,7 +157,11 @@ class LeaderObserver(IteratorFace[KeyValue]):
     _target: _election.LeaderObserver
 
     def close(self) -> None:
-        run(self._portal, self._target.aclose)
+        """End it (nothing to end once the client is closed)."""
+        try:
+            run(self._portal, self._target.aclose)
+        except ClientClosedError:
+            pass
 
     def __enter__(self) -> LeaderObserver:
         return self
@@ -244,7 +252,9 @@ class Client(_forwards.ClientForwards, _Face):
 @like(_client.connect)
 def connect(*args: Any, **kwargs: Any) -> Client:
     """Connect to etcd and give a blocking ``Client``; the arguments of
-    ``puregrpc_etcd.connect()``. Blocks until connected (or raises its error)."""
+    ``puregrpc_etcd.connect()``. As there, it does not wait for a connection: the first call
+    raises ``ConnectionFailedError`` when no endpoint answers within ``connect_timeout``; with
+    ``username`` the client authenticates here, so this raises it."""
     portal = _portal.Portal(lambda: _client.connect(*args, **kwargs), "puregrpc-etcd sync")
     try:
         portal.opened.wait()

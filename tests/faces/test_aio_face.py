@@ -6,9 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import platform
 import signal
 import sys
+import threading
+import time
 import uuid
+import weakref
 from collections.abc import Coroutine
 from typing import Any, Callable
 
@@ -26,6 +30,15 @@ except ImportError:  # optional: the loops the tests run on are the ones install
     uvloop = None
 
 LOOPS = ["asyncio"] + (["uvloop"] if uvloop is not None else [])
+
+
+def test_uvloop_is_among_the_loops() -> None:
+    """uvloop is a test dependency where it exists (CPython, not Windows): without it the tests
+    above silently ran on asyncio's own loop alone."""
+    if platform.python_implementation() == "CPython" and sys.platform != "win32":
+        assert LOOPS == ["asyncio", "uvloop"]
+    else:
+        assert LOOPS[0] == "asyncio"
 
 
 @pytest.fixture(params=LOOPS)
@@ -218,6 +231,55 @@ def test_wait_for_and_timeout_are_deadlines(server: EtcdServer, run: Any) -> Non
     run(main())
 
 
+def test_a_lock_taken_as_its_task_is_cancelled_is_released_first(
+    server: EtcdServer, run: Any
+) -> None:
+    """The trio side takes the lock while the loop is busy, then the task is cancelled: once
+    the task has ended the lock is released (as on the blocking face), not some time later."""
+
+    async def main() -> None:
+        async with aio.connect(server.endpoints) as client:
+            for _ in range(5):
+                name = f"locks/taken-{uuid.uuid4()}"
+
+                async def hold(name: str = name) -> None:
+                    async with client.lock(name, ttl=10):
+                        await asyncio.sleep(SCRIPT_TIMEOUT)
+
+                task = asyncio.ensure_future(hold())
+                await asyncio.sleep(0)  # it asks for the lock
+                time.sleep(0.3)  # noqa: ASYNC251  # the loop is busy: the lock is taken meanwhile
+                task.cancel()
+                with pytest.raises(asyncio.CancelledError):
+                    await task
+                assert (await client.get(name + "/", prefix=True)).count == 0
+
+    run(main())
+
+
+def test_a_lock_taken_for_a_cancelled_await_is_released(server: EtcdServer, run: Any) -> None:
+    """``await client.try_lock(name)`` and ``acquire_lock`` cancelled after the trio side took
+    the lock: the lock nobody can release any more is released (it stayed taken, with its
+    session lease kept alive, until the client closed)."""
+
+    async def main() -> None:
+        async with aio.connect(server.endpoints) as client, client.lease(30) as lease:
+            for take in (
+                client.try_lock,
+                lambda name: client.acquire_lock(name, lease),
+            ):
+                name = f"locks/discarded-{uuid.uuid4()}"
+                task = asyncio.ensure_future(take(name))
+                await asyncio.sleep(0)  # it asks for the lock
+                time.sleep(0.3)  # noqa: ASYNC251  # the loop is busy: the lock is taken meanwhile
+                task.cancel()
+                with pytest.raises(asyncio.CancelledError):
+                    await task
+                assert (await client.get(name + "/", prefix=True)).count == 0
+
+    run(main())
+
+
 async def _lock_within(client: aio.Client, name: str, seconds: float) -> None:
     async with asyncio.timeout(seconds), client.lock(name, ttl=10):  # type: ignore[attr-defined]
         raise AssertionError("the lock is held elsewhere")
@@ -255,6 +317,54 @@ def test_ctrl_c_cancels_a_waiting_call(server: EtcdServer) -> None:
             assert out == "interrupted 1\n"  # only our key: the child's waiter was removed
 
     asyncio.run(hold())
+
+
+def test_an_observer_left_with_break_ends(server: EtcdServer, run: Any) -> None:
+    """A bare ``async for`` over ``observe()`` left with ``break`` drops the trio observer,
+    whose finaliser ends it, as on trio (the portal's idle runner kept its last call, and so the
+    observer, until it ran another call: its Observe stream stayed open)."""
+
+    async def main() -> None:
+        async with aio.connect(server.endpoints) as client:
+            election = client.election(f"elections/{uuid.uuid4()}")
+            async with election.campaign("v1"):
+                observer = election.observe()
+                trio_observer = weakref.ref(observer._target)
+                async for leader in observer:
+                    assert leader.value == b"v1"
+                    break
+                del observer
+                assert await settles(lambda: (gc.collect(), trio_observer())[1] is None)
+
+    run(main())
+
+
+def test_closing_ends_the_thread(server: EtcdServer, run: Any) -> None:
+    async def main() -> None:
+        before = set(threading.enumerate())
+        for _ in range(10):
+            async with aio.connect(server.endpoints) as client:
+                await client.get("k")
+            # Not only told to end: ended (a thread-leak check right after aclose sees nothing).
+            assert set(threading.enumerate()) <= before
+
+    run(main())
+
+
+def test_closing_an_observer_of_a_closed_client_does_nothing(server: EtcdServer) -> None:
+    """As on trio: ``close()``, ``aclose()`` (and leaving ``async with``) end an observer, and
+    there is nothing to end once its client is closed (they raised ClientClosedError)."""
+
+    async def main() -> None:
+        client = await aio.connect(server.endpoints)
+        observer = client.election("elections/closed").observe()
+        await client.aclose()
+        observer.close()
+        await observer.aclose()
+        async with observer:
+            pass
+
+    asyncio.run(main())
 
 
 def test_closed_client_raises(server: EtcdServer) -> None:

@@ -4,9 +4,11 @@ Ctrl-C, fork and interpreter exit (the last three in subprocesses)."""
 from __future__ import annotations
 
 import gc
+import os
 import signal
 import threading
 import time
+import weakref
 from typing import Callable, Iterator
 
 import pytest
@@ -176,8 +178,13 @@ def test_closed_client_raises(server: EtcdServer) -> None:
 
 
 def test_connect_failure_is_the_trio_clients() -> None:
-    with pytest.raises(etcd.ConnectionFailedError):
-        sync.connect("127.0.0.1:1", connect_timeout=0.5).get("k", timeout=1)
+    # Connecting is lazy, as the trio client's: the first call says it, within the bound.
+    client = sync.connect("127.0.0.1:1", connect_timeout=0.5)
+    try:
+        with pytest.raises(etcd.ConnectionFailedError):
+            client.get("k", timeout=1)
+    finally:
+        client.close()
 
 
 def test_ctrl_c_cancels_a_blocked_call(server: EtcdServer, client: sync.Client) -> None:
@@ -205,6 +212,40 @@ def test_ctrl_c_cancels_a_blocked_call(server: EtcdServer, client: sync.Client) 
         out, err = child.communicate(timeout=SCRIPT_TIMEOUT)
     assert child.returncode == 0, err
     assert out == "interrupted 1\n"  # only our own key: the child's waiter was removed
+
+
+def test_a_lock_taken_as_ctrl_c_comes_is_released(server: EtcdServer) -> None:
+    """Ctrl-C while ``acquire_lock`` waits, handled (slowly) once the trio side has taken the
+    lock: the lock nobody can release any more is released (it stayed taken)."""
+    child = start_script(
+        """
+        import signal, sys, threading, time
+        from puregrpc_etcd import sync
+        NAME = "locks/ctrl-c-taken"
+        with sync.connect(sys.argv[1]) as client, sync.connect(sys.argv[1]) as other:
+            held = other.lock(NAME)
+            held.__enter__()
+
+            def slow_interrupt(signum, frame):
+                held.__exit__(None, None, None)  # the other holder leaves: ours is taken...
+                time.sleep(0.5)
+                raise KeyboardInterrupt  # ... and only then does Ctrl-C come through
+
+            signal.signal(signal.SIGINT, slow_interrupt)
+            main = threading.main_thread().ident
+            with client.lease(30) as lease:
+                threading.Timer(0.5, signal.pthread_kill, (main, signal.SIGINT)).start()
+                try:
+                    client.acquire_lock(NAME, lease)
+                    print("not interrupted", flush=True)
+                except KeyboardInterrupt:
+                    print(client.get(NAME + "/", prefix=True).count, flush=True)
+        """,
+        server.endpoints[0],
+    )
+    out, err = child.communicate(timeout=SCRIPT_TIMEOUT)
+    assert child.returncode == 0, err
+    assert out == "0\n"
 
 
 def test_fork_child_gets_a_typed_error_and_can_connect(server: EtcdServer) -> None:
@@ -284,3 +325,95 @@ def test_exit_with_an_open_client(server: EtcdServer) -> None:
     with sync.connect(server.endpoints) as check:
         # Closing at exit revoked the lease, so its key is gone at once.
         assert check.get_value("exit/registered") is None
+
+
+def open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def test_threads_that_called_hold_no_socket_each(client: sync.Client) -> None:
+    """A thread waits on a socket pair lent for the wait: 64 threads that each made a call hold
+    no sockets of their own, alive (a thread pool) or ended (PyPy closed a thread's own pair only
+    when the collector ran: a thread per job ran out of file descriptors)."""
+    client.get("k")
+    before = open_fds()
+    turn = threading.Lock()
+    release = threading.Event()
+
+    def call(number: int) -> None:
+        with turn:  # one call at a time: one pair serves them all
+            client.put(f"pool/{number}", "v")
+        release.wait(SCRIPT_TIMEOUT)
+
+    threads = [threading.Thread(target=call, args=(n,)) for n in range(64)]
+    for thread in threads:
+        thread.start()
+    for _ in range(int(SCRIPT_TIMEOUT / 0.01)):
+        if client.get("pool/", prefix=True, count_only=True).count == 64:
+            break
+        time.sleep(0.01)
+    alive = open_fds() - before
+    release.set()
+    for thread in threads:
+        thread.join(SCRIPT_TIMEOUT)
+    for number in range(64):  # ended threads, one after the other (no collection forced)
+        thread = threading.Thread(target=client.get, args=(f"pool/{number}",))
+        thread.start()
+        thread.join(SCRIPT_TIMEOUT)
+    ended = open_fds() - before
+    assert max(alive, ended) < 8, (alive, ended)
+
+
+def test_closing_ends_the_thread(server: EtcdServer) -> None:
+    before = set(threading.enumerate())
+    for _ in range(10):
+        with sync.connect(server.endpoints) as client:
+            client.get("k")
+        # Not only told to end: ended (a thread-leak check right after close sees nothing).
+        assert set(threading.enumerate()) <= before
+
+
+def test_an_observer_outlives_a_loop_left_with_break(client: sync.Client) -> None:
+    """As on trio and asyncio: leaving ``for`` over an observer kept in ``with`` does not end
+    it (it ended, and the next loop over it stopped at once, without the new leader)."""
+    election = client.election("elections/loops")
+    with election.campaign("v1"), election.observe() as leaders:
+        for leader in leaders:
+            assert leader.value == b"v1"
+            break
+        election.proclaim("v2")
+        for leader in leaders:
+            assert leader.value == b"v2"
+            break
+        else:
+            raise AssertionError("the observer ended with the first loop")
+
+
+def test_an_observer_left_with_break_ends(client: sync.Client) -> None:
+    """A bare ``for`` over ``observe()`` left with ``break`` drops the trio observer, whose
+    finaliser ends it (as a bare ``async for`` on trio)."""
+    election = client.election("elections/bare")
+    with election.campaign("v1"):
+        observer = election.observe()
+        trio_observer = weakref.ref(observer._target)
+        for leader in observer:
+            assert leader.value == b"v1"
+            break
+        del observer
+        for _ in range(int(SCRIPT_TIMEOUT / 0.02)):
+            gc.collect()  # PyPy drops it when collected, CPython at once
+            if trio_observer() is None:
+                break
+            time.sleep(0.02)
+        assert trio_observer() is None
+
+
+def test_closing_an_observer_of_a_closed_client_does_nothing(server: EtcdServer) -> None:
+    """As on trio: ``close()`` (and leaving ``with``) ends an observer, and there is nothing
+    to end once its client is closed (it raised ClientClosedError)."""
+    client = sync.connect(server.endpoints)
+    observer = client.election("elections/closed").observe()
+    client.close()
+    observer.close()
+    with observer:
+        pass
