@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 import trio
 
-from puregrpc_etcd import errors
+from puregrpc_etcd import _pending, errors
 
 if TYPE_CHECKING:
     from google.protobuf.message import Message
@@ -28,6 +28,14 @@ M = TypeVar("M", bound="Message")
 #: How long after a clean-up call found etcd unreachable the next ones on the way out are
 #: skipped (while nothing has connected since): nested blocks leave within moments.
 UNREACHABLE_MEMORY = 2.0
+
+
+def _warn(message: str, *args: object) -> None:
+    """Log a clean-up that could not be done: a warning, but only debug while the interpreter
+    exits. Then the faces close the clients a program left open (``_portal._close_at_exit``),
+    which is to print nothing, and logging's last-resort handler would write a warning to
+    stderr in a program that configured no logging."""
+    log.log(logging.DEBUG if _pending.exiting else logging.WARNING, message, *args)
 
 
 async def cleanup_call(
@@ -50,7 +58,7 @@ async def cleanup_call(
         and trio.current_time() - caller.unreachable_at < UNREACHABLE_MEMORY
         and caller.channel.current_endpoint is None
     ):
-        log.warning("did not %s: etcd could not be reached", what)
+        _warn("did not %s: etcd could not be reached", what)
         return None
     with trio.CancelScope(shield=True) as scope:
         scope.deadline = trio.current_time() + limit
@@ -61,11 +69,11 @@ async def cleanup_call(
         except errors.ConnectionFailedError as exc:
             if on_exit:
                 caller.unreachable_at = trio.current_time()
-            log.warning("could not %s: %s", what, exc)
+            _warn("could not %s: %s", what, exc)
         except Exception as exc:  # best effort: the lease's TTL ends it in any case
-            log.warning("could not %s: %s", what, exc)
+            _warn("could not %s: %s", what, exc)
         else:
             return reply
     if scope.cancelled_caught:
-        log.warning("could not %s in %.1f s", what, limit)
+        _warn("could not %s in %.1f s", what, limit)
     return None

@@ -46,8 +46,11 @@ log = logging.getLogger("puregrpc_etcd.lock")
 
 T = TypeVar("T")
 
-#: The longest the clean-up of a lock key may take when leaving; the session lease bounds the rest.
+#: The longest releasing a lock may take when leaving (or ``release()`` without a timeout):
+#: deleting its key and then revoking its session lease share it.
 CLEANUP_TIMEOUT = 5.0
+#: What a lock's session lease still gets when its key's clean-up used up the bound: one try.
+_LAST_TRY = 0.05
 
 
 @dataclass(frozen=True)
@@ -89,15 +92,21 @@ class Lock:
 
         False when the key was gone already (released before, or lost with its lease). Best
         effort, as ``release_lock``: a key that cannot be deleted ends with its lease.
+        ``timeout`` (else ``CLEANUP_TIMEOUT``, 5 s) bounds the key and the lease together.
         """
         return await self._release(timeout, on_exit=False)
 
     async def _release(self, timeout: float | None, *, on_exit: bool) -> bool:
+        # The key and the session lease share one bound: on an etcd that does not answer,
+        # leaving (or closing the client) must not wait the key's bound and then the lease's.
+        limit = check_timeout(timeout) or CLEANUP_TIMEOUT
+        deadline = trio.current_time() + limit
         removed = False
         if not self.lost.is_set():  # else the key went with its lease
-            removed = await remove_quietly(self._client, self.key, timeout=timeout, on_exit=on_exit)
+            removed = await remove_quietly(self._client, self.key, timeout=limit, on_exit=on_exit)
         if self._session is not None:
-            await self._client._close_lease(self._session)
+            left = max(deadline - trio.current_time(), _LAST_TRY)
+            await self._client._close_lease(self._session, limit=left)
         return removed
 
 

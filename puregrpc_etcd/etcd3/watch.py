@@ -14,6 +14,7 @@ import threading
 from typing import Any, Callable, Iterable, Iterator, Optional
 
 from puregrpc_etcd import errors
+from puregrpc_etcd._pending import ClientClosedError
 from puregrpc_etcd._proto import rpc_pb2
 
 from . import events, exceptions
@@ -65,6 +66,7 @@ class _Running:
         self.callback = callback
         self.cancelled = threading.Event()
         self.closed = False
+        self.client_closed = False  # ended by closing the client, not by cancel()
         self.lock = threading.Lock()
         self.thread = threading.Thread(target=self._run, daemon=True)
 
@@ -92,8 +94,17 @@ class _Running:
         except errors.EtcdError as exc:
             if not self.cancelled.is_set():
                 _safe_callback(self.callback, exceptions.translate(exc))
+                return
         finally:
             self.close()
+        if self.client_closed:
+            # As python-etcd3's closed channel fails its watch stream: the callback hears of
+            # it (and the iterators of ``watch()`` end, raising it, instead of waiting for ever).
+            _safe_callback(self.callback, ClientClosedError("the client is closed"))
+
+    def close_by_client(self) -> None:
+        self.client_closed = True
+        self.close()
 
     def close(self) -> None:
         self.cancelled.set()
@@ -114,6 +125,9 @@ class _Failed:
         self.thread = threading.Thread(target=_safe_callback, args=(callback, error), daemon=True)
 
     def close(self) -> None:
+        pass
+
+    def close_by_client(self) -> None:
         pass
 
 
@@ -195,12 +209,13 @@ class Watcher:
             watch.close()
 
     def close(self) -> None:
-        """Cancel every watch."""
+        """End every watch (the client closes): each callback then gets a
+        ``ClientClosedError``, as python-etcd3's get the error of the closed channel."""
         with self._lock:
             watches = list(self._watches.values())
             self._watches.clear()
         for watch in watches:
-            watch.close()
+            watch.close_by_client()
 
 
 def _safe_callback(callback: Callback, response_or_err: Any) -> None:

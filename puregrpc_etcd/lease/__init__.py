@@ -303,15 +303,16 @@ class LeaseMixin(ClientBase):
         owned[granted.id] = kept
         return kept
 
-    async def _close_lease(self, kept: KeptLease) -> None:
-        """Stop renewing a lease of ``_open_lease`` and revoke it (once; later calls do nothing)."""
+    async def _close_lease(self, kept: KeptLease, *, limit: float = REVOKE_TIMEOUT) -> None:
+        """Stop renewing a lease of ``_open_lease`` and revoke it (once; later calls do nothing),
+        trying for ``limit`` seconds at most (and no longer than its TTL)."""
         owned = self._caller.owned_leases
         if owned is None or owned.get(kept.lease_id) is not kept:
             return  # closed before, or revoked by the closing client
         del owned[kept.lease_id]
         self._keeper().release(kept)
         if not kept.lost.is_set():
-            await self._revoke_quietly(kept.lease_id, min(REVOKE_TIMEOUT, float(kept.ttl)))
+            await self._revoke_quietly(kept.lease_id, min(limit, float(kept.ttl)))
 
     async def _revoke_owned_leases(self) -> None:
         owned = self._caller.owned_leases

@@ -5,14 +5,12 @@ through the other members, and connect failures say which step timed out."""
 
 from __future__ import annotations
 
-import os
-import signal
-import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 
 import pytest
 import trio
+from etcd_faults import stopped
 from fault_proxy import RESET, SILENT, FaultProxy, unanswered_port
 
 import puregrpc_etcd as etcd
@@ -33,26 +31,6 @@ IDLE_BOUND = POLICY.idle_worst_case()
 SLACK = 5.0
 UNANSWERED = "keepalive ping unanswered"
 NO_SETTINGS = "connection accepted but the server sent no HTTP/2 settings"
-
-
-@contextmanager
-def stopped(member: EtcdServer) -> Iterator[None]:
-    """The member frozen (SIGSTOP): its kernel still accepts TCP, nothing answers."""
-    pid = member.pid
-    assert pid is not None
-    os.kill(pid, signal.SIGSTOP)
-    try:
-        # The signal takes effect asynchronously: a call sent at once could still be served.
-        for _attempt in range(1000):
-            with open(f"/proc/{pid}/stat") as stat:
-                if stat.read().rsplit(")", 1)[1].split()[0] == "T":
-                    break
-            time.sleep(0.001)
-        else:
-            raise AssertionError(f"etcd (pid {pid}) did not stop")
-        yield
-    finally:
-        os.kill(pid, signal.SIGCONT)
 
 
 @asynccontextmanager

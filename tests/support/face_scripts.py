@@ -1,4 +1,5 @@
-"""Subprocess scenarios of the faces' tests (Ctrl-C, fork, interpreter exit)."""
+"""Subprocess scenarios of the faces' tests (Ctrl-C, fork, interpreter exit), in tests/faces and
+tests/faults."""
 
 from __future__ import annotations
 
