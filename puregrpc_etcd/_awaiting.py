@@ -54,11 +54,13 @@ async def _ended(outcome: Pending) -> None:
     """Wait for an outcome of a cancelled trio task, bounded by ``CANCEL_WAIT``; its error is
     not raised (asyncio must not log it as never retrieved either)."""
     ending = outcome.wait_async(asyncio.get_running_loop())
-    await asyncio.wait({ending}, timeout=_portal.CANCEL_WAIT)
-    if ending.done():
-        ending.exception()
-    else:
-        ending.cancel()
+    try:
+        await asyncio.wait({ending}, timeout=_portal.CANCEL_WAIT)
+    finally:  # also when this wait is cancelled in turn
+        if ending.done() and not ending.cancelled():
+            ending.exception()
+        else:
+            ending.cancel()
 
 
 async def run(portal: Portal, fn: Callable[..., Awaitable[Any]], *args: Any, **kw: Any) -> Any:
@@ -76,14 +78,7 @@ async def run_taking(
     try:
         return await wait_for(portal, call.outcome, call)
     except BaseException:
-        release = _face.release_of(call.outcome)
-        if release is not None:
-            try:
-                releasing = portal.submit(release)
-            except ClientClosedError:
-                pass
-            else:
-                await _ended(releasing.outcome)
+        await _ended(_face.release_when_taken(portal, call))
         raise
 
 

@@ -36,14 +36,7 @@ def run_taking(portal: Portal, fn: Callable[..., Awaitable[Any]], *args: Any, **
     try:
         return wait(portal, call.outcome, call)
     except BaseException:
-        release = _face.release_of(call.outcome)
-        if release is not None:
-            try:
-                releasing = portal.submit(release)
-            except ClientClosedError:
-                pass
-            else:
-                releasing.outcome.wait(_portal.CANCEL_WAIT)
+        _face.release_when_taken(portal, call).wait(_portal.CANCEL_WAIT)
         raise
 
 

@@ -16,8 +16,9 @@ import inspect
 import sys
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, Generic, TypeVar, overload
 
-from puregrpc_etcd._pending import ClientClosedError
+from puregrpc_etcd._pending import ClientClosedError, Pending
 from puregrpc_etcd._portal import wait
+from puregrpc_etcd._tasks import Call
 
 if sys.version_info >= (3, 10):
     from typing import Concatenate, ParamSpec
@@ -31,7 +32,6 @@ if TYPE_CHECKING:
     from typing import AsyncContextManager
 
     from puregrpc_etcd import _awaiting, _blocking
-    from puregrpc_etcd._pending import Pending
     from puregrpc_etcd._portal import Portal
     from puregrpc_etcd._tasks import ExcInfo, Holder
 
@@ -48,7 +48,7 @@ __all__ = [
     "entering",
     "iterating",
     "like",
-    "release_of",
+    "release_when_taken",
     "same",
 ]
 
@@ -299,13 +299,30 @@ async def await_it(awaitable: Awaitable[T]) -> T:
     return await awaitable
 
 
-def release_of(outcome: Pending) -> Callable[[], Awaitable[Any]] | None:
-    """The ``release`` of what a call took (a lock) that its caller gave up waiting for, if it
-    did take it: nobody else can release it."""
-    if not outcome.done:
-        return None
-    try:
-        value = outcome.result()
-    except BaseException:
-        return None
-    return getattr(value, "release", None)
+def release_when_taken(portal: Portal, call: Call) -> Pending:
+    """For a call that takes a lock and whose caller gave up waiting (a cancelled task, Ctrl-C):
+    if the call takes it, now or later, nobody else could release it, so a task of the portal
+    does, started by whichever thread sees the call end (no waiter needs to stay: a second
+    cancel does not stop it). The outcome returned is done once that release has ended, or at
+    once when there is nothing to release (nothing taken, or the client closed: closing ends
+    the session, which lets go of the lock)."""
+    released = Pending()
+
+    def release_if_taken() -> None:
+        try:
+            value = call.outcome.result()
+        except BaseException:
+            value = None
+        release = getattr(value, "release", None)
+        if release is None:
+            released.succeed(None)
+            return
+        releasing = Call(release, (), {})
+        releasing.outcome.add_done_callback(lambda: released.succeed(None))
+        try:
+            portal.queue(releasing)
+        except ClientClosedError:  # a forked child's, too
+            released.succeed(None)
+
+    call.outcome.add_done_callback(release_if_taken)
+    return released

@@ -80,6 +80,15 @@ class Pending:
         for callback in callbacks:
             callback()
 
+    def add_done_callback(self, callback: Callable[[], object]) -> None:
+        """Call ``callback()`` once done: at once if done already, else in the thread that
+        settles the outcome (the portal's, usually), which must not wait in it."""
+        with self._lock:
+            if not self.done:
+                self._callbacks.append(callback)
+                return
+        callback()
+
     def result(self) -> Any:
         """The value, or raise the error (only once ``done``)."""
         error = self._error
@@ -99,7 +108,7 @@ class Pending:
                 self._callbacks.append(wakeup.wake)
             return wakeup.wait_for(self, timeout)
         finally:
-            _idle_wakeups.append(wakeup)
+            _give_back(wakeup)
 
     def wait_async(self, loop: asyncio.AbstractEventLoop) -> asyncio.Future[Any]:
         """An asyncio future of ``loop`` that completes with this outcome."""
@@ -216,6 +225,8 @@ class _Wakeup:
     def wait_for(self, pending: Pending, timeout: float | None) -> bool:
         receive = self._receive
         if timeout is None:
+            if receive.gettimeout() is not None:  # a timed wait interrupted in its clean-up
+                receive.settimeout(None)
             while not pending.done:
                 receive.recv(64)
             return True
@@ -234,13 +245,24 @@ class _Wakeup:
         finally:
             receive.settimeout(None)
 
-    def __del__(self) -> None:
+    def close(self) -> None:
         self._receive.close()
         self._send.close()
+
+    __del__ = close
 
 
 #: The pairs no thread waits on; ``list.pop``/``append`` are atomic (no lock needed).
 _idle_wakeups: list[_Wakeup] = []
+#: How many idle pairs are kept: after a burst of waiting threads the rest are closed.
+_IDLE_WAKEUPS_KEPT = 32
+
+
+def _give_back(wakeup: _Wakeup) -> None:
+    if len(_idle_wakeups) < _IDLE_WAKEUPS_KEPT:
+        _idle_wakeups.append(wakeup)
+    else:
+        wakeup.close()
 
 
 def _take_wakeup() -> _Wakeup:

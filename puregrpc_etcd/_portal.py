@@ -142,9 +142,12 @@ class Portal:
                     if call.cancelled:
                         scope.cancel()
                     await self._run_call(call)
-                    # Only ``cancel`` cancels this scope, and only while the call runs, after
-                    # marking the call: the flag is the cheaper test (a cancel that came too
-                    # late for the call costs a new scope, nothing else).
+                    # The scope is the call's while it runs, no longer: a late ``cancel`` (at
+                    # interpreter exit an outcome may stay unsettled) must not reach this
+                    # runner parked, or its next call. So only ``cancel`` cancels this scope,
+                    # only while the call runs and after marking the call: the flag is the
+                    # cheaper test (a cancel too late for the call costs a new scope).
+                    call.scope = None
                     if call.cancelled:
                         break
                     idle.append(task)
@@ -218,10 +221,16 @@ class Portal:
         """Start ``await fn(*args, **kwargs)`` as a task of the portal."""
         self.check()
         call = Call(fn, args, kwargs)
+        self.queue(call)
+        return call
+
+    def queue(self, call: Call) -> None:
+        """Have a runner start ``call``; from any thread, the portal's own included (nothing
+        waits here). ``ClientClosedError`` if the loop has ended."""
         with self._outbox_lock:
             self._outbox.append(call)
             if self._outbox_scheduled:
-                return call  # a wake-up of the loop is on its way: it takes this one too
+                return  # a wake-up of the loop is on its way: it takes this one too
             self._outbox_scheduled = True
         try:
             self.run_sync_soon(self._spawn_all)
@@ -230,7 +239,6 @@ class Portal:
                 self._outbox.clear()
                 self._outbox_scheduled = False
             raise
-        return call
 
     def _spawn_all(self) -> None:
         with self._outbox_lock:
@@ -273,7 +281,8 @@ class Portal:
         what.cancelled = True
 
         def cancel() -> None:
-            # A call's scope is its runner's: once the call has ended it belongs to the next.
+            # A call's scope is its runner's, and the call's only while it runs (the runner
+            # clears ``scope`` after it): it must not reach the runner's next call.
             if what.scope is not None and not (isinstance(what, Call) and what.outcome.done):
                 what.scope.cancel()
 
