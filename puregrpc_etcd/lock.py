@@ -49,8 +49,9 @@ T = TypeVar("T")
 #: The longest releasing a lock may take when leaving (or ``release()`` without a timeout):
 #: deleting its key and then revoking its session lease share it.
 CLEANUP_TIMEOUT = 5.0
-#: What a lock's session lease still gets when its key's clean-up used up the bound: one try.
-_LAST_TRY = 0.05
+#: What a lock's session lease keeps of the bound for itself (at most half of it): revoking it
+#: also deletes the key, so it is the second chance of a key whose deletion timed out.
+_LEASE_SHARE = 1.0
 
 
 @dataclass(frozen=True)
@@ -101,11 +102,14 @@ class Lock:
         # leaving (or closing the client) must not wait the key's bound and then the lease's.
         limit = check_timeout(timeout) or CLEANUP_TIMEOUT
         deadline = trio.current_time() + limit
+        kept = min(_LEASE_SHARE, limit / 2) if self._session is not None else 0.0
         removed = False
         if not self.lost.is_set():  # else the key went with its lease
-            removed = await remove_quietly(self._client, self.key, timeout=limit, on_exit=on_exit)
+            removed = await remove_quietly(
+                self._client, self.key, timeout=limit - kept, on_exit=on_exit
+            )
         if self._session is not None:
-            left = max(deadline - trio.current_time(), _LAST_TRY)
+            left = max(deadline - trio.current_time(), 0.01)
             await self._client._close_lease(self._session, limit=left)
         return removed
 

@@ -102,10 +102,6 @@ class _Running:
             # it (and the iterators of ``watch()`` end, raising it, instead of waiting for ever).
             _safe_callback(self.callback, ClientClosedError("the client is closed"))
 
-    def close_by_client(self) -> None:
-        self.client_closed = True
-        self.close()
-
     def close(self) -> None:
         self.cancelled.set()
         with self.lock:
@@ -124,10 +120,9 @@ class _Failed:
     def __init__(self, error: BaseException, callback: Callback) -> None:
         self.thread = threading.Thread(target=_safe_callback, args=(callback, error), daemon=True)
 
-    def close(self) -> None:
-        pass
+    client_closed = False  # (nothing runs to tell the callback)
 
-    def close_by_client(self) -> None:
+    def close(self) -> None:
         pass
 
 
@@ -139,6 +134,7 @@ class Watcher:
         self.timeout = timeout
         self._lock = threading.Lock()
         self._watches: dict[int, _Running | _Failed] = {}
+        self._closing: dict[int, _Running | _Failed] = {}  # those close() ends
         self._ids = itertools.count(1)
 
     def add_callback(  # noqa: PLR0917 - python-etcd3's signature
@@ -205,6 +201,10 @@ class Watcher:
         """Stop the watch ``watch_id``; its callback is not called after this returns."""
         with self._lock:
             watch = self._watches.pop(watch_id, None)
+            if watch is None:  # the client is closing it: no ClientClosedError for it now
+                watch = self._closing.get(watch_id)
+                if watch is not None:
+                    watch.client_closed = False
         if watch is not None:
             watch.close()
 
@@ -212,10 +212,12 @@ class Watcher:
         """End every watch (the client closes): each callback then gets a
         ``ClientClosedError``, as python-etcd3's get the error of the closed channel."""
         with self._lock:
-            watches = list(self._watches.values())
-            self._watches.clear()
+            self._closing, self._watches = self._watches, {}
+            watches = list(self._closing.values())
+            for watch in watches:  # set here, under the lock a racing cancel() takes
+                watch.client_closed = True
         for watch in watches:
-            watch.close_by_client()
+            watch.close()
 
 
 def _safe_callback(callback: Callback, response_or_err: Any) -> None:
