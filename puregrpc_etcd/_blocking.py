@@ -125,7 +125,8 @@ class HeldFace(_face.Wrapping[W], BlockingFace):
 class IteratorFace(BlockingFace, Generic[T]):
     """The face of a trio async iterator (``_target``): ``for item in face``. Each ``for`` is a
     loop over it, not its owner: leaving one leaves the iterator open for the next (as ``async
-    for`` on trio); it ends with its ``with`` block, its ``close()``, or once dropped."""
+    for`` on trio); it ends with its ``with`` block or its ``close()`` (an observer also once
+    dropped; a watcher only with its watch's ``with`` block)."""
 
     __slots__ = ()
 

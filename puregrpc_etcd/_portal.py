@@ -37,9 +37,9 @@ __all__ = ["CANCEL_WAIT", "CLOSE_WAIT", "Portal", "wait"]
 
 #: How long leaving waits for a cancelled call to end on the trio side (Ctrl-C, task cancel).
 CANCEL_WAIT = 5.0
-#: How long closing a client (and interpreter exit) waits for its thread: the close-time jobs
-#: (revoking leases, deleting lock keys) are bounded by the client's own clean-up bound, 5 s
-#: per held lock or lease (``lock.CLEANUP_TIMEOUT``).
+#: How long closing a client (and interpreter exit) waits for its thread: held locks and leases
+#: are released together within ``lock.CLEANUP_TIMEOUT`` (5 s), then each close-time job of the
+#: client (revoking its leases...) within ``_caller.CLOSER_TIMEOUT`` (2 s).
 CLOSE_WAIT = 10.0
 
 _live_portals: weakref.WeakSet[Portal] = weakref.WeakSet()

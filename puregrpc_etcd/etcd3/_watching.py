@@ -54,8 +54,9 @@ class WatchMethods:
         """Watch a key (``key, callback, range_end=None, start_revision=None,
         progress_notify=False, filters=None, prev_kv=False``) and call ``callback`` with each
         ``WatchResponse`` (or once with the exception that ended the watch); returns the watch
-        id. ``ConnectionFailedError`` if no member can be reached, ``WatchTimedOut`` if the
-        watch is not created within the client's timeout."""
+        id. ``ConnectionFailedError`` if no member can be reached (``NoServerAvailableError``
+        with ``failover=True``), ``WatchTimedOut`` if the watch is not created in time (see
+        ``Watcher.add_callback``)."""
         return self.watcher.add_callback(*args, **kwargs)
 
     def add_watch_prefix_callback(

@@ -150,8 +150,9 @@ class Watcher:
         """Watch ``key`` (or ``[key, range_end)``) and call ``callback(WatchResponse)`` from a
         thread for each batch of events, or ``callback(exception)`` once if the watch fails.
         Returns the watch id for ``cancel``. Raises ``ConnectionFailedError`` when no member
-        can be reached, ``WatchTimedOut`` when the watch is not created within the client's
-        timeout."""
+        can be reached (``NoServerAvailableError`` with ``failover=True``), ``WatchTimedOut``
+        when the watch is not created in time (one read to check the member, then the watch:
+        each within the client's timeout)."""
         self._check_reachable(key)
         filters = set(filters or ())
         context = self._client._native.watch(
