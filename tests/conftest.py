@@ -6,8 +6,16 @@ of ``tests/support`` (on pytest's ``pythonpath``), loaded here:
   ``cli`` and ``prefix``.
 - ``interop_fixtures``: the grpcio servers of the transport's interop tests and a ``channel``.
 - ``etcd3_suite_shim``: what runs python-etcd3's vendored test suite against our drop-in.
+- ``child_signals``: the processes the tests start get Ctrl-C, even when pytest runs in a
+  background job (which starts with SIGINT ignored).
 
 Tests of time logic run on trio's virtual clock: pytest-trio's ``autojump_clock`` fixture.
 """
 
-pytest_plugins = ["trio_time_bound", "etcd_fixtures", "interop_fixtures", "etcd3_suite_shim"]
+pytest_plugins = [
+    "trio_time_bound",
+    "etcd_fixtures",
+    "interop_fixtures",
+    "etcd3_suite_shim",
+    "child_signals",
+]
