@@ -122,10 +122,16 @@ class Portal:
         if idle:  # hand it to a parked runner: cheaper than starting a task per call
             trio.lowlevel.reschedule(idle.pop(), Value(call))
         else:
-            self._calls.start_soon(self._runner, call)
+            self._calls.start_soon(self._runner, [call])
 
-    async def _runner(self, call: Call) -> None:
-        """Run calls one after the other; between them, park among the idle runners."""
+    async def _runner(self, first: list[Call]) -> None:
+        """Run calls one after the other; between them, park among the idle runners.
+
+        The first call comes in a list that is emptied: older trio (0.25, the oldest allowed) reads
+        frames' ``f_locals`` (its Ctrl-C protection), and on Python < 3.13 that keeps a copy of the
+        arguments with the parked runner's frame, which would keep the first call (and what
+        it refers to, an observer...) alive."""
+        call = first.pop()
         idle = self._idle
         task = trio.lowlevel.current_task()
 
